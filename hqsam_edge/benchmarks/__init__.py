@@ -1,0 +1,1 @@
+"""Benchmark harness and the reproduction of the HQ-SAM paper's Table 10."""

@@ -1,0 +1,122 @@
+"""The ``hqsam-edge`` command line (typer). Each command parses options and calls the library.
+
+Errors of ours (``HQSamEdgeError``) become one line on stderr and a non-zero
+exit code; heavy modules are imported inside the commands.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import warnings
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .errors import HQSamEdgeError
+
+app = typer.Typer(
+    name="hqsam-edge",
+    help="HQ-SAM from PyTorch checkpoints to verified ONNX / TensorRT deployments.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _fail(message: str, code: int) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def cli_errors(fn):
+    """Turn our errors (and a few OS ones) into one line on stderr and an exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.showwarning = lambda msg, *a, **k: typer.echo(f"warning: {msg}", err=True)
+            try:
+                return fn(*args, **kwargs)
+            except HQSamEdgeError as exc:
+                _fail(str(exc), exc.exit_code)
+            except KeyboardInterrupt:
+                _fail("interrupted", 130)
+            except MemoryError:
+                _fail("out of memory; try a smaller backbone or fewer prompts per call", 1)
+
+    return wrapper
+
+
+BackboneOpt = typer.Option("vit_tiny", "--backbone", "-b", help="vit_tiny (Light HQ-SAM / MobileSAM), vit_b, vit_l, vit_h")
+VariantOpt = typer.Option("hq", "--variant", help="hq (HQ-SAM) or sam (plain SAM / MobileSAM)")
+
+
+@app.command()
+@cli_errors
+def info(params: bool = typer.Option(False, "--params", help="Also print parameter sizes next to the paper's Table 10.")):
+    """Versions, usable backends and devices (and why a backend is not usable)."""
+    from .runtime import environment as env
+
+    for key, value in env.platform_summary().items():
+        typer.echo(f"{key:<18}{value}")
+    for name, version in env.library_versions().items():
+        typer.echo(f"{name:<18}{version or 'not installed'}")
+    typer.echo("backends:")
+    for status in env.backend_statuses():
+        typer.echo(f"  {status.name:<12}{'yes' if status.usable else 'no '}  {status.detail}")
+    if params:
+        from .benchmarks.params import format_param_table, param_table
+
+        typer.echo("\nParameters (MiB of fp32) vs HQ-SAM paper Table 10:")
+        typer.echo(format_param_table(param_table()))
+
+
+@app.command()
+@cli_errors
+def download(
+    backbone: str = BackboneOpt,
+    variant: str = VariantOpt,
+    dest: Optional[Path] = typer.Option(None, "--dest", help="Folder (default: $HQSAM_EDGE_HOME or ~/.cache/hqsam-edge)."),
+    url: Optional[str] = typer.Option(None, "--url", help="Download from this address instead (a mirror)."),
+    sha256: Optional[str] = typer.Option(None, "--sha256", help="Expected sha256 when --url is used."),
+):
+    """Download an official checkpoint, with resume and a sha256 check."""
+    from .model.download import download_checkpoint
+
+    path = download_checkpoint(backbone, variant, dest, url=url, sha256=sha256, progress=sys.stderr.isatty())
+    typer.echo(str(path))
+
+
+@app.command()
+@cli_errors
+def predict(
+    folder: Optional[Path] = typer.Argument(None, help="Artifact folder from `hqsam-edge export` (else use --checkpoint / --random-weights)."),
+    image: Path = typer.Option(..., "--image", "-i", help="Image file (any format Pillow reads)."),
+    box: list[str] = typer.Option([], "--box", help="x0,y0,x1,y1 in pixels; repeat for one mask per box."),
+    point: list[str] = typer.Option([], "--point", help="x,y[,label] in pixels (label 1 fg, 0 bg); repeat."),
+    out: Path = typer.Option(..., "--out", "-o", help="Mask PNG to write (0/255, union of the masks)."),
+    overlay: Optional[Path] = typer.Option(None, "--overlay", help="Also write the image with the masks blended in."),
+    backbone: str = BackboneOpt,
+    variant: str = VariantOpt,
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", "-c", help="Official .pth checkpoint."),
+    random_weights: bool = typer.Option(False, "--random-weights", help="No checkpoint: random weights (for speed tests)."),
+    backend: str = typer.Option("auto", "--backend", help="auto, torch, onnxruntime or tensorrt."),
+    precision: Optional[str] = typer.Option(None, "--precision", help="fp32, fp16 or int8 (artifact variants)."),
+    multimask: bool = typer.Option(False, "--multimask", help="Let SAM pick the best of three masks."),
+):
+    """Segment an image from box and point prompts and write the mask."""
+    from .runtime.files import predict_to_files
+    from .runtime.open import open_predictor
+
+    predictor = open_predictor(folder, backend=backend, precision=precision, backbone=backbone, variant=variant,
+                               checkpoint=checkpoint, random_weights=random_weights)
+    result = predict_to_files(predictor, image, boxes=box, points=point, out=out, overlay=overlay,
+                              multimask_output=multimask)
+    typer.echo(result.summary())
+
+
+def main() -> None:  # pragma: no cover - console entry
+    app()

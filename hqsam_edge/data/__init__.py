@@ -1,0 +1,1 @@
+"""Image and prompt transforms; HQSeg-44K data sets; prompt sampling."""

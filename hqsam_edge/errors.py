@@ -1,0 +1,44 @@
+"""The exception types of hqsam-edge.
+
+Every error a user can cause (a bad file, a wrong option, a missing optional
+dependency) is one of these. Messages say what is wrong and how to fix it; the
+CLI prints ``str(error)`` as one line and exits non-zero.
+"""
+
+from __future__ import annotations
+
+
+class HQSamEdgeError(Exception):
+    """Base class: a user-facing error with a message that says how to fix it."""
+
+    exit_code = 1
+
+
+class UsageError(HQSamEdgeError, ValueError):
+    """An option or argument that cannot be used (unknown backbone, bad prompt...)."""
+
+    exit_code = 2
+
+
+class CheckpointError(HQSamEdgeError):
+    """A checkpoint that is missing, corrupt, or made for another model."""
+
+
+class DownloadError(HQSamEdgeError):
+    """A download that failed or produced a file whose checksum does not match."""
+
+
+class ImageError(HQSamEdgeError):
+    """An image that cannot be read or is not an RGB picture."""
+
+
+class ArtifactError(HQSamEdgeError):
+    """An artifact folder that is missing, incomplete, or inconsistent with its manifest."""
+
+
+class BackendUnavailableError(HQSamEdgeError):
+    """A runtime backend whose libraries or device are not present on this machine."""
+
+
+class ParityError(HQSamEdgeError):
+    """An exported or converted graph whose outputs miss the reference by more than allowed."""

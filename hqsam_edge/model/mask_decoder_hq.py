@@ -1,0 +1,112 @@
+"""HQ-SAM's mask decoder: SAM's decoder plus the HQ output token and feature fusion.
+
+Parameter names equal the official ``MaskDecoderHQ`` (``hf_token``,
+``hf_mlp``, ``compress_vit_feat``, ``embedding_encoder``,
+``embedding_maskfeature``), so ``sam_hq_vit_*.pth`` load unchanged.
+
+Unlike the official module, the global-local fusion that only depends on the
+image (``fuse_features``) is split from the per-prompt part, so deployments
+compute it once per image in the encoder graph.
+"""
+
+from __future__ import annotations
+
+import torch
+from segment_anything.modeling.common import LayerNorm2d
+from segment_anything.modeling.mask_decoder import MLP
+from torch import nn
+
+from .mask_decoder import MaskDecoder
+
+
+class MaskDecoderHQ(MaskDecoder):
+    """SAM decoder + HQ output token.
+
+    Arguments (keyword-only) are SAM's ``MaskDecoder`` ones plus ``vit_dim``,
+    the channel count of the early encoder feature (768/1024/1280 for
+    ViT-B/L/H, 160 for TinyViT).
+    """
+
+    is_hq = True
+
+    def __init__(self, *, vit_dim: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        dim = self.transformer_dim
+        self.hf_token = nn.Embedding(1, dim)
+        self.hf_mlp = MLP(dim, dim, dim // 8, 3)
+        self.compress_vit_feat = nn.Sequential(
+            nn.ConvTranspose2d(vit_dim, dim, kernel_size=2, stride=2),
+            LayerNorm2d(dim),
+            nn.GELU(),
+            nn.ConvTranspose2d(dim, dim // 8, kernel_size=2, stride=2),
+        )
+        self.embedding_encoder = nn.Sequential(
+            nn.ConvTranspose2d(dim, dim // 4, kernel_size=2, stride=2),
+            LayerNorm2d(dim // 4),
+            nn.GELU(),
+            nn.ConvTranspose2d(dim // 4, dim // 8, kernel_size=2, stride=2),
+        )
+        self.embedding_maskfeature = nn.Sequential(
+            nn.Conv2d(dim // 8, dim // 4, 3, 1, 1),
+            LayerNorm2d(dim // 4),
+            nn.GELU(),
+            nn.Conv2d(dim // 4, dim // 8, 3, 1, 1),
+        )
+
+    def fuse_features(self, image_embeddings: torch.Tensor, early_feature: torch.Tensor | None) -> torch.Tensor:
+        """Global-local fusion, once per image.
+
+        ``image_embeddings`` ``[B,256,64,64]`` and the early ViT feature
+        ``[B,vit_dim,64,64]`` -> HQ features ``[B,32,256,256]``.
+        """
+        if early_feature is None:
+            raise ValueError("HQ-SAM needs the early encoder feature; build the encoder with early_block set")
+        return self.embedding_encoder(image_embeddings) + self.compress_vit_feat(early_feature)
+
+    def predict_masks(  # type: ignore[override]
+        self,
+        image_embeddings: torch.Tensor,
+        image_pe: torch.Tensor,
+        sparse_prompt_embeddings: torch.Tensor,
+        dense_prompt_embeddings: torch.Tensor,
+        hq_features: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits ``[P, 5, 256, 256]`` (4 SAM tokens, then the HQ token) and IoU ``[P, 4]``."""
+        if hq_features is None:
+            raise ValueError("MaskDecoderHQ.predict_masks needs hq_features (see fuse_features)")
+        output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight, self.hf_token.weight], dim=0)
+        iou_token_out, mask_tokens_out, upscaled_sam = self.run_transformer(
+            image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings, output_tokens
+        )
+        upscaled_hq = self.embedding_maskfeature(upscaled_sam) + hq_features
+        n_sam = self.num_mask_tokens
+        hyper_sam = torch.stack(
+            [mlp(mask_tokens_out[:, i, :]) for i, mlp in enumerate(self.output_hypernetworks_mlps)], dim=1
+        )
+        hyper_hq = self.hf_mlp(mask_tokens_out[:, n_sam, :]).unsqueeze(1)
+        b, c, h, w = upscaled_sam.shape
+        masks_sam = (hyper_sam @ upscaled_sam.reshape(b, c, h * w)).reshape(b, -1, h, w)
+        masks_hq = (hyper_hq @ upscaled_hq.reshape(b, c, h * w)).reshape(b, -1, h, w)
+        return torch.cat([masks_sam, masks_hq], dim=1), self.iou_prediction_head(iou_token_out)
+
+    def select_masks(
+        self, masks: torch.Tensor, iou_pred: torch.Tensor, multimask_output: bool, hq_token_only: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One mask per prompt, as the official HQ-SAM returns.
+
+        SAM's token 0 (or, with ``multimask_output``, the best of tokens 1..3
+        by predicted IoU) plus the HQ logits (error correction); with
+        ``hq_token_only`` the HQ logits alone. The IoU is SAM's.
+        """
+        n_sam = self.num_mask_tokens
+        if multimask_output:
+            iou_pred, best = torch.max(iou_pred[:, 1:n_sam], dim=1, keepdim=True)
+            index = (best + 1)[:, :, None, None].expand(-1, -1, masks.shape[2], masks.shape[3])
+            masks_sam = torch.gather(masks, 1, index)
+        else:
+            iou_pred = iou_pred[:, 0:1]
+            masks_sam = masks[:, 0:1]
+        masks_hq = masks[:, n_sam : n_sam + 1]
+        if hq_token_only:
+            return masks_hq, iou_pred
+        return masks_sam + masks_hq, iou_pred

@@ -1,0 +1,1 @@
+"""Runtime backends (torch, onnxruntime, tensorrt + pycuda) behind one ``Predictor``."""

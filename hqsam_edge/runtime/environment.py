@@ -1,0 +1,97 @@
+"""What this machine can run: library versions, backends, devices, and why not.
+
+Everything is probed lazily and defensively: a missing optional library is a
+row saying so (with the install hint), never an import error.
+"""
+
+from __future__ import annotations
+
+import importlib
+import platform
+import sys
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class BackendStatus:
+    name: str
+    usable: bool
+    detail: str  # version and devices when usable, else why not and how to fix
+
+
+TENSORRT_HINT = (
+    "install the extra: pip install 'hqsam-edge[tensorrt]' (x86_64 with an NVIDIA driver); on Jetson use "
+    "JetPack's python3-libnvinfer in a venv made with --system-site-packages and build pycuda "
+    "against /usr/local/cuda"
+)
+
+
+def _version(module: str) -> str | None:
+    try:
+        mod = importlib.import_module(module)
+    except Exception:  # noqa: BLE001 - any import failure means "not usable"
+        return None
+    return str(getattr(mod, "__version__", "?"))
+
+
+def torch_status() -> BackendStatus:
+    import torch
+
+    if torch.cuda.is_available():
+        names = ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
+        return BackendStatus("torch", True, f"torch {torch.__version__}; CPU and CUDA ({names})")
+    why = "no CUDA device visible" if torch.version.cuda else "CPU-only build of torch"
+    return BackendStatus("torch", True, f"torch {torch.__version__}; CPU only ({why})")
+
+
+def onnxruntime_status() -> BackendStatus:
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return BackendStatus("onnxruntime", False, "onnxruntime is not installed: pip install onnxruntime")
+    providers = ort.get_available_providers()
+    return BackendStatus("onnxruntime", True, f"onnxruntime {ort.__version__}; providers {', '.join(providers)}")
+
+
+def tensorrt_status() -> BackendStatus:
+    try:
+        import tensorrt as trt
+    except ImportError as exc:
+        return BackendStatus("tensorrt", False, f"TensorRT is not installed ({exc}); {TENSORRT_HINT}")
+    except Exception as exc:  # noqa: BLE001 - a broken install says why
+        return BackendStatus("tensorrt", False, f"TensorRT failed to import: {exc}")
+    try:
+        import pycuda.driver as cuda
+
+        cuda.init()
+        count = cuda.Device.count()
+    except ImportError:
+        return BackendStatus("tensorrt", False, f"TensorRT {trt.__version__} found, but pycuda is not: {TENSORRT_HINT}")
+    except Exception as exc:  # noqa: BLE001 - no driver, no device
+        return BackendStatus("tensorrt", False, f"TensorRT {trt.__version__} found, but no CUDA device: {exc}")
+    if count == 0:
+        return BackendStatus("tensorrt", False, f"TensorRT {trt.__version__} found, but no CUDA device")
+    names = ", ".join(cuda.Device(i).name() for i in range(count))
+    return BackendStatus("tensorrt", True, f"TensorRT {trt.__version__}; {names}")
+
+
+def backend_statuses() -> list[BackendStatus]:
+    return [torch_status(), onnxruntime_status(), tensorrt_status()]
+
+
+def library_versions() -> dict[str, str | None]:
+    mods = ["hqsam_edge", "torch", "torchvision", "segment_anything", "numpy", "onnx", "onnxruntime",
+            "polygraphy", "tensorrt", "pycuda"]
+    versions = {m: _version(m) for m in mods}
+    if versions["segment_anything"] == "?":
+        versions["segment_anything"] = "installed"
+    return versions
+
+
+def platform_summary() -> dict[str, str]:
+    return {
+        "python": sys.version.split()[0],
+        "machine": platform.machine(),
+        "system": f"{platform.system()} {platform.release()}",
+        "processor": platform.processor() or "?",
+    }

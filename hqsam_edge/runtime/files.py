@@ -1,0 +1,133 @@
+"""Prompts from strings, masks and overlays to files: what ``hqsam-edge predict`` needs.
+
+Files are written to a temporary name beside the target and renamed, so a
+failure never leaves a half-written file.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ..data.transforms import load_image
+from ..errors import UsageError
+from .predictor import Predictor
+
+_COLORS = np.array(
+    [[30, 144, 255], [255, 99, 71], [50, 205, 50], [255, 215, 0], [186, 85, 211], [0, 206, 209]], np.float32
+)
+
+
+def _numbers(text: str, what: str, example: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.replace(" ", "").split(",")]
+    except ValueError:
+        raise UsageError(f"cannot read {what} {text!r}: expected numbers like {example}") from None
+    if not all(np.isfinite(values)):
+        raise UsageError(f"{what} {text!r} must hold finite numbers")
+    return values
+
+
+def parse_box(text: str) -> list[float]:
+    """``"x0,y0,x1,y1"`` -> 4 floats."""
+    values = _numbers(text, "box", "10,20,300,400")
+    if len(values) != 4:
+        raise UsageError(f"a box takes 4 numbers x0,y0,x1,y1; got {text!r}")
+    return values
+
+
+def parse_point(text: str) -> tuple[float, float, int]:
+    """``"x,y"`` (foreground) or ``"x,y,label"`` with label 1 (foreground) or 0 (background)."""
+    values = _numbers(text, "point", "120,80 or 120,80,0")
+    if len(values) not in (2, 3):
+        raise UsageError(f"a point takes x,y or x,y,label; got {text!r}")
+    label = int(values[2]) if len(values) == 3 else 1
+    if len(values) == 3 and values[2] not in (0.0, 1.0):
+        raise UsageError(f"a point label is 1 (foreground) or 0 (background); got {text!r}")
+    return values[0], values[1], label
+
+
+def atomic_write(path: str | Path, write) -> Path:
+    """Call ``write(tmp_path)`` then rename onto ``path``; clear error if the folder is unusable."""
+    path = Path(path)
+    if not path.parent.exists():
+        raise UsageError(f"cannot write {path}: folder {path.parent} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def _save_png(path: str | Path, array: np.ndarray) -> Path:
+    return atomic_write(path, lambda tmp: Image.fromarray(array).save(tmp, format="PNG"))
+
+
+def overlay_image(image: np.ndarray, masks: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """Blend a colour per mask ``[K,H,W]`` over ``image`` ``HxWx3``."""
+    out = image.astype(np.float32)
+    for k, mask in enumerate(masks):
+        color = _COLORS[k % len(_COLORS)]
+        out[mask] = (1 - alpha) * out[mask] + alpha * color
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class PredictResult:
+    masks: np.ndarray  # [K,H,W] bool
+    scores: np.ndarray  # [K]
+    out: Path
+    overlay: Path | None
+
+    def summary(self) -> str:
+        areas = ", ".join(f"{int(m.sum())} px (score {s:.3f})" for m, s in zip(self.masks, self.scores))
+        extra = f", overlay {self.overlay}" if self.overlay else ""
+        return f"wrote {self.out}{extra}: {len(self.masks)} mask(s): {areas}"
+
+
+def predict_to_files(
+    predictor: Predictor,
+    image_path: str | Path,
+    *,
+    boxes: Sequence[str] = (),
+    points: Sequence[str] = (),
+    out: str | Path,
+    overlay: str | Path | None = None,
+    multimask_output: bool = False,
+) -> PredictResult:
+    """Segment one image file from CLI-style prompt strings and write the mask PNG (0/255, union of
+    the masks) and optionally a colour overlay. Several boxes are decoded in one call."""
+    box_list = [parse_box(b) for b in boxes]
+    point_list = [parse_point(p) for p in points]
+    if not box_list and not point_list:
+        raise UsageError("give at least one prompt: --box x0,y0,x1,y1 or --point x,y[,label]")
+    if point_list and len(box_list) > 1:
+        raise UsageError("points combine with at most one box; use several --box alone for one mask per box")
+    image = load_image(str(image_path))
+    predictor.set_image(image)
+    coords = labels = None
+    if point_list:
+        coords = np.array([[(x, y) for x, y, _ in point_list]])
+        labels = np.array([[lab for _, _, lab in point_list]])
+    box_arr = np.array(box_list) if box_list else None
+    masks, scores, _ = predictor.predict_batch(coords, labels, box_arr, multimask_output=multimask_output)
+    if multimask_output and masks.shape[1] > 1:  # keep each prompt's best mask
+        best = scores.argmax(axis=1)
+        masks = masks[np.arange(len(masks)), best][:, None]
+        scores = scores[np.arange(len(scores)), best][:, None]
+    masks, scores = masks[:, 0], scores[:, 0]
+    out_path = _save_png(out, (masks.any(axis=0) * 255).astype(np.uint8))
+    overlay_path = _save_png(overlay, overlay_image(image, masks)) if overlay else None
+    return PredictResult(masks, scores, out_path, overlay_path)

@@ -1,0 +1,235 @@
+"""``Predictor``: SamPredictor's interface over any backend.
+
+Coordinates are pixels (x, y) of the original image, as in
+``segment_anything.SamPredictor``; returned masks are boolean at the original
+resolution. Pre- and post-processing (``hqsam_edge.data.transforms``) are the
+same for every backend.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..data import transforms as T
+from ..errors import UsageError
+from ..export import contract as C
+from .base import Backend
+
+
+class Predictor:
+    """Set an image once, then ask for masks from points, boxes or a mask.
+
+    Build with ``Predictor.from_model(model)`` (PyTorch) or
+    ``Predictor.from_artifacts(folder, backend="auto")`` (exported graphs).
+    """
+
+    mask_threshold = 0.0
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self.backend.activate()
+        self.reset_image()
+
+    # -- construction ---------------------------------------------------------
+    @classmethod
+    def from_model(cls, model: Any, *, device: str | None = None, precision: str = "fp32") -> Predictor:
+        """Wrap a ``hqsam_edge`` model (``build_model(...)``) in the torch backend."""
+        from .torch_backend import TorchBackend
+
+        return cls(TorchBackend(model, device=device, precision=precision))
+
+    @classmethod
+    def from_artifacts(cls, folder: str | Path, backend: str = "auto", precision: str | None = None) -> Predictor:
+        """Open an artifact folder written by ``hqsam-edge export`` / ``build``."""
+        from .open import open_backend
+
+        return cls(open_backend(folder, backend=backend, precision=precision))
+
+    # -- image ----------------------------------------------------------------
+    @property
+    def info(self):
+        return self.backend.info
+
+    @property
+    def is_image_set(self) -> bool:
+        return self._features is not None
+
+    def reset_image(self) -> None:
+        self._features: Any = None
+        self.original_size: tuple[int, int] | None = None
+        self.input_size: tuple[int, int] | None = None
+
+    def set_image(self, image: np.ndarray, image_format: str = "RGB") -> None:
+        """Encode an ``HxWx3`` uint8 image (RGB, or BGR with ``image_format="BGR"``)."""
+        if image_format not in ("RGB", "BGR"):
+            raise UsageError(f"image_format must be 'RGB' or 'BGR', not {image_format!r}")
+        image = T.check_rgb(image)
+        if image_format == "BGR":
+            image = image[..., ::-1]
+        tensor, input_size = T.preprocess_image(image, self.info.image_size)
+        self.reset_image()
+        self._features = self.backend.encode(tensor)
+        self.original_size = (int(image.shape[0]), int(image.shape[1]))
+        self.input_size = input_size
+
+    def get_image_features(self) -> dict[str, np.ndarray]:
+        """The encoder outputs for the current image (``image_embeddings``, ``hq_features``)."""
+        self._require_image()
+        return self.backend.features_to_numpy(self._features)
+
+    def _require_image(self) -> None:
+        if self._features is None:
+            raise UsageError("An image must be set with .set_image(...) before mask prediction.")
+
+    # -- prompts --------------------------------------------------------------
+    def _check_points(self, coords: np.ndarray, what: str) -> None:
+        h, w = self.original_size  # type: ignore[misc]
+        if not np.all(np.isfinite(coords)):
+            raise UsageError(f"{what} coordinates must be finite numbers")
+        outside = (coords[..., 0] < 0) | (coords[..., 0] > w) | (coords[..., 1] < 0) | (coords[..., 1] > h)
+        if np.any(outside):
+            bad = coords[outside][0]
+            raise UsageError(f"{what} ({bad[0]:g}, {bad[1]:g}) is outside the {w}x{h} image")
+
+    def _check_boxes(self, boxes: np.ndarray) -> None:
+        h, w = self.original_size  # type: ignore[misc]
+        if not np.all(np.isfinite(boxes)):
+            raise UsageError("box coordinates must be finite numbers")
+        for x0, y0, x1, y1 in boxes:
+            if x1 <= x0 or y1 <= y0:
+                raise UsageError(f"box ({x0:g},{y0:g},{x1:g},{y1:g}) is empty: x1 must exceed x0 and y1 exceed y0")
+            if x1 <= 0 or y1 <= 0 or x0 >= w or y0 >= h:
+                raise UsageError(f"box ({x0:g},{y0:g},{x1:g},{y1:g}) lies entirely outside the {w}x{h} image")
+
+    def encode_prompts(
+        self,
+        point_coords: np.ndarray | None = None,
+        point_labels: np.ndarray | None = None,
+        boxes: np.ndarray | None = None,
+        mask_input: np.ndarray | None = None,
+    ) -> dict[str, np.ndarray]:
+        """Prompts in original-image pixels -> decoder feeds for P prompts.
+
+        ``point_coords`` ``[P,N,2]`` with ``point_labels`` ``[P,N]``, and/or
+        ``boxes`` ``[P,4]`` (x0,y0,x1,y1); ``mask_input`` ``[P,1,256,256]``
+        logits from an earlier call. As in SAM, points come first and the box
+        corners after them (labels 2, 3); without a box a padding point
+        (label -1) is appended, which is what ``SamPredictor`` does.
+        """
+        self._require_image()
+        size = self.info.image_size
+        parts_c: list[np.ndarray] = []
+        parts_l: list[np.ndarray] = []
+        p = None
+        if point_coords is not None:
+            if point_labels is None:
+                raise UsageError("point_labels must be given with point_coords (1 foreground, 0 background)")
+            coords = np.asarray(point_coords, dtype=np.float64)
+            labels = np.asarray(point_labels, dtype=np.float32)
+            if coords.ndim != 3 or coords.shape[-1] != 2 or labels.shape != coords.shape[:2]:
+                raise UsageError(f"point_coords must be [P,N,2] and point_labels [P,N]; got {coords.shape}, {labels.shape}")
+            if not np.isin(labels, (0, 1)).all():
+                raise UsageError("point labels must be 1 (foreground) or 0 (background)")
+            self._check_points(coords, "point")
+            parts_c.append(T.apply_coords(coords, self.original_size, size))
+            parts_l.append(labels)
+            p = coords.shape[0]
+        if boxes is not None:
+            boxes = np.asarray(boxes, dtype=np.float64)
+            if boxes.ndim != 2 or boxes.shape[-1] != 4:
+                raise UsageError(f"boxes must be [K,4] (x0,y0,x1,y1); got shape {boxes.shape}")
+            self._check_boxes(boxes)
+            if p is not None and p != boxes.shape[0]:
+                raise UsageError(f"{p} point prompts but {boxes.shape[0]} boxes: give one box per point prompt")
+            p = boxes.shape[0]
+            parts_c.append(T.apply_coords(boxes.reshape(-1, 2, 2), self.original_size, size))
+            parts_l.append(np.tile(np.array([[C.LABEL_BOX_TOP_LEFT, C.LABEL_BOX_BOTTOM_RIGHT]], np.float32), (p, 1)))
+        if mask_input is not None:
+            mask_input = np.asarray(mask_input, dtype=np.float32)
+            if mask_input.ndim == 3:
+                mask_input = mask_input[None]
+            expected = C.MASK_INPUT.concrete(P=mask_input.shape[0])
+            if mask_input.shape != expected:
+                raise UsageError(f"mask_input must be [P,1,256,256] low-res logits; got {mask_input.shape}")
+            if p is not None and mask_input.shape[0] not in (1, p):
+                raise UsageError(f"{mask_input.shape[0]} masks for {p} prompts")
+        if p is None:
+            if mask_input is None:
+                raise UsageError("give at least one prompt: points, a box or a mask input")
+            p = mask_input.shape[0]
+        if boxes is None:
+            parts_c.append(np.zeros((p, 1, 2), np.float32))
+            parts_l.append(np.full((p, 1), C.LABEL_PAD, np.float32))
+        if mask_input is None:
+            masks = np.zeros(C.MASK_INPUT.concrete(P=p), np.float32)
+            has_mask = np.zeros((p,), np.float32)
+        else:
+            masks = np.array(np.broadcast_to(mask_input, C.MASK_INPUT.concrete(P=p)))
+            has_mask = np.ones((p,), np.float32)
+        return {
+            C.POINT_COORDS.name: np.concatenate(parts_c, axis=1).astype(np.float32),
+            C.POINT_LABELS.name: np.concatenate(parts_l, axis=1).astype(np.float32),
+            C.MASK_INPUT.name: masks,
+            C.HAS_MASK_INPUT.name: has_mask,
+        }
+
+    # -- prediction -----------------------------------------------------------
+    def predict_batch(
+        self,
+        point_coords: np.ndarray | None = None,
+        point_labels: np.ndarray | None = None,
+        boxes: np.ndarray | None = None,
+        mask_input: np.ndarray | None = None,
+        multimask_output: bool = False,
+        hq_token_only: bool | None = None,
+        return_logits: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """P prompts in one decoder call -> masks ``[P,M,H,W]``, scores ``[P,M]``, low-res ``[P,M,256,256]``."""
+        feeds = self.encode_prompts(point_coords, point_labels, boxes, mask_input)
+        hq_token_only = self.info.hq_token_only if hq_token_only is None else hq_token_only
+        out = self.backend.decode(self._features, feeds, multimask_output=multimask_output,
+                                  hq_token_only=hq_token_only)
+        low_res = out[C.LOW_RES_MASKS.name]
+        masks = T.postprocess_masks(low_res, self.input_size, self.original_size, self.info.image_size)
+        if not return_logits:
+            masks = masks > self.mask_threshold
+        return masks, out[C.IOU_PREDICTIONS.name], low_res
+
+    def predict(
+        self,
+        point_coords: np.ndarray | None = None,
+        point_labels: np.ndarray | None = None,
+        box: np.ndarray | None = None,
+        mask_input: np.ndarray | None = None,
+        multimask_output: bool = False,
+        return_logits: bool = False,
+        hq_token_only: bool | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One prompt, as ``SamPredictor.predict``.
+
+        ``point_coords`` ``[N,2]`` pixels with ``point_labels`` ``[N]``; ``box``
+        ``[4]`` (x0,y0,x1,y1); ``mask_input`` ``[1,256,256]`` logits from a
+        previous call. Returns masks ``[M,H,W]`` (bool), scores ``[M]`` and
+        low-res logits ``[M,256,256]``.
+        """
+        coords = None if point_coords is None else np.asarray(point_coords)[None]
+        labels = None if point_labels is None else np.asarray(point_labels)[None]
+        boxes = None if box is None else np.asarray(box, dtype=np.float64).reshape(1, 4)
+        masks = None if mask_input is None else np.asarray(mask_input, np.float32).reshape(1, 1, *np.shape(mask_input)[-2:])
+        m, s, lr = self.predict_batch(coords, labels, boxes, masks, multimask_output, hq_token_only, return_logits)
+        return m[0], s[0], lr[0]
+
+    def predict_boxes(
+        self,
+        boxes_xyxy: np.ndarray,
+        multimask_output: bool = False,
+        hq_token_only: bool | None = None,
+        return_logits: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """K boxes ``[K,4]`` in one decoder call -> masks ``[K,M,H,W]``, scores ``[K,M]``, low-res logits."""
+        return self.predict_batch(boxes=np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4),
+                                  multimask_output=multimask_output, hq_token_only=hq_token_only,
+                                  return_logits=return_logits)

@@ -1,0 +1,108 @@
+"""Shared fixtures: checkpoints in the official formats with random weights.
+
+No pretrained weights exist on the test machines, so the official builders
+(``segment_anything_hq``, the test oracle) make the models, their weights are
+perturbed with a fixed seed (so that zero-initialised parts such as TinyViT's
+attention biases matter), and the state dict is saved exactly as the
+published ``.pth`` files are.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+# Reduced ViT configurations: 4 blocks, global attention at 1 and 3 (early feature = block 1).
+REDUCED_DEPTH = 4
+VIT_DIMS = {"vit_b": (768, 12), "vit_l": (1024, 16), "vit_h": (1280, 16)}
+
+
+def randomize_(model: torch.nn.Module, seed: int) -> torch.nn.Module:
+    """Perturb every floating-point tensor of ``model`` in place, deterministically."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, t in model.state_dict().items():
+            if not t.dtype.is_floating_point:
+                continue
+            noise = torch.randn(t.shape, generator=g)
+            if name.endswith("running_var"):
+                t.copy_(0.5 + noise.abs())
+            elif name.endswith("running_mean"):
+                t.copy_(0.1 * noise)
+            else:
+                t.add_(0.05 * noise)
+    return model
+
+
+def official_model(backbone: str, variant: str, depth: int | None = None) -> torch.nn.Module:
+    """The reference model from ``segment_anything_hq`` (HQ) or its baseline builder (SAM)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import importlib
+
+        mod = importlib.import_module(
+            "segment_anything_hq.build_sam" if variant == "hq" else "segment_anything_hq.build_sam_baseline"
+        )
+    if backbone == "vit_tiny":
+        return mod.build_sam_vit_t()
+    dim, heads = VIT_DIMS[backbone]
+    if depth is None:
+        return {"vit_b": mod.build_sam_vit_b, "vit_l": mod.build_sam_vit_l, "vit_h": mod.build_sam_vit_h}[backbone]()
+    return mod._build_sam(
+        encoder_embed_dim=dim,
+        encoder_depth=depth,
+        encoder_num_heads=heads,
+        encoder_global_attn_indexes=list(range(1, depth, 2)),
+    )
+
+
+def reduced_spec(backbone: str, depth: int | None):
+    from hqsam_edge.model.build import backbone_spec
+
+    spec = backbone_spec(backbone)
+    return spec if depth is None else spec.reduced(depth)
+
+
+def load_official(backbone: str, variant: str, path: Path, depth: int | None = None) -> torch.nn.Module:
+    """The oracle with ``path`` loaded strictly; ``.eval()`` after loading refreshes TinyViT's bias cache."""
+    model = official_model(backbone, variant, depth)
+    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True), strict=True)
+    return model.eval()
+
+
+_CACHE: dict[tuple, Path] = {}
+
+
+@pytest.fixture(scope="session")
+def make_checkpoint(tmp_path_factory):
+    """``make_checkpoint(backbone, variant, depth=None, seed=0)`` -> path of an official-format .pth."""
+
+    def make(backbone: str, variant: str = "hq", depth: int | None = None, seed: int = 0) -> Path:
+        key = (backbone, variant, depth, seed)
+        if key not in _CACHE:
+            model = randomize_(official_model(backbone, variant, depth), seed)
+            path = tmp_path_factory.mktemp("ckpt") / f"{variant}_{backbone}_d{depth}_s{seed}.pth"
+            torch.save(model.state_dict(), path)
+            _CACHE[key] = path
+        return _CACHE[key]
+
+    return make
+
+
+def test_image(h: int = 480, w: int = 640, seed: int = 0) -> np.ndarray:
+    """A deterministic RGB image with structure (gradients, a disc, thin lines) and noise."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    img = np.stack([xx * 255 / w, yy * 255 / h, ((xx + yy) % 64) * 4], axis=-1)
+    disc = (xx - w * 0.6) ** 2 + (yy - h * 0.45) ** 2 < (min(h, w) * 0.2) ** 2
+    img[disc] = [230, 40, 40]
+    img[:, ::37] = 20
+    img = img + rng.normal(0, 8, img.shape)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+test_image.__test__ = False  # not a test
