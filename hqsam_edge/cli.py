@@ -92,6 +92,31 @@ def download(
 
 @app.command()
 @cli_errors
+def export(
+    backbone: str = BackboneOpt,
+    variant: str = VariantOpt,
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", "-c", help="Official .pth checkpoint."),
+    random_weights: bool = typer.Option(False, "--random-weights", help="No checkpoint: random weights (seeded)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Artifact folder (default build/<variant>_<backbone>)."),
+    opset: int = typer.Option(17, "--opset", help="ONNX opset (17 or newer)."),
+    hq_token_only: bool = typer.Option(False, "--hq-token-only", help="Decoder returns the HQ token's mask alone."),
+    multimask: bool = typer.Option(False, "--multimask", help="Decoder picks SAM's best of three masks (HQ: + HQ logits)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing artifact folder."),
+):
+    """Export the encoder and decoder ONNX graphs, verified against PyTorch, with a manifest."""
+    from .export.onnx_export import ExportSpec, export_artifacts
+
+    spec = ExportSpec(backbone=backbone, variant=variant, checkpoint=None if checkpoint is None else str(checkpoint),
+                      random_weights=random_weights, out=None if out is None else str(out), opset=opset,
+                      hq_token_only=hq_token_only, multimask_output=multimask, overwrite=overwrite)
+    manifest = export_artifacts(spec)
+    worst = max(v for graph in ("box", "8_boxes") for k, v in manifest.parity["decoder"][graph].items() if "rel" in k)
+    typer.echo(f"wrote {spec.out_dir}: encoder.onnx, decoder.onnx, manifest.json "
+               f"(ONNX Runtime vs PyTorch: max relative logit error {worst:.1e})")
+
+
+@app.command()
+@cli_errors
 def predict(
     folder: Optional[Path] = typer.Argument(None, help="Artifact folder from `hqsam-edge export` (else use --checkpoint / --random-weights)."),
     image: Path = typer.Option(..., "--image", "-i", help="Image file (any format Pillow reads)."),
@@ -105,7 +130,7 @@ def predict(
     random_weights: bool = typer.Option(False, "--random-weights", help="No checkpoint: random weights (for speed tests)."),
     backend: str = typer.Option("auto", "--backend", help="auto, torch, onnxruntime or tensorrt."),
     precision: Optional[str] = typer.Option(None, "--precision", help="fp32, fp16 or int8 (artifact variants)."),
-    multimask: bool = typer.Option(False, "--multimask", help="Let SAM pick the best of three masks."),
+    multimask: Optional[bool] = typer.Option(None, "--multimask/--single-mask", help="SAM's three masks (keep the best) or one; default: as exported."),
 ):
     """Segment an image from box and point prompts and write the mask."""
     from .runtime.files import predict_to_files

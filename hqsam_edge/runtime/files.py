@@ -105,7 +105,7 @@ def predict_to_files(
     points: Sequence[str] = (),
     out: str | Path,
     overlay: str | Path | None = None,
-    multimask_output: bool = False,
+    multimask_output: bool | None = None,
 ) -> PredictResult:
     """Segment one image file from CLI-style prompt strings and write the mask PNG (0/255, union of
     the masks) and optionally a colour overlay. Several boxes are decoded in one call."""
@@ -123,7 +123,7 @@ def predict_to_files(
         labels = np.array([[lab for _, _, lab in point_list]])
     box_arr = np.array(box_list) if box_list else None
     masks, scores, _ = predictor.predict_batch(coords, labels, box_arr, multimask_output=multimask_output)
-    if multimask_output and masks.shape[1] > 1:  # keep each prompt's best mask
+    if masks.shape[1] > 1:  # keep each prompt's best mask
         best = scores.argmax(axis=1)
         masks = masks[np.arange(len(masks)), best][:, None]
         scores = scores[np.arange(len(scores)), best][:, None]

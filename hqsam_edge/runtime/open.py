@@ -5,7 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import UsageError
+from .base import Backend, ModelInfo
 from .predictor import Predictor
+
+BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
 
 
 def model_from_options(backbone: str, variant: str, checkpoint: str | Path | None, random_weights: bool):
@@ -17,6 +20,64 @@ def model_from_options(backbone: str, variant: str, checkpoint: str | Path | Non
     if checkpoint is not None and random_weights:
         raise UsageError("--checkpoint and --random-weights exclude each other")
     return build_model(backbone, variant, checkpoint)
+
+
+def _torch_from_manifest(manifest, precision: str | None) -> Backend:
+    """Rebuild the exported model in PyTorch: from its checkpoint, or its random-weight seed."""
+    import torch
+
+    from ..errors import ArtifactError
+    from ..model import build_model
+    from ..model.checkpoint import sha256_file
+    from .torch_backend import TorchBackend
+
+    if manifest.checkpoint is not None:
+        path = Path(manifest.checkpoint)
+        if not path.is_file() or sha256_file(path) != manifest.checkpoint_sha256:
+            raise ArtifactError(f"--backend torch needs the exported checkpoint {path}, which is missing or changed")
+        model = build_model(manifest.backbone, manifest.variant, path)
+    else:
+        torch.manual_seed(manifest.random_seed or 0)
+        model = build_model(manifest.backbone, manifest.variant)
+    info = ModelInfo(manifest.backbone, manifest.variant, manifest.image_size, manifest.multimask_output,
+                     manifest.hq_token_only)
+    return TorchBackend(model, precision=precision or "fp32", info=info)
+
+
+def open_backend(folder: str | Path, *, backend: str = "auto", precision: str | None = None) -> Backend:
+    """The backend for an artifact folder, as its manifest describes it."""
+    from ..export.manifest import read_manifest
+
+    if backend not in BACKENDS:
+        raise UsageError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    info = ModelInfo(manifest.backbone, manifest.variant, manifest.image_size, manifest.multimask_output,
+                     manifest.hq_token_only)
+    if backend == "auto":
+        from .environment import tensorrt_status
+
+        has_engine = any(a.backend == "tensorrt" and precision in (None, a.precision) for a in manifest.artifacts)
+        backend = "tensorrt" if has_engine and tensorrt_status().usable else "onnxruntime"
+    if backend == "torch":
+        return _torch_from_manifest(manifest, precision)
+    if backend == "tensorrt":
+        from .environment import tensorrt_status
+
+        status = tensorrt_status()
+        if not status.usable:
+            from ..errors import BackendUnavailableError
+
+            raise BackendUnavailableError(f"--backend tensorrt is not usable here: {status.detail}")
+        manifest.find("tensorrt", precision)
+        from ..errors import BackendUnavailableError
+
+        raise BackendUnavailableError("this hqsam-edge has no TensorRT runtime yet; use --backend onnxruntime")
+    artifact = manifest.find("onnxruntime", precision)
+    from .onnxruntime_backend import OnnxRuntimeBackend
+
+    return OnnxRuntimeBackend(info, folder / artifact.files["encoder"], folder / artifact.files["decoder"],
+                              precision=artifact.precision)
 
 
 def open_predictor(

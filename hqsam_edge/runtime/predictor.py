@@ -183,13 +183,18 @@ class Predictor:
         point_labels: np.ndarray | None = None,
         boxes: np.ndarray | None = None,
         mask_input: np.ndarray | None = None,
-        multimask_output: bool = False,
+        multimask_output: bool | None = None,
         hq_token_only: bool | None = None,
         return_logits: bool = False,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """P prompts in one decoder call -> masks ``[P,M,H,W]``, scores ``[P,M]``, low-res ``[P,M,256,256]``."""
+        """P prompts in one decoder call -> masks ``[P,M,H,W]``, scores ``[P,M]``, low-res ``[P,M,256,256]``.
+
+        ``multimask_output`` / ``hq_token_only`` default to what the model or
+        artifact folder was made with (exported graphs fix both).
+        """
         feeds = self.encode_prompts(point_coords, point_labels, boxes, mask_input)
         hq_token_only = self.info.hq_token_only if hq_token_only is None else hq_token_only
+        multimask_output = self.info.multimask_output if multimask_output is None else multimask_output
         out = self.backend.decode(self._features, feeds, multimask_output=multimask_output,
                                   hq_token_only=hq_token_only)
         low_res = out[C.LOW_RES_MASKS.name]
@@ -204,7 +209,7 @@ class Predictor:
         point_labels: np.ndarray | None = None,
         box: np.ndarray | None = None,
         mask_input: np.ndarray | None = None,
-        multimask_output: bool = False,
+        multimask_output: bool | None = None,
         return_logits: bool = False,
         hq_token_only: bool | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -225,7 +230,7 @@ class Predictor:
     def predict_boxes(
         self,
         boxes_xyxy: np.ndarray,
-        multimask_output: bool = False,
+        multimask_output: bool | None = None,
         hq_token_only: bool | None = None,
         return_logits: bool = False,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

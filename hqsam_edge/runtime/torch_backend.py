@@ -23,10 +23,12 @@ class TorchBackend(Backend):
 
     name = "torch"
 
-    def __init__(self, model: torch.nn.Module, *, device: str | None = None, precision: str = "fp32") -> None:
+    def __init__(self, model: torch.nn.Module, *, device: str | None = None, precision: str = "fp32",
+                 info: ModelInfo | None = None) -> None:
         super().__init__(
-            ModelInfo(backbone=getattr(model, "backbone", "?"), variant="hq" if model.is_hq else "sam",
-                      image_size=model.image_size)
+            info
+            or ModelInfo(backbone=getattr(model, "backbone", "?"), variant="hq" if model.is_hq else "sam",
+                         image_size=model.image_size)
         )
         if precision not in _DTYPES:
             raise UsageError(f"unknown precision {precision!r} for the torch backend; choose fp32, fp16 or bf16")

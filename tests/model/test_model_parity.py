@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from hqsam_edge import Predictor, build_model
-from tests.conftest import REDUCED_DEPTH, load_official, reduced_spec, test_image
+from tests.conftest import REDUCED_DEPTH, load_official, reduced_spec, test_image  # noqa: F401
 
 # Full vit_tiny; ViT-B with 4 blocks (early feature = block 1, not the last); ViT-L/H
 # with 2 blocks in the fast run (their code path is ViT-B's with other widths).

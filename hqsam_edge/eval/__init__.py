@@ -1,0 +1,1 @@
+"""Metrics (mask IoU, boundary IoU) and the evaluation runner."""
