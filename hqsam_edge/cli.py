@@ -143,5 +143,39 @@ def predict(
     typer.echo(result.summary())
 
 
+@app.command()
+@cli_errors
+def bench(
+    folders: list[Path] = typer.Argument(None, help="Artifact folders to benchmark (default: vit_tiny HQ and SAM, random weights)."),
+    backbone: list[str] = typer.Option([], "--backbone", "-b", help="Backbones when no folder is given (repeat)."),
+    variant: list[str] = typer.Option([], "--variant", help="hq and/or sam (repeat; default both)."),
+    backend: list[str] = typer.Option([], "--backend", help="torch, onnxruntime, tensorrt (repeat; default: the best here)."),
+    precision: list[str] = typer.Option([], "--precision", help="fp32, fp16, int8 (repeat; default fp32)."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Use this checkpoint instead of random weights."),
+    table10: bool = typer.Option(False, "--table10", help="All eight rows of the HQ-SAM paper's Table 10."),
+    reference: bool = typer.Option(False, "--reference", help="Also time the official segment_anything_hq SamPredictor."),
+    scaling: bool = typer.Option(False, "--scaling", help="Decoder latency vs prompts (1-64), encoder throughput vs batch (1-4)."),
+    iters: int = typer.Option(10, "--iters", min=1, help="Timed iterations per measurement."),
+    warmup: int = typer.Option(2, "--warmup", min=0, help="Untimed warm-up iterations."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the rows as JSON."),
+    markdown_out: Optional[Path] = typer.Option(None, "--markdown", help="Write the markdown table."),
+    plot_out: Optional[Path] = typer.Option(None, "--plot", help="Write a PNG plot (needs matplotlib)."),
+):
+    """Params / latency / FPS / memory table, next to the HQ-SAM paper's Table 10."""
+    from .benchmarks import harness, report
+
+    targets = harness.plan_targets(folders=[str(f) for f in folders or []], backbones=backbone, variants=variant,
+                                   backends=backend, precisions=precision, table10=table10, reference=reference,
+                                   checkpoint=None if checkpoint is None else str(checkpoint))
+    rows = harness.run_rows(targets, iters=iters, warmup=warmup, scaling=scaling, progress=sys.stderr.isatty())
+    typer.echo(report.markdown(rows))
+    if json_out:
+        report.write_json(rows, json_out)
+    if markdown_out:
+        report.write_markdown(rows, markdown_out)
+    if plot_out:
+        report.plot(rows, plot_out)
+
+
 def main() -> None:  # pragma: no cover - console entry
     app()

@@ -4,7 +4,8 @@
 builds TensorRT profiles from here, and every runtime backend reads its feeds
 and fetches by these names. Nothing else spells a tensor name.
 
-Encoder: one image per call. Decoder: P prompts of N points for one image.
+Encoder: B images per call (B is dynamic; the runtime sends one).
+Decoder: P prompts of N points for one image.
 """
 
 from __future__ import annotations
@@ -38,11 +39,13 @@ class TensorSpec:
 
 
 # Encoder graph ---------------------------------------------------------------
-IMAGE = TensorSpec("image", np.float32, (1, 3, IMAGE_SIZE, IMAGE_SIZE))
-IMAGE_EMBEDDINGS = TensorSpec("image_embeddings", np.float32, (1, EMBED_DIM, EMBED_SIZE, EMBED_SIZE))
-HQ_FEATURES = TensorSpec("hq_features", np.float32, (1, HQ_DIM, LOW_RES_SIZE, LOW_RES_SIZE))
+IMAGE = TensorSpec("image", np.float32, ("B", 3, IMAGE_SIZE, IMAGE_SIZE))
+IMAGE_EMBEDDINGS = TensorSpec("image_embeddings", np.float32, ("B", EMBED_DIM, EMBED_SIZE, EMBED_SIZE))
+HQ_FEATURES = TensorSpec("hq_features", np.float32, ("B", HQ_DIM, LOW_RES_SIZE, LOW_RES_SIZE))
 
-# Decoder graph ---------------------------------------------------------------
+# Decoder graph: the encoder outputs of one image, then the prompts --------------
+DECODER_IMAGE_EMBEDDINGS = TensorSpec(IMAGE_EMBEDDINGS.name, np.float32, IMAGE_EMBEDDINGS.concrete(B=1))
+DECODER_HQ_FEATURES = TensorSpec(HQ_FEATURES.name, np.float32, HQ_FEATURES.concrete(B=1))
 POINT_COORDS = TensorSpec("point_coords", np.float32, ("P", "N", 2))
 POINT_LABELS = TensorSpec("point_labels", np.float32, ("P", "N"))
 MASK_INPUT = TensorSpec("mask_input", np.float32, ("P", 1, LOW_RES_SIZE, LOW_RES_SIZE))
@@ -63,8 +66,8 @@ def encoder_inputs() -> tuple[TensorSpec, ...]:
 
 
 def decoder_inputs(is_hq: bool) -> tuple[TensorSpec, ...]:
-    prompts = (POINT_COORDS, POINT_LABELS, MASK_INPUT, HAS_MASK_INPUT)
-    return encoder_outputs(is_hq) + prompts
+    features = (DECODER_IMAGE_EMBEDDINGS, DECODER_HQ_FEATURES) if is_hq else (DECODER_IMAGE_EMBEDDINGS,)
+    return features + (POINT_COORDS, POINT_LABELS, MASK_INPUT, HAS_MASK_INPUT)
 
 
 def decoder_outputs() -> tuple[TensorSpec, ...]:

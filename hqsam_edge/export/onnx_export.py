@@ -97,27 +97,26 @@ def _export_graph(module: torch.nn.Module, args: tuple, path: Path, inputs, outp
     module.eval()  # the exporter restores the mode it found; keep BatchNorm in eval
 
 
-def _finish_graph(path: Path, simplify: bool) -> None:
-    """``onnx.checker``, then ``onnxslim`` constant folding / clean-up; external data past 2 GiB."""
+def _finish_graph(raw: Path, path: Path, simplify: bool) -> None:
+    """``raw`` (the exporter's output, possibly with external tensor files beside it) ->
+    ``path``: ``onnx.checker``, ``onnxslim`` clean-up, one external data file past 2 GiB."""
     import onnx
 
-    onnx.checker.check_model(str(path))
-    if not simplify:
-        return
-    import onnxslim
+    onnx.checker.check_model(str(raw))
+    large = sum(1 for _ in raw.parent.iterdir()) > 1  # the exporter wrote external tensors (> 2 GiB)
+    model = onnx.load(str(raw))
+    if simplify:
+        import onnxslim
 
-    model = onnx.load(str(path))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = onnxslim.slim(model)
-    size = model.ByteSize()
-    for f in path.parent.glob(path.name + "*"):
-        f.unlink()
-    if size >= TWO_GIB:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = onnxslim.slim(model)
+    if large or model.ByteSize() >= TWO_GIB:
         onnx.save(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
-                  location=path.name + ".data")
+                  location=path.name + ".data", size_threshold=1024)
     else:
         onnx.save(model, str(path))
+    shutil.rmtree(raw.parent)
     onnx.checker.check_model(str(path))
 
 
@@ -126,9 +125,12 @@ def export_model(model: torch.nn.Module, folder: Path, *, opset: int, multimask_
     """Write the two graphs of ``model`` into ``folder``; return their manifest entries."""
     is_hq = model.is_hq
     graph_model = export_copy(model)
-    image = torch.zeros(C.IMAGE.concrete(), dtype=torch.float32)
+    image = torch.zeros(C.IMAGE.concrete(B=1), dtype=torch.float32)
+    raw = {name: folder / f".raw_{name}" / "graph.onnx" for name in (ENCODER_FILE, DECODER_FILE)}
+    for path in raw.values():
+        path.parent.mkdir()
     encoder = EncoderGraph(graph_model)
-    _export_graph(encoder, (image,), folder / ENCODER_FILE, C.encoder_inputs(), C.encoder_outputs(is_hq), opset)
+    _export_graph(encoder, (image,), raw[ENCODER_FILE], C.encoder_inputs(), C.encoder_outputs(is_hq), opset)
     with torch.no_grad():
         features = encoder(image)
     p, n = 2, 3
@@ -139,10 +141,10 @@ def export_model(model: torch.nn.Module, folder: Path, *, opset: int, multimask_
         torch.zeros(C.HAS_MASK_INPUT.concrete(P=p)),
     )
     decoder = DecoderGraph(graph_model, multimask_output=multimask_output, hq_token_only=hq_token_only)
-    _export_graph(decoder, (*features, *prompts), folder / DECODER_FILE, C.decoder_inputs(is_hq),
+    _export_graph(decoder, (*features, *prompts), raw[DECODER_FILE], C.decoder_inputs(is_hq),
                   C.decoder_outputs(), opset)
-    for name in (ENCODER_FILE, DECODER_FILE):
-        _finish_graph(folder / name, simplify)
+    for name, path in raw.items():
+        _finish_graph(path, folder / name, simplify)
     m = C.num_masks(is_hq, multimask_output)
     outputs = [dict(e, shape=[m if d == "M" else d for d in e["shape"]]) for e in tensor_entries(C.decoder_outputs())]
     return {

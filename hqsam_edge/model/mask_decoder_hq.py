@@ -78,16 +78,38 @@ class MaskDecoderHQ(MaskDecoder):
         iou_token_out, mask_tokens_out, upscaled_sam = self.run_transformer(
             image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings, output_tokens
         )
-        upscaled_hq = self.embedding_maskfeature(upscaled_sam) + hq_features
         n_sam = self.num_mask_tokens
         hyper_sam = torch.stack(
             [mlp(mask_tokens_out[:, i, :]) for i, mlp in enumerate(self.output_hypernetworks_mlps)], dim=1
         )
-        hyper_hq = self.hf_mlp(mask_tokens_out[:, n_sam, :]).unsqueeze(1)
+        hyper_hq = self.hf_mlp(mask_tokens_out[:, n_sam, :])  # [P, 32]
         b, c, h, w = upscaled_sam.shape
         masks_sam = (hyper_sam @ upscaled_sam.reshape(b, c, h * w)).reshape(b, -1, h, w)
-        masks_hq = (hyper_hq @ upscaled_hq.reshape(b, c, h * w)).reshape(b, -1, h, w)
+        masks_hq = self.hq_mask(upscaled_sam, hq_features, hyper_hq)
         return torch.cat([masks_sam, masks_hq], dim=1), self.iou_prediction_head(iou_token_out)
+
+    def hq_mask(self, upscaled_sam: torch.Tensor, hq_features: torch.Tensor, hyper_hq: torch.Tensor) -> torch.Tensor:
+        """HQ logits ``[P,1,H,W]`` = ``hyper_hq . (embedding_maskfeature(upscaled_sam) + hq_features)``.
+
+        The last 3x3 convolution (64 -> 32 channels) is only ever read through
+        the dot product with the 32-vector ``hyper_hq``, so the two are
+        contracted first: per prompt, 9 maps ``z_k = (sum_o h_o W[o,:,k]) . x``
+        (one batched MatMul) summed at their kernel offsets. The same numbers
+        (up to float rounding) as the official convolution, for 1/32 of its cost.
+        """
+        conv1, norm, act, conv2 = self.embedding_maskfeature
+        x = act(norm(conv1(upscaled_sam)))  # [P, 64, H, W]
+        p, c, h, w = x.shape
+        kh, kw = conv2.kernel_size
+        weight = (hyper_hq @ conv2.weight.reshape(conv2.out_channels, -1)).reshape(p, c, kh * kw)
+        z = (weight.transpose(1, 2) @ x.reshape(p, c, h * w)).reshape(p, kh * kw, h, w)
+        z = torch.nn.functional.pad(z, (kw // 2, kw // 2, kh // 2, kh // 2))
+        bias = (hyper_hq @ conv2.bias).reshape(p, 1, 1)
+        out = bias + (hyper_hq @ hq_features.reshape(hq_features.shape[1], h * w)).reshape(p, h, w)  # one image
+        for i in range(kh):
+            for j in range(kw):
+                out = out + z[:, i * kw + j, i : i + h, j : j + w]
+        return out.unsqueeze(1)
 
     def select_masks(
         self, masks: torch.Tensor, iou_pred: torch.Tensor, multimask_output: bool, hq_token_only: bool

@@ -192,3 +192,18 @@ def test_bad_inputs(make_checkpoint, tmp_path):
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(ArtifactError, match="no manifest.json"):
         Predictor.from_artifacts(tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backbone", ["vit_b", "vit_l", "vit_h"])
+def test_full_size_export_matches_official(backbone, make_checkpoint, tmp_path):
+    """Full-size ViT graphs (vit_h crosses 2 GiB: external data) against the official model."""
+    ckpt = make_checkpoint(backbone, "hq")
+    out = tmp_path / f"hq_{backbone}"
+    export_artifacts(ExportSpec(backbone=backbone, checkpoint=str(ckpt), out=str(out)))
+    if backbone == "vit_h":
+        assert (out / "encoder.onnx.data").exists()
+    ours = Predictor.from_artifacts(out, backend="onnxruntime")
+    ours.set_image(IMAGE)
+    ref = _official(load_official(backbone, "hq", ckpt))
+    assert_matches(ours.predict(box=BOX), ref.predict(box=BOX, multimask_output=False, hq_token_only=False), backbone)

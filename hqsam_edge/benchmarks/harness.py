@@ -1,0 +1,355 @@
+"""The benchmark harness behind ``hqsam-edge bench``.
+
+One row per (model, backend, precision): parameter sizes, encoder latency,
+decoder latency (1 box, 10 points, 16 boxes in one call), end-to-end latency
+(image -> masks at the original size: pre-processing, encoder, decoder,
+post-processing), FPS as the HQ-SAM paper counts it (one image, one box),
+medians and p90 after warm-up, peak memory, device and versions.
+
+Each row runs in a fresh process (``spawn``), so that its peak resident
+memory is its own. On CUDA, device time comes from CUDA events and host
+latency from the wall clock; both are reported.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import multiprocessing
+import platform
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import HQSamEdgeError, UsageError
+
+IMAGE_HW = (768, 1024)  # the benchmark image (height, width)
+BOX = np.array([180.0, 120.0, 760.0, 600.0])
+PROMPT_SCALING = (1, 4, 16, 64)
+BATCH_SCALING = (1, 2, 4)
+
+
+@dataclass(frozen=True)
+class Target:
+    """What one row measures: an artifact folder, or a (backbone, variant) built with random weights."""
+
+    backbone: str
+    variant: str
+    backend: str
+    precision: str = "fp32"
+    folder: str | None = None
+    checkpoint: str | None = None
+    reference: bool = False  # the official segment_anything_hq SamPredictor
+
+
+@dataclass
+class BenchRow:
+    model: str
+    backbone: str
+    variant: str
+    backend: str
+    precision: str
+    device: str
+    params_mib: float
+    learnable_mib: float | None
+    encoder_ms: float
+    encoder_p90_ms: float
+    decoder_ms: float  # 1 box
+    decoder_p90_ms: float
+    decoder_10pt_ms: float
+    decoder_16box_ms: float
+    e2e_ms: float
+    e2e_p90_ms: float
+    fps: float
+    peak_mem_mib: float
+    memory_kind: str  # "cpu peak RSS" or "gpu peak allocated"
+    gpu_encoder_ms: float | None = None  # device time (CUDA events), torch on CUDA
+    iters: int = 0
+    versions: dict[str, str] = field(default_factory=dict)
+    machine: dict[str, str] = field(default_factory=dict)
+    scaling: dict[str, dict[str, float]] = field(default_factory=dict)
+    error: str | None = None
+
+
+def timed(fn: Callable[[], Any], iters: int, warmup: int, sync: Callable[[], None] = lambda: None) -> tuple[float, float]:
+    """(median, p90) wall-clock milliseconds of ``fn`` after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
+    sync()
+    times = []
+    for _ in range(max(1, iters)):
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        times.append((time.perf_counter() - t0) * 1000)
+    times.sort()
+    return statistics.median(times), times[min(len(times) - 1, int(round(0.9 * (len(times) - 1))))]
+
+
+def model_name(backbone: str, variant: str) -> str:
+    from .paper import paper_row
+
+    return paper_row(backbone, variant).model
+
+
+def _peak_rss_mib() -> float:
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 1024 if platform.system() != "Darwin" else peak / 2**20
+
+
+def _machine() -> dict[str, str]:
+    from ..runtime import environment as env
+
+    info = env.platform_summary()
+    try:
+        import os
+
+        info["cpus"] = str(len(os.sched_getaffinity(0)))
+    except AttributeError:
+        pass
+    return info
+
+
+def _versions() -> dict[str, str]:
+    from ..runtime.environment import library_versions
+
+    return {k: v for k, v in library_versions().items() if v}
+
+
+def _prompt_feeds(predictor, p: int, points: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(p)
+    h, w = predictor.original_size
+    if points:
+        coords = rng.uniform([0, 0], [w - 1, h - 1], (1, points, 2))
+        return predictor.encode_prompts(coords, (np.arange(points) % 4 != 3)[None].astype(int))
+    boxes = np.tile(BOX, (p, 1)) + rng.uniform(-40, 40, (p, 4))
+    return predictor.encode_prompts(boxes=boxes)
+
+
+def _open_predictor(target: Target, workdir: Path):
+    from ..runtime.open import open_backend
+    from ..runtime.predictor import Predictor
+
+    if target.folder:
+        return Predictor(open_backend(target.folder, backend=target.backend, precision=target.precision))
+    if target.backend == "tensorrt":
+        from ..errors import BackendUnavailableError
+        from ..runtime.environment import tensorrt_status
+
+        status = tensorrt_status()
+        if not status.usable:
+            raise BackendUnavailableError(f"tensorrt is not usable here: {status.detail}")
+    if target.backend == "torch":
+        import torch
+
+        from ..model import build_model
+
+        torch.manual_seed(0)
+        model = build_model(target.backbone, target.variant, target.checkpoint)
+        return Predictor.from_model(model, precision=target.precision)
+    from ..export.onnx_export import ExportSpec, export_artifacts
+
+    folder = workdir / f"{target.variant}_{target.backbone}"
+    if not (folder / "manifest.json").exists():
+        export_artifacts(ExportSpec(backbone=target.backbone, variant=target.variant, checkpoint=target.checkpoint,
+                                    random_weights=target.checkpoint is None, out=str(folder), verify=False))
+    return Predictor(open_backend(folder, backend=target.backend, precision=target.precision))
+
+
+def _reference_row(target: Target, iters: int, warmup: int) -> dict[str, Any]:
+    """The official SamPredictor (segment_anything_hq), same image and box, torch on this device."""
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import importlib
+
+        from segment_anything_hq import SamPredictor
+
+        builders = importlib.import_module(
+            "segment_anything_hq.build_sam" if target.variant == "hq" else "segment_anything_hq.build_sam_baseline"
+        )
+    build = {"vit_b": "build_sam_vit_b", "vit_l": "build_sam_vit_l", "vit_h": "build_sam_vit_h",
+             "vit_tiny": "build_sam_vit_t"}[target.backbone]
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = getattr(builders, build)().to(device).eval()
+    predictor = SamPredictor(model)
+    from ..data.synthetic import demo_image
+
+    image = demo_image(*IMAGE_HW)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    kw = {"hq_token_only": False} if target.variant == "hq" else {}
+    with torch.inference_mode():
+        enc = timed(lambda: predictor.set_image(image), iters, warmup, sync)
+        dec = timed(lambda: predictor.predict(box=BOX, multimask_output=False, **kw), iters, warmup, sync)
+    return {"device": torch.cuda.get_device_name() if device == "cuda" else "cpu", "encoder": enc, "decoder": dec}
+
+
+def measure(target: Target, iters: int, warmup: int, scaling: bool, workdir: str) -> BenchRow:
+    """One row. Runs in its own process when called through ``run_rows``."""
+    from ..data import transforms as T
+    from ..data.synthetic import demo_image
+    from ..model.build import backbone_spec
+    from .params import model_sizes
+
+    params, learnable = model_sizes(backbone_spec(target.backbone), target.variant)
+    base = dict(model=model_name(target.backbone, target.variant) + (" (official)" if target.reference else ""),
+                backbone=target.backbone, variant=target.variant, backend=target.backend, precision=target.precision,
+                params_mib=params, learnable_mib=learnable, iters=iters, versions=_versions(), machine=_machine())
+    image = demo_image(*IMAGE_HW)
+    if target.reference:
+        ref = _reference_row(target, iters, warmup)
+        return BenchRow(**base, device=ref["device"], encoder_ms=ref["encoder"][0], encoder_p90_ms=ref["encoder"][1],
+                        decoder_ms=ref["decoder"][0], decoder_p90_ms=ref["decoder"][1], decoder_10pt_ms=float("nan"),
+                        decoder_16box_ms=float("nan"), e2e_ms=ref["encoder"][0] + ref["decoder"][0],
+                        e2e_p90_ms=ref["encoder"][1] + ref["decoder"][1],
+                        fps=1000 / (ref["encoder"][0] + ref["decoder"][0]), peak_mem_mib=_peak_rss_mib(),
+                        memory_kind="cpu peak RSS")
+
+    predictor = _open_predictor(target, Path(workdir))
+    backend = predictor.backend
+    cuda = False
+    sync: Callable[[], None] = lambda: None  # noqa: E731
+    if backend.name == "torch" and backend.torch_device.type == "cuda":
+        import torch
+
+        cuda = True
+        sync = torch.cuda.synchronize
+        torch.cuda.reset_peak_memory_stats()
+    tensor, _ = T.preprocess_image(image, predictor.info.image_size)
+    predictor.set_image(image)
+    features = predictor._features
+    opts = dict(multimask_output=predictor.info.multimask_output, hq_token_only=predictor.info.hq_token_only)
+    enc = timed(lambda: backend.encode(tensor), iters, warmup, sync)
+    gpu_encoder_ms = None
+    if cuda:
+        import torch
+
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(max(1, iters)):
+            backend.encode(tensor)
+        end.record()
+        torch.cuda.synchronize()
+        gpu_encoder_ms = start.elapsed_time(end) / max(1, iters)
+    one, ten, sixteen = _prompt_feeds(predictor, 1), _prompt_feeds(predictor, 1, points=10), _prompt_feeds(predictor, 16)
+    dec = timed(lambda: backend.decode(features, one, **opts), iters, warmup, sync)
+    dec10 = timed(lambda: backend.decode(features, ten, **opts), iters, warmup, sync)
+    dec16 = timed(lambda: backend.decode(features, sixteen, **opts), max(1, iters // 2), 1, sync)
+
+    def end_to_end():
+        predictor.set_image(image)
+        predictor.predict(box=BOX)
+
+    e2e = timed(end_to_end, iters, warmup, sync)
+    row_scaling: dict[str, dict[str, float]] = {}
+    if scaling:
+        row_scaling["decoder_ms_by_prompts"] = {
+            str(p): timed(lambda p=p: backend.decode(features, _prompt_feeds(predictor, p), **opts), max(1, iters // 2), 1, sync)[0]
+            for p in PROMPT_SCALING
+        }
+        row_scaling["encoder_images_per_s_by_batch"] = {}
+        for b in BATCH_SCALING:
+            batch = np.repeat(tensor, b, axis=0)
+            ms = timed(lambda batch=batch: backend.encode(batch), max(1, iters // 2), 1, sync)[0]
+            row_scaling["encoder_images_per_s_by_batch"][str(b)] = 1000 * b / ms
+    if cuda:
+        import torch
+
+        peak, kind = torch.cuda.max_memory_allocated() / 2**20, "gpu peak allocated"
+    else:
+        peak, kind = _peak_rss_mib(), "cpu peak RSS"
+    device = backend.device
+    backend.deactivate()
+    return BenchRow(**base, device=device, encoder_ms=enc[0], encoder_p90_ms=enc[1], decoder_ms=dec[0],
+                    decoder_p90_ms=dec[1], decoder_10pt_ms=dec10[0], decoder_16box_ms=dec16[0], e2e_ms=e2e[0],
+                    e2e_p90_ms=e2e[1], fps=1000 / e2e[0], peak_mem_mib=peak, memory_kind=kind,
+                    gpu_encoder_ms=gpu_encoder_ms, scaling=row_scaling)
+
+
+def _measure_safely(target: Target, iters: int, warmup: int, scaling: bool, workdir: str) -> BenchRow:
+    try:
+        return measure(target, iters, warmup, scaling, workdir)
+    except HQSamEdgeError as exc:
+        from ..model.build import backbone_spec
+        from .params import model_sizes
+
+        params, learnable = model_sizes(backbone_spec(target.backbone), target.variant)
+        nan = float("nan")
+        return BenchRow(model=model_name(target.backbone, target.variant), backbone=target.backbone,
+                        variant=target.variant, backend=target.backend, precision=target.precision, device="-",
+                        params_mib=params, learnable_mib=learnable, encoder_ms=nan, encoder_p90_ms=nan,
+                        decoder_ms=nan, decoder_p90_ms=nan, decoder_10pt_ms=nan, decoder_16box_ms=nan, e2e_ms=nan,
+                        e2e_p90_ms=nan, fps=nan, peak_mem_mib=nan, memory_kind="-", error=str(exc))
+
+
+def run_rows(targets: list[Target], *, iters: int, warmup: int, scaling: bool = False, isolate: bool = True,
+             progress: bool = True, workdir: str | None = None) -> list[BenchRow]:
+    """Measure every target, each in a fresh process (``isolate``) for honest peak memory."""
+    from tqdm.auto import tqdm
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="hqsam-bench-") as tmp:
+        work = workdir or tmp
+        for target in tqdm(targets, desc="bench", unit="row", disable=not progress):
+            if isolate:
+                ctx = multiprocessing.get_context("spawn")
+                with concurrent.futures.ProcessPoolExecutor(1, mp_context=ctx) as pool:
+                    row = pool.submit(_measure_safely, target, iters, warmup, scaling, work).result()
+            else:
+                row = _measure_safely(target, iters, warmup, scaling, work)
+            rows.append(row)
+    return rows
+
+
+def default_backend() -> str:
+    """The best backend this machine has for a fresh run: tensorrt, else onnxruntime."""
+    from ..runtime.environment import tensorrt_status
+
+    return "tensorrt" if tensorrt_status().usable else "onnxruntime"
+
+
+def plan_targets(*, folders: list[str], backbones: list[str], variants: list[str], backends: list[str],
+                 precisions: list[str], table10: bool, reference: bool, checkpoint: str | None = None) -> list[Target]:
+    """Expand the CLI's choices into rows."""
+    from ..export.manifest import read_manifest
+    from ..model.build import backbone_spec, check_variant
+    from .paper import TABLE10
+
+    backends = backends or [default_backend()]
+    precisions = precisions or ["fp32"]
+    targets: list[Target] = []
+    for folder in folders:
+        manifest = read_manifest(folder)
+        for backend in backends:
+            for precision in precisions:
+                targets.append(Target(manifest.backbone, manifest.variant, backend, precision, folder=str(folder)))
+    pairs: list[tuple[str, str]] = []
+    if table10:
+        pairs = [(r.backbone, r.variant) for r in TABLE10]
+    elif not folders:
+        for b in backbones or ["vit_tiny"]:
+            backbone_spec(b)
+            pairs += [(b, check_variant(v)) for v in (variants or ["hq", "sam"])]
+    for backbone, variant in pairs:
+        for backend in backends:
+            for precision in precisions:
+                targets.append(Target(backbone, variant, backend, precision, checkpoint=checkpoint))
+        if reference:
+            targets.append(Target(backbone, variant, "torch", "fp32", reference=True))
+    if not targets:
+        raise UsageError("nothing to benchmark: give artifact folders, --backbone, or --table10")
+    return targets
+
+
+def rows_to_dicts(rows: list[BenchRow]) -> list[dict[str, Any]]:
+    return [asdict(r) for r in rows]
