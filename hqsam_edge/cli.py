@@ -117,6 +117,56 @@ def export(
 
 @app.command()
 @cli_errors
+def build(
+    folder: Path = typer.Argument(..., help="Artifact folder from `hqsam-edge export`."),
+    backend: str = typer.Option("onnxruntime", "--backend", help="onnxruntime (CPU/GPU graphs) or tensorrt (engines)."),
+    precision: str = typer.Option("fp16", "--precision", help="fp32, fp16 or int8."),
+    calib_images: Optional[Path] = typer.Option(None, "--calib-images", help="Folder of your images for INT8 calibration (any size)."),
+    calib_limit: int = typer.Option(16, "--calib-limit", min=1, help="Calibration images to use."),
+    calib_method: str = typer.Option("max", "--calib-method", help="max, percentile or entropy."),
+    max_prompts: int = typer.Option(64, "--max-prompts", min=1, help="Decoder profile: prompts per call."),
+    max_points: int = typer.Option(16, "--max-points", min=1, help="Decoder profile: points per prompt."),
+    workspace_gb: float = typer.Option(4.0, "--workspace-gb", help="TensorRT workspace limit."),
+    dla_core: Optional[int] = typer.Option(None, "--dla-core", help="Jetson DLA core (GPU fallback on)."),
+    version_compatible: bool = typer.Option(False, "--version-compatible", help="TensorRT version-compatible engines."),
+    print_trtexec: Optional[str] = typer.Option(None, "--print-trtexec", help="Only print the trtexec lines for TensorRT 8, 10 or 11."),
+    min_sqnr_db: Optional[float] = typer.Option(None, "--min-sqnr-db", help="Override the variant's embedding SQNR bound (dB)."),
+    min_mask_iou: Optional[float] = typer.Option(None, "--min-mask-iou", help="Override the variant's mean mask IoU bound."),
+):
+    """FP16 / INT8 graphs (checked against PyTorch on the CPU) and TensorRT engines."""
+    from .calib.variants import BuildSpec
+
+    spec = BuildSpec(folder=str(folder), backend=backend, precision=precision,
+                     calib_images=None if calib_images is None else str(calib_images), calib_limit=calib_limit,
+                     calib_method=calib_method, max_prompts=max_prompts, max_points=max_points,
+                     workspace_gb=workspace_gb, dla_core=dla_core, version_compatible=version_compatible,
+                     min_sqnr_db=min_sqnr_db, min_mask_iou=min_mask_iou)
+    if print_trtexec is not None:
+        from .engines.builder import trtexec_lines
+
+        typer.echo("\n".join(trtexec_lines(folder, spec, print_trtexec)))
+        return
+    if backend == "tensorrt":
+        from .engines.builder import build_engines
+
+        artifact = build_engines(spec)
+    elif backend == "onnxruntime":
+        from .calib.variants import make_precision_graphs
+
+        artifact = make_precision_graphs(spec)
+    else:
+        from .errors import UsageError
+
+        raise UsageError(f"unknown backend {backend!r} for build; choose onnxruntime or tensorrt")
+    figures = artifact.parity
+    summary = ", ".join(f"{k} SQNR {v:.1f} dB" for k, v in figures.get("sqnr_db", {}).items())
+    typer.echo(f"built {backend}/{precision} in {folder}: {', '.join(artifact.files.values())}; vs fp32 PyTorch: "
+               f"{summary}, mean mask IoU {figures.get('mean_mask_iou', float('nan')):.4f}, "
+               f"mean boundary IoU {figures.get('mean_boundary_iou', float('nan')):.4f}")
+
+
+@app.command()
+@cli_errors
 def predict(
     folder: Optional[Path] = typer.Argument(None, help="Artifact folder from `hqsam-edge export` (else use --checkpoint / --random-weights)."),
     image: Path = typer.Option(..., "--image", "-i", help="Image file (any format Pillow reads)."),
@@ -177,5 +227,75 @@ def bench(
         report.plot(rows, plot_out)
 
 
+@app.command()
+@cli_errors
+def train(
+    backbone: str = BackboneOpt,
+    checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="SAM / MobileSAM checkpoint (HQ parts start untrained) or an HQ-SAM one (fine-tune)."),
+    data: Path = typer.Option(..., "--data", help="HQSeg-44K root in the official layout (see hqsam_edge.data.hqseg)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for epoch_{k}.pth, train_log.jsonl and sam_hq_<backbone>_trained.pth."),
+    epochs: int = typer.Option(12, "--epochs", min=1, help="Epochs (the paper: 12; lr x0.1 after --lr-drop-epoch)."),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1, help="Stop after this many steps in all (smoke runs)."),
+    batch_size: int = typer.Option(4, "--batch-size", min=1, help="Images per process (the paper: 4 per GPU on 8 GPUs)."),
+    lr: float = typer.Option(1e-3, "--lr", help="Adam learning rate."),
+    lr_drop_epoch: int = typer.Option(10, "--lr-drop-epoch", min=1, help="Multiply the lr by 0.1 every this many epochs."),
+    datasets: list[str] = typer.Option([], "--datasets", help="Training sets to use (repeat; default all seven)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the newest OUT/epoch_{k}.pth."),
+    cache_features: Optional[Path] = typer.Option(None, "--cache-features", help="Cache frozen encoder outputs here (fixes each image's augmentation)."),
+    augment: bool = typer.Option(True, "--augment/--no-augment", help="Flip + large-scale jitter, or only resize + pad."),
+    workers: int = typer.Option(2, "--workers", min=0, help="Data-loading worker processes per training process."),
+    seed: int = typer.Option(42, "--seed", help="Seed of every random draw (initialisation, data order, prompts)."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda if present)."),
+):
+    """Train the HQ parts on HQSeg-44K (one process, or under torchrun for many GPUs / nodes)."""
+    from .data.augment import AugmentSpec
+    from .train.trainer import TrainSpec
+    from .train.trainer import train as run_training
+
+    spec = TrainSpec(backbone=backbone, checkpoint=str(checkpoint), data=str(data), out=str(out), epochs=epochs,
+                     max_steps=max_steps, batch_size=batch_size, lr=lr, lr_drop_epoch=lr_drop_epoch,
+                     datasets=tuple(datasets), resume=resume, seed=seed, workers=workers, device=device,
+                     cache_features=None if cache_features is None else str(cache_features),
+                     augment=AugmentSpec(enabled=augment), progress=sys.stderr.isatty())
+    result = run_training(spec)
+    if result.merged_checkpoint is not None:
+        typer.echo(result.summary())
+
+
+@app.command("eval")
+@cli_errors
+def evaluate(
+    folder: Optional[Path] = typer.Argument(None, help="Artifact folder from `hqsam-edge export` (else use --checkpoint / --random-weights)."),
+    data: Path = typer.Option(..., "--data", help="HQSeg-44K root in the official layout (validation sets)."),
+    datasets: list[str] = typer.Option([], "--datasets", help="DIS5K-VD, COIFT, HRSOD, ThinObject5k-TE (repeat; default all four)."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Score only the first N images of each set."),
+    backbone: str = BackboneOpt,
+    variant: str = VariantOpt,
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", "-c", help="Official .pth checkpoint (or one from `hqsam-edge train`)."),
+    random_weights: bool = typer.Option(False, "--random-weights", help="No checkpoint: random weights (smoke runs)."),
+    backend: str = typer.Option("auto", "--backend", help="auto, torch, onnxruntime or tensorrt."),
+    precision: Optional[str] = typer.Option(None, "--precision", help="fp32, fp16 or int8 (artifact variants)."),
+    reference: bool = typer.Option(True, "--reference/--no-reference", help="With a folder, also score its fp32 PyTorch model, side by side."),
+    protocol: str = typer.Option("official", "--protocol", help="official (HQ-SAM's: 1024x1024 resize) or predictor (SAM's resize)."),
+    hq_token_only: Optional[bool] = typer.Option(None, "--hq-token-only/--sam-plus-hq", help="Score the HQ token alone or SAM + HQ logits (default: as exported)."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write per-set and per-image scores as JSON."),
+):
+    """mIoU and boundary mIoU on the HQSeg-44K validation sets, with ground-truth box prompts."""
+    from .eval.runner import EvalSpec, evaluate_deployment, format_table, write_json
+
+    spec = EvalSpec(data=str(data), datasets=tuple(datasets), limit=limit, protocol=protocol,
+                    hq_token_only=hq_token_only, progress=sys.stderr.isatty())
+    reports = evaluate_deployment(spec, folder, backend=backend, precision=precision, backbone=backbone,
+                                  variant=variant, checkpoint=checkpoint, random_weights=random_weights,
+                                  reference=reference)
+    typer.echo(format_table(reports))
+    if json_out:
+        write_json(reports, json_out)
+
+
 def main() -> None:  # pragma: no cover - console entry
     app()
+
+
+if __name__ == "__main__":
+    main()

@@ -74,6 +74,16 @@ def load_official(backbone: str, variant: str, path: Path, depth: int | None = N
     return model.eval()
 
 
+def official_predictor(model: torch.nn.Module, image: np.ndarray):
+    """``segment_anything_hq.SamPredictor`` with ``image`` set."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from segment_anything_hq import SamPredictor
+    predictor = SamPredictor(model)
+    predictor.set_image(image)
+    return predictor
+
+
 _CACHE: dict[tuple, Path] = {}
 
 
@@ -94,15 +104,10 @@ def make_checkpoint(tmp_path_factory):
 
 
 def test_image(h: int = 480, w: int = 640, seed: int = 0) -> np.ndarray:
-    """A deterministic RGB image with structure (gradients, a disc, thin lines) and noise."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:h, 0:w]
-    img = np.stack([xx * 255 / w, yy * 255 / h, ((xx + yy) % 64) * 4], axis=-1)
-    disc = (xx - w * 0.6) ** 2 + (yy - h * 0.45) ** 2 < (min(h, w) * 0.2) ** 2
-    img[disc] = [230, 40, 40]
-    img[:, ::37] = 20
-    img = img + rng.normal(0, 8, img.shape)
-    return np.clip(img, 0, 255).astype(np.uint8)
+    """A deterministic RGB image with structure (see ``hqsam_edge.data.synthetic.demo_image``)."""
+    from hqsam_edge.data.synthetic import demo_image
+
+    return demo_image(h, w, seed)
 
 
 test_image.__test__ = False  # not a test

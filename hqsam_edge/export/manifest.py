@@ -59,9 +59,15 @@ class Manifest:
     def is_hq(self) -> bool:
         return self.variant == "hq"
 
-    def find(self, backend: str, precision: str | None = None) -> Artifact:
-        """The artifact for ``backend`` (``precision`` None: the first listed, fp32 before others)."""
-        matches = [a for a in self.artifacts if a.backend == backend and precision in (None, a.precision)]
+    def find(self, backend: str, precision: str | None = None, flavour: str | None = None) -> Artifact:
+        """The artifact for ``backend`` (``precision`` None: the first listed, fp32 before others).
+
+        Graph variants made for another runtime (``extra["flavour"]``, e.g. the
+        symmetric INT8 graph TensorRT wants) are found only when asked for.
+        """
+        flavour = flavour or backend
+        matches = [a for a in self.artifacts if a.backend == backend and precision in (None, a.precision)
+                   and a.extra.get("flavour", backend) == flavour]
         if not matches:
             have = ", ".join(f"{a.backend}/{a.precision}" for a in self.artifacts) or "none"
             want = f"{backend}/{precision}" if precision else backend
@@ -73,9 +79,26 @@ class Manifest:
 
     def add(self, artifact: Artifact) -> None:
         """Add or replace the artifact of the same backend and precision."""
-        self.artifacts = [
-            a for a in self.artifacts if (a.backend, a.precision) != (artifact.backend, artifact.precision)
-        ] + [artifact]
+        def key(a: Artifact) -> tuple:
+            return a.backend, a.precision, a.extra.get("flavour", a.backend)
+
+        self.artifacts = [a for a in self.artifacts if key(a) != key(artifact)] + [artifact]
+
+    def build_model(self):
+        """The exported PyTorch model again: from its checkpoint (sha256 checked) or its random-weight seed."""
+        import torch
+
+        from ..model import build_model
+        from ..model.checkpoint import sha256_file
+
+        if self.checkpoint is not None:
+            path = Path(self.checkpoint)
+            if not path.is_file() or sha256_file(path) != self.checkpoint_sha256:
+                raise ArtifactError(f"the exported checkpoint {path} is missing or changed; it is needed to rebuild "
+                                    "the PyTorch model (reference checks, --backend torch)")
+            return build_model(self.backbone, self.variant, path)
+        torch.manual_seed(self.random_seed or 0)
+        return build_model(self.backbone, self.variant)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=False) + "\n"

@@ -31,6 +31,8 @@ def _version(module: str) -> str | None:
         mod = importlib.import_module(module)
     except Exception:  # noqa: BLE001 - any import failure means "not usable"
         return None
+    if getattr(mod, "__file__", None) is None and not hasattr(mod, "__version__"):
+        return None  # a namespace package left by type stubs, not the library
     return str(getattr(mod, "__version__", "?"))
 
 
@@ -60,6 +62,8 @@ def tensorrt_status() -> BackendStatus:
         return BackendStatus("tensorrt", False, f"TensorRT is not installed ({exc}); {TENSORRT_HINT}")
     except Exception as exc:  # noqa: BLE001 - a broken install says why
         return BackendStatus("tensorrt", False, f"TensorRT failed to import: {exc}")
+    if not hasattr(trt, "Builder"):  # e.g. only `tensorrt-stubs` (type stubs) is installed
+        return BackendStatus("tensorrt", False, f"only TensorRT type stubs are installed, not TensorRT; {TENSORRT_HINT}")
     try:
         import pycuda.driver as cuda
 

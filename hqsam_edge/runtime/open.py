@@ -24,24 +24,11 @@ def model_from_options(backbone: str, variant: str, checkpoint: str | Path | Non
 
 def _torch_from_manifest(manifest, precision: str | None) -> Backend:
     """Rebuild the exported model in PyTorch: from its checkpoint, or its random-weight seed."""
-    import torch
-
-    from ..errors import ArtifactError
-    from ..model import build_model
-    from ..model.checkpoint import sha256_file
     from .torch_backend import TorchBackend
 
-    if manifest.checkpoint is not None:
-        path = Path(manifest.checkpoint)
-        if not path.is_file() or sha256_file(path) != manifest.checkpoint_sha256:
-            raise ArtifactError(f"--backend torch needs the exported checkpoint {path}, which is missing or changed")
-        model = build_model(manifest.backbone, manifest.variant, path)
-    else:
-        torch.manual_seed(manifest.random_seed or 0)
-        model = build_model(manifest.backbone, manifest.variant)
     info = ModelInfo(manifest.backbone, manifest.variant, manifest.image_size, manifest.multimask_output,
                      manifest.hq_token_only)
-    return TorchBackend(model, precision=precision or "fp32", info=info)
+    return TorchBackend(manifest.build_model(), precision=precision or "fp32", info=info)
 
 
 def open_backend(folder: str | Path, *, backend: str = "auto", precision: str | None = None) -> Backend:
@@ -69,10 +56,13 @@ def open_backend(folder: str | Path, *, backend: str = "auto", precision: str | 
             from ..errors import BackendUnavailableError
 
             raise BackendUnavailableError(f"--backend tensorrt is not usable here: {status.detail}")
-        manifest.find("tensorrt", precision)
-        from ..errors import BackendUnavailableError
+        artifact = manifest.find("tensorrt", precision)
+        from .tensorrt_backend import TensorRTBackend
 
-        raise BackendUnavailableError("this hqsam-edge has no TensorRT runtime yet; use --backend onnxruntime")
+        return TensorRTBackend(info, folder / artifact.files["encoder"], folder / artifact.files["decoder"],
+                               precision=artifact.precision,
+                               expected_device={"gpu": artifact.device,
+                                                "compute_capability": artifact.extra.get("compute_capability", "")})
     artifact = manifest.find("onnxruntime", precision)
     from .onnxruntime_backend import OnnxRuntimeBackend
 

@@ -11,7 +11,6 @@ import json
 import shutil
 import subprocess
 import sys
-import warnings
 
 import numpy as np
 import onnx
@@ -24,7 +23,7 @@ from hqsam_edge.eval.metrics import mask_iou
 from hqsam_edge.export import contract as C
 from hqsam_edge.export.onnx_export import ExportSpec, export_artifacts, export_model
 from hqsam_edge.export.parity import verify_onnx_export
-from tests.conftest import load_official, test_image
+from tests.conftest import load_official, official_predictor, test_image
 
 IMAGE = test_image(480, 640)
 BOX = np.array([150.0, 80.0, 520.0, 400.0])
@@ -32,12 +31,7 @@ RNG = np.random.default_rng(1)
 
 
 def _official(model):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from segment_anything_hq import SamPredictor
-    p = SamPredictor(model)
-    p.set_image(IMAGE)
-    return p
+    return official_predictor(model, IMAGE)
 
 
 def assert_matches(ours, ref, what):

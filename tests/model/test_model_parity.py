@@ -8,14 +8,12 @@ boolean masks must be identical.
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pytest
 import torch
 
 from hqsam_edge import Predictor, build_model
-from tests.conftest import REDUCED_DEPTH, load_official, reduced_spec, test_image  # noqa: F401
+from tests.conftest import REDUCED_DEPTH, load_official, official_predictor, reduced_spec, test_image
 
 # Full vit_tiny; ViT-B with 4 blocks (early feature = block 1, not the last); ViT-L/H
 # with 2 blocks in the fast run (their code path is ViT-B's with other widths).
@@ -37,15 +35,6 @@ POINTS = np.array([[380.0, 210.0], [200.0, 300.0], [500.0, 90.0]])
 LABELS = np.array([1, 1, 0])
 
 
-def official_predictor(model):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from segment_anything_hq import SamPredictor
-    p = SamPredictor(model)
-    p.set_image(IMAGE)
-    return p
-
-
 def assert_close(ours, ref, what):
     ours, ref = np.asarray(ours), np.asarray(ref)
     assert ours.shape == ref.shape, f"{what}: shape {ours.shape} != {ref.shape}"
@@ -61,7 +50,7 @@ def pair(request, make_checkpoint):
     torch.manual_seed(0)
     ours = Predictor.from_model(build_model(backbone, variant, path, spec=reduced_spec(backbone, depth)), device="cpu")
     ours.set_image(IMAGE)
-    ref = official_predictor(load_official(backbone, variant, path, depth))
+    ref = official_predictor(load_official(backbone, variant, path, depth), IMAGE)
     return variant, ours, ref
 
 

@@ -1,0 +1,181 @@
+"""Precision recipes: fp32 ONNX graph -> FP16 graph, or INT8 graph with Q/DQ nodes.
+
+Precision lives in the graph (TensorRT 11 builds strongly typed networks;
+ONNX Runtime runs the same graphs on the CPU). Graph inputs and outputs stay
+float32 in every variant, so runtimes feed and fetch the same arrays.
+
+* FP16: every float tensor and weight in half precision except the operations
+  that overflow or lose accuracy in it (``FP16_KEEP_FP32``): normalisations,
+  softmax, and the reductions / exponentials around them.
+* INT8: symmetric per-channel int8 weights and int8 activations on the inputs
+  of Conv / Gemm / MatMul layers with constant weights, from calibrated
+  ranges. ``flavour="tensorrt"`` makes activations symmetric int8 (zero point
+  0, what TensorRT requires); ``flavour="onnxruntime"`` makes them asymmetric
+  uint8 (U8S8, what ONNX Runtime's x86 kernels run fastest). Sensitive layers
+  (the patch embedding and the neck by default) stay in float.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UsageError
+from .ranges import QuantTarget
+
+FP16_KEEP_FP32 = (
+    "LayerNormalization", "Softmax", "ReduceMean", "ReduceSum", "Pow", "Sqrt", "Reciprocal", "Exp",
+    "Sin", "Cos", "Range", "Resize",
+)
+FLAVOURS = ("tensorrt", "onnxruntime")
+DEFAULT_INT8_EXCLUDE = ("patch_embed", "neck")
+
+
+def _save(model, path: Path) -> None:
+    import onnx
+
+    external = model.ByteSize() > 2**31 - 2**20
+    onnx.save(model, str(path), save_as_external_data=external, all_tensors_to_one_file=True,
+              location=path.name + ".data")
+
+
+def _unshare_initializers(model, keep_fp32: set[str]) -> None:
+    """Give kept-fp32 nodes their own copy of any initializer they share with converted nodes.
+
+    Graph clean-up deduplicates equal tensors (e.g. zero biases), so one
+    initializer may feed a LayerNormalization and a Conv; the converter then
+    leaves it fp32 and the Conv gets mixed input types.
+    """
+    import onnx
+
+    inits = {i.name: i for i in model.graph.initializer}
+    users: dict[str, set[str]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            users.setdefault(name, set()).add(node.op_type)
+    for node in model.graph.node:
+        if node.op_type not in keep_fp32:
+            continue
+        for k, name in enumerate(node.input):
+            if name in inits and users[name] - keep_fp32:
+                copy = onnx.TensorProto()
+                copy.CopyFrom(inits[name])
+                copy.name = f"{name}__fp32_{k}_{node.name}"
+                model.graph.initializer.append(copy)
+                node.input[k] = copy.name
+
+
+def _separate_outputs(model) -> None:
+    """A graph output that other nodes also read gets an internal name plus an Identity to the output.
+
+    Otherwise the converter keeps the output float32 (``keep_io_types``) and
+    its internal readers get mixed input types (the encoder's
+    ``image_embeddings`` feeds the HQ fusion).
+    """
+    import onnx
+
+    outputs = {o.name for o in model.graph.output}
+    read = {name for node in model.graph.node for name in node.input}
+    for name in outputs & read:
+        internal = f"{name}__internal"
+        for node in model.graph.node:
+            for k, value in enumerate(node.output):
+                if value == name:
+                    node.output[k] = internal
+            for k, value in enumerate(node.input):
+                if value == name:
+                    node.input[k] = internal
+        model.graph.node.append(onnx.helper.make_node("Identity", [internal], [name], name=f"{name}__output"))
+
+
+def _fix_casts(model, keep_fp32: set[str]) -> None:
+    """``Cast(to=float)`` nodes inside the graph (label masks in the decoder) now feed float16
+    arithmetic: cast to float16 instead, unless a kept-fp32 node reads them."""
+    import onnx
+
+    readers: dict[str, list[str]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            readers.setdefault(name, []).append(node.op_type)
+    outputs = {o.name for o in model.graph.output}
+    for node in model.graph.node:
+        if node.op_type != "Cast" or node.output[0] in outputs:
+            continue
+        to = next(a for a in node.attribute if a.name == "to")
+        ops = readers.get(node.output[0], [])
+        if to.i == onnx.TensorProto.FLOAT and ops and not set(ops) & keep_fp32 and "Cast" not in ops:
+            to.i = onnx.TensorProto.FLOAT16
+
+
+def fp16_graph(fp32_path: str | Path, out_path: str | Path, keep_fp32: Sequence[str] = FP16_KEEP_FP32) -> Path:
+    """Write the FP16 variant of ``fp32_path`` (float32 inputs/outputs kept)."""
+    import onnx
+    from onnxconverter_common import float16
+
+    model = onnx.load(str(fp32_path))
+    del model.graph.value_info[:]  # stale float32 annotations would mislead the converter's type bookkeeping
+    _unshare_initializers(model, set(keep_fp32))
+    _separate_outputs(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        half = float16.convert_float_to_float16(model, keep_io_types=True, op_block_list=list(keep_fp32),
+                                                disable_shape_infer=False)
+    _fix_casts(half, set(keep_fp32))
+    out_path = Path(out_path)
+    _save(half, out_path)
+    return out_path
+
+
+def int8_graph(fp32_path: str | Path, out_path: str | Path, ranges: dict[str, tuple[float, float]],
+               targets: Sequence[QuantTarget], flavour: str = "tensorrt") -> Path:
+    """Write the INT8 (Q/DQ) variant of ``fp32_path`` for the nodes in ``targets``.
+
+    ``ranges`` must cover each target's activation input and output. Uses ONNX
+    Runtime's QDQ quantizer with our pre-computed ranges (its calibration
+    cache), so one calibration serves both flavours.
+    """
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.calibrate import TensorsData, save_tensors_data
+
+    if flavour not in FLAVOURS:
+        raise UsageError(f"unknown INT8 flavour {flavour!r}; choose one of: {', '.join(FLAVOURS)}")
+    if not targets:
+        raise UsageError("nothing to quantize: no Conv/Gemm/MatMul layer with constant weights is left")
+    needed = {t.activation for t in targets} | {t.output for t in targets}
+    missing = sorted(needed - set(ranges))
+    if missing:
+        raise UsageError(f"calibration ranges miss {len(missing)} tensors (e.g. {missing[0]}); calibrate again")
+    data = {name: (np.float32(lo), np.float32(hi)) for name, (lo, hi) in ranges.items() if name in needed}
+    symmetric = flavour == "tensorrt"
+    out_path = Path(out_path)
+    with tempfile.TemporaryDirectory(prefix="hqsam-int8-") as tmp:
+        cache = Path(tmp) / "ranges.json"
+        save_tensors_data(TensorsData(CalibrationMethod.MinMax, data), cache)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            quantize_static(
+                str(fp32_path),
+                str(out_path),
+                calibration_data_reader=None,
+                calibration_cache_path=cache,
+                quant_format=QuantFormat.QDQ,
+                op_types_to_quantize=sorted({t.op_type for t in targets}),
+                nodes_to_quantize=[t.node for t in targets],
+                per_channel=True,
+                reduce_range=False,
+                activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                calibrate_method=CalibrationMethod.MinMax,
+                use_external_data_format=Path(fp32_path).stat().st_size > 2**31 - 2**20,
+                extra_options={
+                    "ActivationSymmetric": symmetric,
+                    "WeightSymmetric": True,
+                    "QDQOpTypePerChannelSupportToAxis": {"MatMul": 1},
+                    "DedicatedQDQPair": False,
+                },
+            )
+    return out_path

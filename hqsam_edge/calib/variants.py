@@ -1,0 +1,136 @@
+"""Make a precision variant of an artifact folder: graphs, check, manifest entry.
+
+``make_precision_graphs(BuildSpec(folder, precision="int8"))`` writes
+``encoder.int8.<flavour>.onnx`` (decoder kept in fp32 by default) or
+``encoder.fp16.onnx`` + ``decoder.fp16.onnx``, checks them on the CPU with
+ONNX Runtime against the fp32 PyTorch model on held-out images, and records
+them with their figures in ``manifest.json``. A variant that misses its
+bound is deleted and the build fails.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import UsageError
+from ..export.manifest import Artifact, read_manifest
+from .images import CalibrationSet
+from .ranges import collect_ranges, load_ranges, quantizable_nodes, save_ranges
+from .recipes import DEFAULT_INT8_EXCLUDE, fp16_graph, int8_graph
+
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+@dataclass(frozen=True)
+class BuildSpec:
+    """Everything ``hqsam-edge build`` decides; the defaults are the real ones."""
+
+    folder: str
+    backend: str = "onnxruntime"
+    precision: str = "fp16"
+    calib_images: str | None = None  # a folder of the user's images; None: synthetic (random weights only)
+    calib_limit: int = 16
+    calib_method: str = "max"
+    heldout: int = 2  # images for the check, never used for calibration
+    int8_exclude: tuple[str, ...] = DEFAULT_INT8_EXCLUDE
+    quantize_decoder: bool = False  # the decoder stays in higher precision by default
+    max_prompts: int = 64
+    max_points: int = 16
+    workspace_gb: float = 4.0
+    dla_core: int | None = None
+    version_compatible: bool = False
+    min_sqnr_db: float | None = None  # override the precision's bound (calib.check.BOUNDS)
+    min_mask_iou: float | None = None
+
+    def bounds(self):
+        from .check import BOUNDS, Bounds
+
+        default = BOUNDS[self.precision]
+        return Bounds(default.min_sqnr_db if self.min_sqnr_db is None else self.min_sqnr_db,
+                      default.min_mean_mask_iou if self.min_mask_iou is None else self.min_mask_iou)
+
+
+def _tool_versions() -> dict[str, str]:
+    from ..export.onnx_export import tool_versions
+
+    return tool_versions()
+
+
+def heldout_images(spec: BuildSpec):
+    """Images the check uses: the user's images past the calibration ones, else synthetic ones."""
+    if spec.calib_images is not None:
+        from .images import list_images
+
+        files = list_images(spec.calib_images)[spec.calib_limit : spec.calib_limit + spec.heldout]
+        if files:
+            from ..data.transforms import load_image
+
+            return [load_image(str(p)) for p in files]
+    return list(CalibrationSet(None, limit=spec.heldout, synthetic_seed=900).images())
+
+
+def calibrate(folder: Path, encoder: Path, spec: BuildSpec) -> tuple[dict[str, tuple[float, float]], list]:
+    """Ranges for the encoder's quantizable layers, from the cache when images and method match."""
+    import onnx
+
+    from ..model.checkpoint import sha256_file
+
+    targets = quantizable_nodes(onnx.load(str(encoder), load_external_data=False), spec.int8_exclude)
+    calib = CalibrationSet(spec.calib_images, limit=spec.calib_limit)
+    meta = {"graph_sha256": sha256_file(encoder), "images": calib.fingerprint(), "method": spec.calib_method,
+            "count": len(calib)}
+    cache = folder / f"calib.{encoder.stem}.{spec.calib_method}.json"
+    ranges = load_ranges(cache, **meta)
+    if ranges is None or not all(t.activation in ranges and t.output in ranges for t in targets):
+        tensors = [name for t in targets for name in (t.activation, t.output)]
+        ranges = collect_ranges(encoder, tensors, calib, method=spec.calib_method)
+        save_ranges(cache, ranges, **meta)
+    return ranges, targets
+
+
+def make_precision_graphs(spec: BuildSpec, flavour: str = "onnxruntime") -> Artifact:
+    """Write, check and record the ``spec.precision`` graphs of ``spec.folder``."""
+    from .check import check_variant
+
+    if spec.precision not in PRECISIONS:
+        raise UsageError(f"unknown precision {spec.precision!r}; choose one of: {', '.join(PRECISIONS)}")
+    folder = Path(spec.folder)
+    manifest = read_manifest(folder)
+    base = manifest.find("onnxruntime", "fp32")
+    encoder, decoder = folder / base.files["encoder"], folder / base.files["decoder"]
+    if spec.precision == "fp32":
+        return base
+    staging = Path(tempfile.mkdtemp(prefix=".build-", dir=folder))
+    extra: dict[str, Any] = {"flavour": flavour}
+    try:
+        if spec.precision == "fp16":
+            enc_out = fp16_graph(encoder, staging / "encoder.fp16.onnx")
+            dec_out = fp16_graph(decoder, staging / "decoder.fp16.onnx")
+        else:
+            ranges, targets = calibrate(folder, encoder, spec)
+            enc_out = int8_graph(encoder, staging / f"encoder.int8.{flavour}.onnx", ranges, targets, flavour)
+            dec_out = decoder
+            extra["calibration"] = {"method": spec.calib_method, "images": spec.calib_images or "synthetic",
+                                    "count": spec.calib_limit, "quantized_layers": len(targets),
+                                    "excluded": list(spec.int8_exclude)}
+        model = manifest.build_model()
+        figures = check_variant(model, enc_out, dec_out, heldout_images(spec), precision=spec.precision,
+                                multimask_output=manifest.multimask_output, hq_token_only=manifest.hq_token_only,
+                                bounds=spec.bounds())
+        for path in staging.iterdir():  # graphs and their external data, into place
+            os.replace(path, folder / path.name)
+        files = {"encoder": enc_out.name, "decoder": dec_out.name}
+        extra["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        artifact = Artifact("onnxruntime", spec.precision, files, tool_versions=_tool_versions(),
+                            device="cpu (onnxruntime check)", parity=figures, extra=extra)
+        manifest.add(artifact)
+        manifest.write(folder)
+        return artifact
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
