@@ -42,3 +42,7 @@ class BackendUnavailableError(HQSamEdgeError):
 
 class ParityError(HQSamEdgeError):
     """An exported or converted graph whose outputs miss the reference by more than allowed."""
+
+
+class DataError(HQSamEdgeError):
+    """A data set folder that is missing, incomplete, or holds unreadable or mismatched images and masks."""
