@@ -9,14 +9,17 @@ float32 in every variant, so runtimes feed and fetch the same arrays.
   softmax, and the reductions / exponentials around them.
 * INT8: symmetric per-channel int8 weights and int8 activations on the inputs
   of Conv / Gemm / MatMul layers with constant weights, from calibrated
-  ranges. ``flavour="tensorrt"`` makes activations symmetric int8 (zero point
-  0, what TensorRT requires); ``flavour="onnxruntime"`` makes them asymmetric
-  uint8 (U8S8, what ONNX Runtime's x86 kernels run fastest). Sensitive layers
-  (the patch embedding and the neck by default) stay in float.
+  ranges, on the layers' inputs only (outputs stay float). ``flavour="tensorrt"``
+  makes activations symmetric int8 (zero point 0, what TensorRT requires) on
+  every such layer; ``flavour="onnxruntime"`` makes them asymmetric uint8 (U8S8,
+  what ONNX Runtime's x86 kernels run fastest) on the GEMMs only
+  (``FLAVOUR_OPS``). Sensitive layers (the patch embedding and the neck by
+  default) stay in float.
 """
 
 from __future__ import annotations
 
+import logging
 import tempfile
 import warnings
 from collections.abc import Sequence
@@ -25,13 +28,19 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UsageError
-from .ranges import QuantTarget
+from .ranges import QUANTIZED_OPS, QuantTarget
 
 FP16_KEEP_FP32 = (
     "LayerNormalization", "Softmax", "ReduceMean", "ReduceSum", "Pow", "Sqrt", "Reciprocal", "Exp",
     "Sin", "Cos", "Range", "Resize",
 )
 FLAVOURS = ("tensorrt", "onnxruntime")
+# Which layers each flavour quantizes. TensorRT fuses Q/DQ into every Conv / Gemm / MatMul.
+# ONNX Runtime on x86 gains only on the GEMMs (QGemm ran the TinyViT encoder's Gemms 1.8x
+# faster); its int8 convolutions need quantized outputs, whose DequantizeLinear over the
+# 256x256 stage-0 maps cost more than they save (measured: 0.87x the fp32 encoder), so
+# convolutions stay float there. See benchmarks/RESULTS.md.
+FLAVOUR_OPS = {"tensorrt": ("Conv", "Gemm", "MatMul"), "onnxruntime": ("Gemm", "MatMul")}
 DEFAULT_INT8_EXCLUDE = ("patch_embed", "neck")
 
 
@@ -143,6 +152,7 @@ def int8_graph(fp32_path: str | Path, out_path: str | Path, ranges: dict[str, tu
 
     if flavour not in FLAVOURS:
         raise UsageError(f"unknown INT8 flavour {flavour!r}; choose one of: {', '.join(FLAVOURS)}")
+    targets = [t for t in targets if t.op_type in FLAVOUR_OPS[flavour]]
     if not targets:
         raise UsageError("nothing to quantize: no Conv/Gemm/MatMul layer with constant weights is left")
     needed = {t.activation for t in targets} | {t.output for t in targets}
@@ -155,6 +165,9 @@ def int8_graph(fp32_path: str | Path, out_path: str | Path, ranges: dict[str, tu
     with tempfile.TemporaryDirectory(prefix="hqsam-int8-") as tmp:
         cache = Path(tmp) / "ranges.json"
         save_tensors_data(TensorsData(CalibrationMethod.MinMax, data), cache)
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(logging.ERROR)  # ONNX Runtime's quantizer logs advice through the root logger
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             quantize_static(
@@ -176,6 +189,11 @@ def int8_graph(fp32_path: str | Path, out_path: str | Path, ranges: dict[str, tu
                     "WeightSymmetric": True,
                     "QDQOpTypePerChannelSupportToAxis": {"MatMul": 1},
                     "DedicatedQDQPair": False,
+                    # Q/DQ on the layers' inputs only: ONNX Runtime then runs QGemm / integer
+                    # convolutions with float outputs, and the float ops after them (GELU, norms)
+                    # stay fused; TensorRT places int8 at layer inputs the same way.
+                    "OpTypesToExcludeOutputQuantization": list(QUANTIZED_OPS),
                 },
             )
+        root.setLevel(level)
     return out_path

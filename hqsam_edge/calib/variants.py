@@ -116,8 +116,11 @@ def make_precision_graphs(spec: BuildSpec, flavour: str = "onnxruntime") -> Arti
             ranges, targets = calibrate(folder, encoder, spec)
             enc_out = int8_graph(encoder, staging / f"encoder.int8.{flavour}.onnx", ranges, targets, flavour)
             dec_out = decoder
+            from .recipes import FLAVOUR_OPS
+
             extra["calibration"] = {"method": spec.calib_method, "images": spec.calib_images or "synthetic",
-                                    "count": spec.calib_limit, "quantized_layers": len(targets),
+                                    "count": spec.calib_limit,
+                                    "quantized_layers": sum(t.op_type in FLAVOUR_OPS[flavour] for t in targets),
                                     "excluded": list(spec.int8_exclude)}
         model = manifest.build_model()
         figures = check_variant(model, enc_out, dec_out, heldout_images(spec), precision=spec.precision,

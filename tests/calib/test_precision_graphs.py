@@ -71,6 +71,9 @@ def test_int8_onnxruntime_flavour(folder):
     zero_points = {i.name: i for i in model.graph.initializer if i.name.endswith("_zero_point")}
     dtypes = {onnx.TensorProto.DataType.Name(z.data_type) for z in zero_points.values()}
     assert "UINT8" in dtypes and "INT8" in dtypes
+    # ONNX Runtime flavour: GEMMs only, convolutions stay float (they are slower in int8 there)
+    quantized_ops = {n.op_type for n in model.graph.node if any(i.endswith("_DequantizeLinear_Output") for i in n.input)}
+    assert quantized_ops & {"Gemm", "MatMul"} and "Conv" not in quantized_ops
     fig = artifact.parity
     assert 3.0 <= fig["sqnr_db"]["image_embeddings"] < 60 and 0.5 <= fig["mean_mask_iou"] <= 1.0
     assert fig["bounds"] == {"min_sqnr_db": 3.0, "min_mean_mask_iou": 0.5}
@@ -92,6 +95,8 @@ def test_int8_tensorrt_flavour_is_symmetric_and_excludes_sensitive_layers(folder
     quantized = {n.name for n in model.graph.node if n.op_type in R.QUANTIZED_OPS
                  and any(i.endswith("_DequantizeLinear_Output") for i in n.input)}
     assert quantized and not any("patch_embed" in n or "neck" in n for n in quantized)
+    ops = {n.op_type for n in model.graph.node if n.name in quantized}
+    assert "Conv" in ops and ops & {"Gemm", "MatMul"}
     manifest = json.loads((folder / "manifest.json").read_text())
     flavours = {(a["precision"], a["extra"].get("flavour")) for a in manifest["artifacts"]}
     assert ("int8", "tensorrt") in flavours and ("int8", "onnxruntime") in flavours
