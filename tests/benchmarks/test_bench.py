@@ -29,7 +29,7 @@ def test_rows_torch_hq_and_sam_in_own_processes():
     hq, sam = rows
     assert hq.error is None and sam.error is None
     for r in rows:
-        assert r.encoder_ms > 0 and r.decoder_ms > 0 and r.e2e_ms >= r.encoder_ms
+        assert r.encoder_ms > 0 and r.decoder_ms > 0 and r.e2e_ms > r.decoder_ms
         assert math.isclose(r.fps, 1000 / r.e2e_ms)
         assert r.peak_mem_mib > 100 and r.memory_kind == "cpu peak RSS"
         assert r.decoder_16box_ms > r.decoder_ms  # the decoder really ran 16 prompts
