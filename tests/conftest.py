@@ -111,3 +111,14 @@ def test_image(h: int = 480, w: int = 640, seed: int = 0) -> np.ndarray:
 
 
 test_image.__test__ = False  # not a test
+
+
+@pytest.fixture(scope="session")
+def tiny_folder(tmp_path_factory):
+    """An artifact folder of Light HQ-SAM with random weights (export unverified, for speed).
+    Tests may add artifacts to it but must not depend on others' additions."""
+    from hqsam_edge.export.onnx_export import ExportSpec, export_artifacts
+
+    out = tmp_path_factory.mktemp("tiny") / "hq_vit_tiny"
+    export_artifacts(ExportSpec(random_weights=True, out=str(out), verify=False))
+    return out

@@ -10,17 +10,14 @@ from typer.testing import CliRunner
 
 from hqsam_edge.benchmarks import harness, report
 from hqsam_edge.cli import app
-from hqsam_edge.export.onnx_export import ExportSpec, export_artifacts
 
 REQUIRED = {"model", "backbone", "variant", "backend", "precision", "device", "params_mib", "learnable_mib",
             "encoder_ms", "decoder_ms", "e2e_ms", "fps", "peak_mem_mib"}
 
 
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory):
-    out = tmp_path_factory.mktemp("bench") / "hq_vit_tiny"
-    export_artifacts(ExportSpec(random_weights=True, out=str(out), verify=False))
-    return out
+def folder(tiny_folder):
+    return tiny_folder
 
 
 def test_rows_torch_hq_and_sam_in_own_processes():

@@ -11,7 +11,6 @@ from hqsam_edge.cli import app
 from hqsam_edge.engines.builder import generation_of, trtexec_lines
 from hqsam_edge.engines.profiles import decoder_profile
 from hqsam_edge.errors import BackendUnavailableError
-from hqsam_edge.export.onnx_export import ExportSpec, export_artifacts
 from hqsam_edge.runtime.environment import tensorrt_status
 
 TRT = tensorrt_status()
@@ -19,10 +18,8 @@ needs_trt = pytest.mark.skipif(not TRT.usable, reason=f"TensorRT + pycuda + a GP
 
 
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory):
-    out = tmp_path_factory.mktemp("eng") / "hq_vit_tiny"
-    export_artifacts(ExportSpec(random_weights=True, out=str(out), verify=False))
-    return out
+def folder(tiny_folder):
+    return tiny_folder
 
 
 def test_generations():
