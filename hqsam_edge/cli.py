@@ -52,6 +52,11 @@ def cli_errors(fn):
 
 BackboneOpt = typer.Option("vit_tiny", "--backbone", "-b", help="vit_tiny (Light HQ-SAM / MobileSAM), vit_b, vit_l, vit_h")
 VariantOpt = typer.Option("hq", "--variant", help="hq (HQ-SAM) or sam (plain SAM / MobileSAM)")
+FolderArg = typer.Argument(None, help="Artifact folder from `hqsam-edge export` (else use --checkpoint / --random-weights).")
+CheckpointOpt = typer.Option(None, "--checkpoint", "-c", help="Official .pth checkpoint (or one from `hqsam-edge train`).")
+RandomWeightsOpt = typer.Option(False, "--random-weights", help="No checkpoint: random weights (seeded; for speed and smoke runs).")
+BackendOpt = typer.Option("auto", "--backend", help="auto, torch, onnxruntime or tensorrt.")
+PrecisionOpt = typer.Option(None, "--precision", help="fp32, fp16 or int8 (artifact variants).")
 
 
 @app.command()
@@ -95,8 +100,8 @@ def download(
 def export(
     backbone: str = BackboneOpt,
     variant: str = VariantOpt,
-    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", "-c", help="Official .pth checkpoint."),
-    random_weights: bool = typer.Option(False, "--random-weights", help="No checkpoint: random weights (seeded)."),
+    checkpoint: Optional[Path] = CheckpointOpt,
+    random_weights: bool = RandomWeightsOpt,
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Artifact folder (default build/<variant>_<backbone>)."),
     opset: int = typer.Option(17, "--opset", help="ONNX opset (17 or newer)."),
     hq_token_only: bool = typer.Option(False, "--hq-token-only", help="Decoder returns the HQ token's mask alone."),
@@ -168,7 +173,7 @@ def build(
 @app.command()
 @cli_errors
 def predict(
-    folder: Optional[Path] = typer.Argument(None, help="Artifact folder from `hqsam-edge export` (else use --checkpoint / --random-weights)."),
+    folder: Optional[Path] = FolderArg,
     image: Path = typer.Option(..., "--image", "-i", help="Image file (any format Pillow reads)."),
     box: list[str] = typer.Option([], "--box", help="x0,y0,x1,y1 in pixels; repeat for one mask per box."),
     point: list[str] = typer.Option([], "--point", help="x,y[,label] in pixels (label 1 fg, 0 bg); repeat."),
@@ -176,10 +181,10 @@ def predict(
     overlay: Optional[Path] = typer.Option(None, "--overlay", help="Also write the image with the masks blended in."),
     backbone: str = BackboneOpt,
     variant: str = VariantOpt,
-    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", "-c", help="Official .pth checkpoint."),
-    random_weights: bool = typer.Option(False, "--random-weights", help="No checkpoint: random weights (for speed tests)."),
-    backend: str = typer.Option("auto", "--backend", help="auto, torch, onnxruntime or tensorrt."),
-    precision: Optional[str] = typer.Option(None, "--precision", help="fp32, fp16 or int8 (artifact variants)."),
+    checkpoint: Optional[Path] = CheckpointOpt,
+    random_weights: bool = RandomWeightsOpt,
+    backend: str = BackendOpt,
+    precision: Optional[str] = PrecisionOpt,
     multimask: Optional[bool] = typer.Option(None, "--multimask/--single-mask", help="SAM's three masks (keep the best) or one; default: as exported."),
 ):
     """Segment an image from box and point prompts and write the mask."""
@@ -265,16 +270,16 @@ def train(
 @app.command("eval")
 @cli_errors
 def evaluate(
-    folder: Optional[Path] = typer.Argument(None, help="Artifact folder from `hqsam-edge export` (else use --checkpoint / --random-weights)."),
+    folder: Optional[Path] = FolderArg,
     data: Path = typer.Option(..., "--data", help="HQSeg-44K root in the official layout (validation sets)."),
     datasets: list[str] = typer.Option([], "--datasets", help="DIS5K-VD, COIFT, HRSOD, ThinObject5k-TE (repeat; default all four)."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Score only the first N images of each set."),
     backbone: str = BackboneOpt,
     variant: str = VariantOpt,
-    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", "-c", help="Official .pth checkpoint (or one from `hqsam-edge train`)."),
-    random_weights: bool = typer.Option(False, "--random-weights", help="No checkpoint: random weights (smoke runs)."),
-    backend: str = typer.Option("auto", "--backend", help="auto, torch, onnxruntime or tensorrt."),
-    precision: Optional[str] = typer.Option(None, "--precision", help="fp32, fp16 or int8 (artifact variants)."),
+    checkpoint: Optional[Path] = CheckpointOpt,
+    random_weights: bool = RandomWeightsOpt,
+    backend: str = BackendOpt,
+    precision: Optional[str] = PrecisionOpt,
     reference: bool = typer.Option(True, "--reference/--no-reference", help="With a folder, also score its fp32 PyTorch model, side by side."),
     protocol: str = typer.Option("official", "--protocol", help="official (HQ-SAM's: 1024x1024 resize) or predictor (SAM's resize)."),
     hq_token_only: Optional[bool] = typer.Option(None, "--hq-token-only/--sam-plus-hq", help="Score the HQ token alone or SAM + HQ logits (default: as exported)."),

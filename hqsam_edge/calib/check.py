@@ -19,7 +19,7 @@ from ..data import transforms as T
 from ..errors import ParityError
 from ..eval.metrics import boundary_iou, mask_iou
 from ..export import contract as C
-from ..export.parity import prompt_sets, torch_reference
+from ..export.parity import onnx_runners, prompt_sets, torch_reference
 
 
 @dataclass(frozen=True)
@@ -38,25 +38,6 @@ def sqnr_db(ours: np.ndarray, ref: np.ndarray) -> float:
     noise = float(np.mean((ours.astype(np.float64) - ref) ** 2))
     signal = float(np.mean(ref.astype(np.float64) ** 2))
     return float("inf") if noise == 0 else 10.0 * np.log10(signal / noise)
-
-
-def _session(path: Path):
-    import onnxruntime as ort
-
-    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-
-
-def onnx_runners(encoder_path: Path, decoder_path: Path) -> tuple[Callable, Callable]:
-    """(encode, decode) over two ONNX Runtime CPU sessions, contract names in and out."""
-    enc, dec = _session(encoder_path), _session(decoder_path)
-
-    def encode(tensor: np.ndarray) -> dict[str, np.ndarray]:
-        return dict(zip([o.name for o in enc.get_outputs()], enc.run(None, {C.IMAGE.name: tensor})))
-
-    def decode(features: dict[str, np.ndarray], feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return dict(zip([o.name for o in dec.get_outputs()], dec.run(None, {**features, **feeds})))
-
-    return encode, decode
 
 
 def check_variant(model, encoder_path: Path, decoder_path: Path, images: list[np.ndarray], *, precision: str,

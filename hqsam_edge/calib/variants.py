@@ -20,6 +20,7 @@ from typing import Any
 
 from ..errors import UsageError
 from ..export.manifest import Artifact, read_manifest
+from ..export.onnx_export import tool_versions
 from .images import CalibrationSet
 from .ranges import collect_ranges, load_ranges, quantizable_nodes, save_ranges
 from .recipes import DEFAULT_INT8_EXCLUDE, fp16_graph, int8_graph
@@ -54,12 +55,6 @@ class BuildSpec:
         default = BOUNDS[self.precision]
         return Bounds(default.min_sqnr_db if self.min_sqnr_db is None else self.min_sqnr_db,
                       default.min_mean_mask_iou if self.min_mask_iou is None else self.min_mask_iou)
-
-
-def _tool_versions() -> dict[str, str]:
-    from ..export.onnx_export import tool_versions
-
-    return tool_versions()
 
 
 def heldout_images(spec: BuildSpec):
@@ -130,7 +125,7 @@ def make_precision_graphs(spec: BuildSpec, flavour: str = "onnxruntime") -> Arti
             os.replace(path, folder / path.name)
         files = {"encoder": enc_out.name, "decoder": dec_out.name}
         extra["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-        artifact = Artifact("onnxruntime", spec.precision, files, tool_versions=_tool_versions(),
+        artifact = Artifact("onnxruntime", spec.precision, files, tool_versions=tool_versions(),
                             device="cpu (onnxruntime check)", parity=figures, extra=extra)
         manifest.add(artifact)
         manifest.write(folder)

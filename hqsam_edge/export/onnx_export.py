@@ -63,13 +63,11 @@ def tool_versions() -> dict[str, str]:
 
 def _check_spec(spec: ExportSpec) -> None:
     from ..model.build import backbone_spec, check_variant
+    from ..model.checkpoint import check_weights_choice
 
     backbone_spec(spec.backbone)
     check_variant(spec.variant)
-    if spec.checkpoint is None and not spec.random_weights:
-        raise UsageError("give --checkpoint FILE (see `hqsam-edge download`) or --random-weights")
-    if spec.checkpoint is not None and spec.random_weights:
-        raise UsageError("--checkpoint and --random-weights exclude each other")
+    check_weights_choice(spec.checkpoint, spec.random_weights)
     if spec.opset < MIN_OPSET:
         raise UsageError(f"--opset {spec.opset} is too old: LayerNormalization needs opset {MIN_OPSET} or newer")
     if spec.hq_token_only and spec.variant != "hq":

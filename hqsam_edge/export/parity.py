@@ -60,10 +60,20 @@ def prompt_sets(seed: int = 0) -> dict[str, dict[str, np.ndarray]]:
     }
 
 
-def _session(path: Path):
+def onnx_runners(encoder_path: Path, decoder_path: Path):
+    """(encode, decode) over two ONNX Runtime CPU sessions, contract names in and out."""
     import onnxruntime as ort
 
-    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    enc = ort.InferenceSession(str(encoder_path), providers=["CPUExecutionProvider"])
+    dec = ort.InferenceSession(str(decoder_path), providers=["CPUExecutionProvider"])
+
+    def encode(tensor: np.ndarray) -> dict[str, np.ndarray]:
+        return dict(zip([o.name for o in enc.get_outputs()], enc.run(None, {C.IMAGE.name: tensor})))
+
+    def decode(features: dict[str, np.ndarray], feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return dict(zip([o.name for o in dec.get_outputs()], dec.run(None, {**features, **feeds})))
+
+    return encode, decode
 
 
 def compare_decoders(run_ref, run_ours, features_ref, features_ours, input_size, original_size) -> dict[str, Any]:
@@ -126,17 +136,14 @@ def verify_onnx_export(model, encoder_path: Path, decoder_path: Path, *, multima
     image = demo_image(768, 1024)
     tensor, input_size = T.preprocess_image(image)
     encode_ref, decode_ref = torch_reference(model, multimask_output, hq_token_only)
-    enc, dec = _session(encoder_path), _session(decoder_path)
+    encode, decode = onnx_runners(encoder_path, decoder_path)
     features_ref = encode_ref(tensor)
-    features_ours = dict(zip([o.name for o in enc.get_outputs()], enc.run(None, {C.IMAGE.name: tensor})))
+    features_ours = encode(tensor)
     parity: dict[str, Any] = {
         "encoder": {f"{k}_rel_error": rel_error(features_ours[k], v) for k, v in features_ref.items()},
     }
 
-    def run_onnx(features, feeds):
-        return dict(zip([o.name for o in dec.get_outputs()], dec.run(None, {**features, **feeds})))
-
-    parity["decoder"] = compare_decoders(decode_ref, run_onnx, features_ref, features_ours, input_size, image.shape[:2])
+    parity["decoder"] = compare_decoders(decode_ref, decode, features_ref, features_ours, input_size, image.shape[:2])
     flat = {"encoder": parity["encoder"], **{f"decoder[{k}]": v for k, v in parity["decoder"].items()}}
     check_parity(flat, max_rel_error, min_mask_iou, "the exported ONNX graph")
     parity["bounds"] = {"max_rel_error": max_rel_error, "min_mask_iou": min_mask_iou}

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, UsageError
 
 _VIT_DIMS = {768: "vit_b", 1024: "vit_l", 1280: "vit_h"}
 
@@ -32,6 +32,14 @@ class CheckpointInfo:
         if self.backbone == "vit_tiny":
             model = {"hq": "Light HQ-SAM", "sam": "MobileSAM"}[self.variant]
         return f"{model} {self.backbone or '(unknown backbone)'}"
+
+
+def check_weights_choice(checkpoint: object, random_weights: bool) -> None:
+    """Exactly one of a checkpoint or random weights (what `export`, `predict`, `eval` ask for)."""
+    if checkpoint is None and not random_weights:
+        raise UsageError("give --checkpoint FILE (see `hqsam-edge download`) or --random-weights")
+    if checkpoint is not None and random_weights:
+        raise UsageError("--checkpoint and --random-weights exclude each other")
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:

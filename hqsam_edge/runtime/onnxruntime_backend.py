@@ -22,10 +22,12 @@ def tensorrt_provider_options(cache_dir: Path, *, fp16: bool, max_prompts: int, 
     """TensorRT EP options: engine and timing caches in the artifact folder, and
     the decoder's profile over P prompts and N points (read from the contract)."""
 
-    def shapes(p: int, n: int) -> str:
-        dims = {"P": p, "N": n}
-        specs = (C.POINT_COORDS, C.POINT_LABELS, C.MASK_INPUT, C.HAS_MASK_INPUT)
-        return ",".join(f"{s.name}:{'x'.join(map(str, s.concrete(**dims)))}" for s in specs)
+    from ..engines.profiles import decoder_profile
+
+    profile = decoder_profile(max_prompts, max_points)
+
+    def shapes(which: int) -> str:
+        return ",".join(f"{name}:{'x'.join(map(str, dims[which]))}" for name, dims in profile.shapes.items())
 
     return {
         "trt_fp16_enable": fp16,
@@ -33,9 +35,9 @@ def tensorrt_provider_options(cache_dir: Path, *, fp16: bool, max_prompts: int, 
         "trt_engine_cache_path": str(cache_dir),
         "trt_timing_cache_enable": True,
         "trt_timing_cache_path": str(cache_dir),
-        "trt_profile_min_shapes": shapes(1, 1),
-        "trt_profile_opt_shapes": shapes(1, 2),
-        "trt_profile_max_shapes": shapes(max_prompts, max_points),
+        "trt_profile_min_shapes": shapes(0),
+        "trt_profile_opt_shapes": shapes(1),
+        "trt_profile_max_shapes": shapes(2),
     }
 
 

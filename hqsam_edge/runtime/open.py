@@ -14,11 +14,9 @@ BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
 def model_from_options(backbone: str, variant: str, checkpoint: str | Path | None, random_weights: bool):
     """``build_model`` from CLI-style options; exactly one of a checkpoint or ``random_weights``."""
     from ..model import build_model
+    from ..model.checkpoint import check_weights_choice
 
-    if checkpoint is None and not random_weights:
-        raise UsageError("give --checkpoint FILE (see `hqsam-edge download`) or --random-weights")
-    if checkpoint is not None and random_weights:
-        raise UsageError("--checkpoint and --random-weights exclude each other")
+    check_weights_choice(checkpoint, random_weights)
     return build_model(backbone, variant, checkpoint)
 
 
