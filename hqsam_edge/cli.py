@@ -62,11 +62,15 @@ PrecisionOpt = typer.Option(None, "--precision", help="fp32, fp16 or int8 (artif
 @app.command()
 @cli_errors
 def info(params: bool = typer.Option(False, "--params", help="Also print parameter sizes next to the paper's Table 10.")):
-    """Versions, usable backends and devices (and why a backend is not usable)."""
+    """Platform (Jetson model, JetPack, power mode, GPU, CUDA, TensorRT), versions, usable backends, and why not."""
+    from .hardware import this_platform
     from .runtime import environment as env
 
-    for key, value in env.platform_summary().items():
+    machine = this_platform()
+    for key, value in [("python", machine.python), *machine.rows()]:
         typer.echo(f"{key:<18}{value}")
+    for note in machine.notes:
+        typer.echo(f"{'note':<18}{note}")
     for name, version in env.library_versions().items():
         typer.echo(f"{name:<18}{version or 'not installed'}")
     typer.echo("backends:")
@@ -137,6 +141,8 @@ def build(
     print_trtexec: Optional[str] = typer.Option(None, "--print-trtexec", help="Only print the trtexec lines for TensorRT 8, 10 or 11."),
     min_sqnr_db: Optional[float] = typer.Option(None, "--min-sqnr-db", help="Override the variant's embedding SQNR bound (dB)."),
     min_mask_iou: Optional[float] = typer.Option(None, "--min-mask-iou", help="Override the variant's mean mask IoU bound."),
+    flavour: Optional[str] = typer.Option(None, "--flavour", help="Lay the graphs out for onnxruntime or tensorrt (default: the backend's); "
+                                          "`--backend onnxruntime --flavour tensorrt` prepares INT8 graphs on a workstation for a Jetson's build."),
 ):
     """FP16 / INT8 graphs (checked against PyTorch on the CPU) and TensorRT engines."""
     from .calib.variants import BuildSpec
@@ -145,7 +151,7 @@ def build(
                      calib_images=None if calib_images is None else str(calib_images), calib_limit=calib_limit,
                      calib_method=calib_method, max_prompts=max_prompts, max_points=max_points,
                      workspace_gb=workspace_gb, dla_core=dla_core, version_compatible=version_compatible,
-                     min_sqnr_db=min_sqnr_db, min_mask_iou=min_mask_iou)
+                     min_sqnr_db=min_sqnr_db, min_mask_iou=min_mask_iou, flavour=flavour)
     if print_trtexec is not None:
         from .engines.builder import trtexec_lines
 

@@ -71,7 +71,7 @@ class BenchRow:
     gpu_encoder_ms: float | None = None  # device time (CUDA events), torch on CUDA
     iters: int = 0
     versions: dict[str, str] = field(default_factory=dict)
-    machine: dict[str, str] = field(default_factory=dict)
+    machine: dict[str, Any] = field(default_factory=dict)
     scaling: dict[str, dict[str, float]] = field(default_factory=dict)
     error: str | None = None
 
@@ -104,17 +104,11 @@ def _peak_rss_mib() -> float:
     return peak / 1024 if platform.system() != "Darwin" else peak / 2**20
 
 
-def _machine() -> dict[str, str]:
-    from ..runtime import environment as env
+def _machine() -> dict[str, Any]:
+    """The platform record (Jetson model, JetPack, power mode, GPU, CUDA, TensorRT) of this row's machine."""
+    from ..hardware import this_platform
 
-    info = env.platform_summary()
-    try:
-        import os
-
-        info["cpus"] = str(len(os.sched_getaffinity(0)))
-    except AttributeError:
-        pass
-    return info
+    return {**this_platform().to_dict(), "summary": this_platform().summary()}
 
 
 def _versions() -> dict[str, str]:

@@ -33,7 +33,9 @@ def hq_cost(rows: list[BenchRow]) -> list[tuple[str, str, str, float, float]]:
 
 def markdown(rows: list[BenchRow]) -> str:
     """Rows next to the paper's Table 10, then the cost of HQ per backbone."""
-    lines = [
+    machines = sorted({r.machine.get("summary", "") for r in rows if r.machine.get("summary")})
+    lines = [f"Measured on: {'; '.join(machines)}", ""] if machines else []
+    lines += [
         "| model | backend | precision | device | params MiB (paper) | encoder ms | decoder ms 1 box | "
         "10 pts | 16 boxes | e2e ms (p90) | FPS (paper) | peak MiB |",
         "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",

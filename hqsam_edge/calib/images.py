@@ -36,9 +36,12 @@ class CalibrationSet:
     """
 
     def __init__(self, folder: str | Path | None = None, *, limit: int = 32, image_size: int = C.IMAGE_SIZE,
-                 synthetic_seed: int = 100) -> None:
-        self.files = list_images(folder, limit) if folder is not None else []
-        self.count = len(self.files) if folder is not None else limit
+                 synthetic_seed: int = 100, files: list[Path] | None = None) -> None:
+        if files is not None:  # an explicit list (e.g. the calibration part of a folder)
+            self.files = list(files)
+        else:
+            self.files = list_images(folder, limit) if folder is not None else []
+        self.count = len(self.files) if (folder is not None or files is not None) else limit
         self.image_size = image_size
         self.synthetic_seed = synthetic_seed
 

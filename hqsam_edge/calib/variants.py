@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import UsageError
+from ..errors import ArtifactError, UsageError
 from ..export.manifest import Artifact, read_manifest
 from ..export.onnx_export import tool_versions
+from ..hardware import this_platform
 from .images import CalibrationSet
 from .ranges import collect_ranges, load_ranges, quantizable_nodes, save_ranges
 from .recipes import DEFAULT_INT8_EXCLUDE, fp16_graph, int8_graph
@@ -46,6 +47,7 @@ class BuildSpec:
     workspace_gb: float = 4.0
     dla_core: int | None = None
     version_compatible: bool = False
+    flavour: str | None = None  # graphs laid out for this runtime (None: the backend's); see recipes.FLAVOUR_OPS
     min_sqnr_db: float | None = None  # override the precision's bound (calib.check.BOUNDS)
     min_mask_iou: float | None = None
 
@@ -57,16 +59,25 @@ class BuildSpec:
                       default.min_mean_mask_iou if self.min_mask_iou is None else self.min_mask_iou)
 
 
+def split_images(spec: BuildSpec) -> tuple[list[Path], list[Path]]:
+    """The user's images as (calibration, held-out): up to ``calib_limit`` to calibrate, ``heldout`` never
+    used for calibration (taken from the end of a folder that has too few for both)."""
+    from .images import list_images
+
+    files = list_images(spec.calib_images)
+    if len(files) <= spec.heldout:
+        raise UsageError(f"{spec.calib_images} has {len(files)} image(s); calibration and the accuracy check "
+                         f"need at least {spec.heldout + 1} (more is better: 32-64 images like the ones you segment)")
+    calib = files[: min(spec.calib_limit, len(files) - spec.heldout)]
+    return calib, files[len(calib) : len(calib) + spec.heldout]
+
+
 def heldout_images(spec: BuildSpec):
-    """Images the check uses: the user's images past the calibration ones, else synthetic ones."""
+    """Images the check uses: the user's images never used for calibration, else synthetic ones."""
     if spec.calib_images is not None:
-        from .images import list_images
+        from ..data.transforms import load_image
 
-        files = list_images(spec.calib_images)[spec.calib_limit : spec.calib_limit + spec.heldout]
-        if files:
-            from ..data.transforms import load_image
-
-            return [load_image(str(p)) for p in files]
+        return [load_image(str(p)) for p in split_images(spec)[1]]
     return list(CalibrationSet(None, limit=spec.heldout, synthetic_seed=900).images())
 
 
@@ -77,7 +88,10 @@ def calibrate(folder: Path, encoder: Path, spec: BuildSpec) -> tuple[dict[str, t
     from ..model.checkpoint import sha256_file
 
     targets = quantizable_nodes(onnx.load(str(encoder), load_external_data=False), spec.int8_exclude)
-    calib = CalibrationSet(spec.calib_images, limit=spec.calib_limit)
+    if spec.calib_images is not None:
+        calib = CalibrationSet(files=split_images(spec)[0])
+    else:
+        calib = CalibrationSet(None, limit=spec.calib_limit)
     meta = {"graph_sha256": sha256_file(encoder), "images": calib.fingerprint(), "method": spec.calib_method,
             "count": len(calib)}
     cache = folder / f"calib.{encoder.stem}.{spec.calib_method}.json"
@@ -89,10 +103,30 @@ def calibrate(folder: Path, encoder: Path, spec: BuildSpec) -> tuple[dict[str, t
     return ranges, targets
 
 
-def make_precision_graphs(spec: BuildSpec, flavour: str = "onnxruntime") -> Artifact:
-    """Write, check and record the ``spec.precision`` graphs of ``spec.folder``."""
-    from .check import check_variant
+def ensure_precision_graphs(spec: BuildSpec, flavour: str) -> Artifact:
+    """The checked ``spec.precision`` graphs for ``flavour``: the ones the manifest already records, else new ones.
 
+    This is how INT8 graphs calibrated on a workstation (``build --backend
+    onnxruntime --precision int8 --flavour tensorrt``) are used by a Jetson's
+    ``build --backend tensorrt``: no calibration on the device. Passing
+    ``--calib-images`` asks for a new calibration.
+    """
+    if spec.calib_images is None:
+        try:
+            return read_manifest(spec.folder).find("onnxruntime", spec.precision, flavour=flavour)
+        except ArtifactError:
+            pass
+    return make_precision_graphs(spec, flavour=flavour)
+
+
+def make_precision_graphs(spec: BuildSpec, flavour: str | None = None) -> Artifact:
+    """Write, check and record the ``spec.precision`` graphs of ``spec.folder`` (laid out for ``flavour``)."""
+    from .check import check_variant
+    from .recipes import FLAVOUR_OPS
+
+    flavour = flavour or spec.flavour or "onnxruntime"
+    if flavour not in FLAVOUR_OPS:
+        raise UsageError(f"unknown --flavour {flavour!r}; choose one of: {', '.join(FLAVOUR_OPS)}")
     if spec.precision not in PRECISIONS:
         raise UsageError(f"unknown precision {spec.precision!r}; choose one of: {', '.join(PRECISIONS)}")
     folder = Path(spec.folder)
@@ -125,6 +159,7 @@ def make_precision_graphs(spec: BuildSpec, flavour: str = "onnxruntime") -> Arti
             os.replace(path, folder / path.name)
         files = {"encoder": enc_out.name, "decoder": dec_out.name}
         extra["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        extra["platform"] = this_platform().to_dict()
         artifact = Artifact("onnxruntime", spec.precision, files, tool_versions=tool_versions(),
                             device="cpu (onnxruntime check)", parity=figures, extra=extra)
         manifest.add(artifact)

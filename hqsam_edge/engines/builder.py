@@ -24,6 +24,7 @@ from pathlib import Path
 from ..calib.variants import BuildSpec
 from ..errors import BackendUnavailableError, UsageError
 from ..export.manifest import Artifact, Manifest, read_manifest
+from ..hardware import this_platform
 from .profiles import Profile, profile_for
 from .trtexec import trtexec_command
 
@@ -185,7 +186,7 @@ def check_engines(manifest: Manifest, folder: Path, files: dict[str, str], spec:
 
 def build_engines(spec: BuildSpec) -> Artifact:
     """Precision graphs (made and checked on the CPU first), then one engine per graph, recorded in the manifest."""
-    from ..calib.variants import make_precision_graphs
+    from ..calib.variants import ensure_precision_graphs
     from ..runtime.environment import tensorrt_status
 
     status = tensorrt_status()
@@ -196,11 +197,11 @@ def build_engines(spec: BuildSpec) -> Artifact:
     folder = Path(spec.folder)
     generation = generation_of(trt.__version__)
     if spec.precision == "int8":
-        make_precision_graphs(spec, flavour="tensorrt")
+        ensure_precision_graphs(spec, flavour="tensorrt")
     if generation == "11" and spec.precision in ("fp16", "int8"):
         from dataclasses import replace
 
-        make_precision_graphs(replace(spec, precision="fp16"), flavour="onnxruntime")
+        ensure_precision_graphs(replace(spec, precision="fp16"), flavour="onnxruntime")
     manifest = read_manifest(folder)
     files = {}
     for job in plan(manifest, folder, spec, generation):
@@ -214,7 +215,8 @@ def build_engines(spec: BuildSpec) -> Artifact:
         device=device["gpu"], parity=parity,
         extra={"compute_capability": device["compute_capability"], "max_prompts": spec.max_prompts,
                "max_points": spec.max_points, "dla_core": spec.dla_core, "version_compatible": spec.version_compatible,
-               "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")},
+               "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+               "platform": this_platform().to_dict()},
     )
     manifest.add(artifact)
     manifest.write(folder)

@@ -54,6 +54,7 @@ class Manifest:
     tool_versions: dict[str, str]
     created: str
     format: int = FORMAT_VERSION
+    platform: dict[str, Any] = field(default_factory=dict)  # the machine that exported (runtime/hardware.py)
 
     @property
     def is_hq(self) -> bool:

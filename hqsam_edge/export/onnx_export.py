@@ -156,6 +156,7 @@ def export_artifacts(spec: ExportSpec) -> Manifest:
     """Build the model, export, verify, and move the finished folder to ``spec.out_dir``."""
     from ..model import build_model
     from ..model.checkpoint import sha256_file
+    from ..hardware import this_platform
     from .parity import verify_onnx_export
 
     _check_spec(spec)
@@ -192,6 +193,7 @@ def export_artifacts(spec: ExportSpec) -> Manifest:
                                 tool_versions=versions, device="cpu", parity=parity)],
             tool_versions=versions,
             created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            platform=this_platform().to_dict(),
         )
         manifest.write(tmp)
         tmp.chmod(0o755)  # mkdtemp made it private

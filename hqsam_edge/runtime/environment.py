@@ -6,10 +6,10 @@ row saying so (with the install hint), never an import error.
 
 from __future__ import annotations
 
-import importlib
-import platform
-import sys
 from dataclasses import dataclass
+
+from ..hardware import TENSORRT_HINT
+from ..hardware import module_version as _version
 
 
 @dataclass(frozen=True)
@@ -17,23 +17,6 @@ class BackendStatus:
     name: str
     usable: bool
     detail: str  # version and devices when usable, else why not and how to fix
-
-
-TENSORRT_HINT = (
-    "install the extra: pip install 'hqsam-edge[tensorrt]' (x86_64 with an NVIDIA driver); on Jetson use "
-    "JetPack's python3-libnvinfer in a venv made with --system-site-packages and build pycuda "
-    "against /usr/local/cuda"
-)
-
-
-def _version(module: str) -> str | None:
-    try:
-        mod = importlib.import_module(module)
-    except Exception:  # noqa: BLE001 - any import failure means "not usable"
-        return None
-    if getattr(mod, "__file__", None) is None and not hasattr(mod, "__version__"):
-        return None  # a namespace package left by type stubs, not the library
-    return str(getattr(mod, "__version__", "?"))
 
 
 def torch_status() -> BackendStatus:
@@ -90,12 +73,3 @@ def library_versions() -> dict[str, str | None]:
     if versions["segment_anything"] == "?":
         versions["segment_anything"] = "installed"
     return versions
-
-
-def platform_summary() -> dict[str, str]:
-    return {
-        "python": sys.version.split()[0],
-        "machine": platform.machine(),
-        "system": f"{platform.system()} {platform.release()}",
-        "processor": platform.processor() or "?",
-    }

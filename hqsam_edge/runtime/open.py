@@ -60,7 +60,9 @@ def open_backend(folder: str | Path, *, backend: str = "auto", precision: str | 
         return TensorRTBackend(info, folder / artifact.files["encoder"], folder / artifact.files["decoder"],
                                precision=artifact.precision,
                                expected_device={"gpu": artifact.device,
-                                                "compute_capability": artifact.extra.get("compute_capability", "")})
+                                                "compute_capability": artifact.extra.get("compute_capability", ""),
+                                                "tensorrt": "" if artifact.extra.get("version_compatible")
+                                                else artifact.tool_versions.get("tensorrt", "")})
     artifact = manifest.find("onnxruntime", precision)
     from .onnxruntime_backend import OnnxRuntimeBackend
 

@@ -72,6 +72,13 @@ class TensorRTBackend(Backend):
             import tensorrt as trt
         except ImportError as exc:
             raise BackendUnavailableError(f"the tensorrt backend needs TensorRT and pycuda ({exc})") from None
+        built_with = self.expected_device.get("tensorrt")
+        if built_with and built_with != trt.__version__:
+            raise ArtifactError(
+                f"these engines were built with TensorRT {built_with}, this machine has TensorRT {trt.__version__}: "
+                "build them again here with `hqsam-edge build DIR --backend tensorrt` (or build with "
+                "--version-compatible to load them with a newer TensorRT)"
+            )
         cuda.init()
         device = cuda.Device(self.device_index)
         major, minor = device.compute_capability()

@@ -56,6 +56,11 @@ def test_cli_bench_folder_writes_json_markdown_plot(folder, tmp_path):
     assert len(rows) == 2 and REQUIRED <= set(rows[0])
     ort_row, trt_row = rows
     assert ort_row["backend"] == "onnxruntime" and ort_row["error"] is None and ort_row["encoder_ms"] > 0
+    from hqsam_edge.hardware import this_platform
+
+    here = this_platform()  # where each figure was measured (Jetson model, JetPack, power mode, GPU)
+    assert ort_row["machine"]["summary"] == here.summary() and ort_row["machine"]["cpu_count"] == here.cpu_count
+    assert f"Measured on: {here.summary()}" in md.read_text()
     assert "not usable" in trt_row["error"] or "no tensorrt" in trt_row["error"]
     assert "| Light HQ-SAM | onnxruntime |" in md.read_text()
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -101,6 +101,10 @@ def test_int8_tensorrt_flavour_is_symmetric_and_excludes_sensitive_layers(folder
     flavours = {(a["precision"], a["extra"].get("flavour")) for a in manifest["artifacts"]}
     assert ("int8", "tensorrt") in flavours and ("int8", "onnxruntime") in flavours
 
+    # a Jetson's `build --backend tensorrt` uses these checked graphs (made on a workstation), without calibrating
+    monkeypatch.setattr(variants, "make_precision_graphs", lambda *a, **k: pytest.fail("graphs made again"))
+    assert variants.ensure_precision_graphs(spec, "tensorrt") == artifact
+
 
 def test_missed_bound_fails_and_leaves_nothing(folder, monkeypatch):
     from hqsam_edge.calib import check
@@ -148,3 +152,21 @@ def test_calibration_folder_errors(folder, tmp_path):
         make_precision_graphs(BuildSpec(str(folder), precision="int8", calib_images=str(tmp_path / "none")))
     with pytest.raises(UsageError, match="no images"):
         make_precision_graphs(BuildSpec(str(folder), precision="int8", calib_images=str(tmp_path)))
+
+
+def test_heldout_images_are_never_calibration_images(tmp_path):
+    from PIL import Image
+
+    from tests.conftest import test_image
+
+    for i in range(5):
+        Image.fromarray(test_image(60, 80, seed=i)).save(tmp_path / f"img{i}.png")
+    spec = BuildSpec("unused", precision="int8", calib_images=str(tmp_path), calib_limit=16, heldout=2)
+    calib, heldout = variants.split_images(spec)
+    assert [p.name for p in calib] == ["img0.png", "img1.png", "img2.png"]
+    assert [p.name for p in heldout] == ["img3.png", "img4.png"]  # a small folder still holds out its last images
+    assert len(variants.heldout_images(spec)) == 2
+    calib, heldout = variants.split_images(BuildSpec("unused", calib_images=str(tmp_path), calib_limit=2, heldout=2))
+    assert len(calib) == 2 and len(heldout) == 2
+    with pytest.raises(UsageError, match="need at least 6"):
+        variants.split_images(BuildSpec("unused", calib_images=str(tmp_path), heldout=5))

@@ -1,0 +1,330 @@
+"""The machine we run on: CPU architecture, Jetson model and JetPack release, GPU, CUDA, TensorRT, power mode.
+
+Recorded in every manifest (where an artifact was made) and every bench row
+(where a figure was measured), and printed by ``hqsam-edge info``. Every probe
+is defensive: a file that is missing or a tool that is not installed leaves
+the field empty and adds a plain-words reason to ``notes`` -- the platform is
+reported honestly, never guessed.
+
+Sources, read from ``root`` (``/`` normally; a folder holding the same files
+in tests):
+
+- Jetson model: ``/proc/device-tree/model`` (NUL-terminated, e.g.
+  ``NVIDIA Jetson AGX Orin Developer Kit``).
+- L4T release: ``/etc/nv_tegra_release`` (``# R36 (release), REVISION: 4.3, ...``
+  is L4T 36.4.3), mapped to JetPack through :data:`L4T_TO_JETPACK`; an L4T
+  release missing from that table is reported as such, not guessed.
+- Power mode: ``nvpmodel -q`` (``NV Power Mode: MAXN`` then the mode id).
+- GPU: ``nvidia-smi --query-gpu=name,driver_version,compute_cap`` on dGPU
+  machines; on Jetson the integrated GPU is named after the module.
+- CUDA toolkit: ``/usr/local/cuda/version.json`` (CUDA >= 11.1) or
+  ``version.txt``; TensorRT: the Python module's version.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform as _platform
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+# L4T (Jetson Linux) release -> JetPack release, from NVIDIA's release notes.
+L4T_TO_JETPACK: dict[str, str] = {
+    "35.1.0": "5.0.2",
+    "35.2.1": "5.1",
+    "35.3.1": "5.1.1",
+    "35.4.1": "5.1.2",
+    "35.5.0": "5.1.3",
+    "35.6.0": "5.1.4",
+    "35.6.1": "5.1.5",
+    "36.2.0": "6.0 DP",
+    "36.3.0": "6.0",
+    "36.4.0": "6.1",
+    "36.4.3": "6.2",
+    "36.4.4": "6.2.1",
+    "38.2.0": "7.0",
+    "38.4.0": "7.1",
+}
+
+# JetPack release -> the TensorRT it ships (what `build` will meet on that board).
+JETPACK_TENSORRT: dict[str, str] = {
+    "5": "8.5",
+    "6.0": "8.6",
+    "6.1": "10.3",
+    "6.2": "10.3",
+    "7.0": "10.13",
+}
+
+TENSORRT_HINT = (
+    "install the extra: pip install 'hqsam-edge[tensorrt]' (x86_64 with an NVIDIA driver); on Jetson use "
+    "JetPack's python3-libnvinfer in a venv made with --system-site-packages and build pycuda "
+    "against /usr/local/cuda"
+)
+
+Runner = Callable[[list[str]], "str | None"]
+
+
+@dataclass
+class Platform:
+    """What ``detect_platform`` found; empty strings mean "not found" (``notes`` says why)."""
+
+    arch: str
+    system: str
+    python: str
+    cpu: str = ""
+    cpu_count: int = 0
+    memory_gib: float = 0.0
+    jetson_model: str = ""
+    l4t: str = ""
+    jetpack: str = ""
+    power_mode: str = ""
+    gpu: str = ""
+    gpu_driver: str = ""
+    compute_capability: str = ""
+    unified_memory: bool = False
+    cuda_toolkit: str = ""
+    torch_cuda: str = ""
+    tensorrt: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def is_jetson(self) -> bool:
+        return bool(self.jetson_model or self.l4t)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def summary(self) -> str:
+        """One line for report headers: ``Jetson AGX Orin, JetPack 6.2, MAXN`` or ``x86_64, 2 CPUs, no GPU``."""
+        if self.is_jetson:
+            parts = [self.jetson_model or "Jetson (model unknown)",
+                     f"JetPack {self.jetpack}" if self.jetpack else f"L4T {self.l4t or '?'}",
+                     f"power mode {self.power_mode or 'unknown'}"]
+        else:
+            parts = [self.arch, f"{self.cpu_count} CPUs", self.cpu or "CPU unknown", self.gpu or "no GPU"]
+        return ", ".join(p for p in parts if p)
+
+    def rows(self) -> list[tuple[str, str]]:
+        """``(label, value)`` pairs for ``hqsam-edge info``, every field present, empty ones explained."""
+        def val(v: str, missing: str) -> str:
+            return v if v else missing
+
+        rows = [
+            ("architecture", f"{self.arch} ({self.system})"),
+            ("cpu", f"{val(self.cpu, 'unknown')}, {self.cpu_count} usable cores"),
+            ("memory", f"{self.memory_gib:.1f} GiB" + (" (unified: shared by CPU and GPU)" if self.unified_memory else "")),
+        ]
+        if self.is_jetson:
+            rows += [
+                ("jetson", val(self.jetson_model, "yes (model not readable)")),
+                ("l4t / jetpack", f"L4T {val(self.l4t, '?')} / JetPack {val(self.jetpack, 'unknown')}"),
+                ("power mode", val(self.power_mode, "unknown (nvpmodel -q gave nothing)")),
+            ]
+        else:
+            rows.append(("jetson", "no"))
+        gpu = self.gpu
+        if gpu and self.compute_capability:
+            gpu += f" (compute capability {self.compute_capability})"
+        if gpu and self.gpu_driver:
+            gpu += f", driver {self.gpu_driver}"
+        rows += [
+            ("gpu", val(gpu, "none")),
+            ("cuda toolkit", val(self.cuda_toolkit, "none")),
+            ("torch cuda", f"built for CUDA {self.torch_cuda}" if self.torch_cuda else "none (CPU-only torch)"),
+            ("tensorrt", val(self.tensorrt, "not installed")),
+        ]
+        return rows
+
+
+def _run(cmd: list[str]) -> str | None:
+    """stdout of ``cmd`` or None if it is not installed, fails or hangs."""
+    if shutil.which(cmd[0]) is None:
+        return None
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
+def _read(root: Path, path: str) -> str | None:
+    try:
+        return (root / path.lstrip("/")).read_bytes().decode("utf-8", "replace")
+    except OSError:
+        return None
+
+
+def parse_l4t(text: str) -> str:
+    """``# R36 (release), REVISION: 4.3, GCID: ...`` -> ``36.4.3``; ``""`` if unreadable."""
+    m = re.search(r"#\s*R(\d+)\s*\(release\),\s*REVISION:\s*([\d.]+)", text)
+    if not m:
+        return ""
+    revision = m.group(2).split(".")
+    revision += ["0"] * (2 - len(revision))
+    return ".".join([m.group(1), *revision[:2]])
+
+
+def jetpack_for(l4t: str) -> str:
+    """JetPack release of an L4T release; ``""`` when the table does not know it."""
+    if l4t in L4T_TO_JETPACK:
+        return L4T_TO_JETPACK[l4t]
+    padded = ".".join((l4t.split(".") + ["0", "0"])[:3])
+    return L4T_TO_JETPACK.get(padded, "")
+
+
+def tensorrt_for_jetpack(jetpack: str) -> str:
+    """The TensorRT release JetPack ``jetpack`` ships (``"6.2"`` -> ``"10.3"``); ``""`` if unknown."""
+    for prefix in sorted(JETPACK_TENSORRT, key=len, reverse=True):
+        if jetpack == prefix or jetpack.startswith(prefix + ".") or jetpack.startswith(prefix + " "):
+            return JETPACK_TENSORRT[prefix]
+    return ""
+
+
+def parse_power_mode(text: str) -> str:
+    """``nvpmodel -q`` output -> ``"MAXN (mode 0)"``; warnings it prints first are skipped."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("NVPM WARN")]
+    for i, line in enumerate(lines):
+        if line.startswith("NV Power Mode:"):
+            name = line.split(":", 1)[1].strip()
+            mode = lines[i + 1] if i + 1 < len(lines) and lines[i + 1].isdigit() else ""
+            return f"{name} (mode {mode})" if mode else name
+    return ""
+
+
+def parse_cuda_version(root: Path) -> str:
+    text = _read(root, "/usr/local/cuda/version.json")
+    if text:
+        try:
+            return str(json.loads(text)["cuda"]["version"])
+        except (ValueError, KeyError, TypeError):
+            pass
+    text = _read(root, "/usr/local/cuda/version.txt") or ""
+    m = re.search(r"CUDA Version\s+([\d.]+)", text)
+    return m.group(1) if m else ""
+
+
+def _cpu_name(root: Path) -> str:
+    text = _read(root, "/proc/cpuinfo") or ""
+    for key in ("model name", "Hardware", "Model"):
+        m = re.search(rf"^{key}\s*:\s*(.+)$", text, re.MULTILINE)
+        if m:
+            return m.group(1).strip()
+    return _platform.processor()
+
+
+def _memory_gib(root: Path) -> float:
+    m = re.search(r"^MemTotal:\s+(\d+)\s+kB", _read(root, "/proc/meminfo") or "", re.MULTILINE)
+    return round(int(m.group(1)) / 2**20, 1) if m else 0.0
+
+
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 0
+
+
+def module_version(module: str) -> str | None:
+    """``module.__version__`` if the library imports; None if not (type stubs alone count as not installed)."""
+    import importlib
+
+    try:
+        mod = importlib.import_module(module)
+    except Exception:  # noqa: BLE001 - any import failure means "not usable"
+        return None
+    if getattr(mod, "__file__", None) is None and not hasattr(mod, "__version__"):
+        return None  # a namespace package left by type stubs, not the library
+    return str(getattr(mod, "__version__", "?"))
+
+
+def _torch_cuda() -> str:
+    try:
+        import torch
+    except ImportError:
+        return ""
+    return torch.version.cuda or ""
+
+
+def _torch_gpu() -> tuple[str, str]:
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            major, minor = torch.cuda.get_device_capability(0)
+            return torch.cuda.get_device_name(0), f"{major}.{minor}"
+    except Exception:  # noqa: BLE001 - a broken driver is "no GPU", with a note below
+        pass
+    return "", ""
+
+
+def detect_platform(root: str | Path = "/", run: Runner = _run, *, probe_python: bool = True) -> Platform:
+    """Probe the machine (``root`` for files, ``run`` for tools). ``probe_python=False`` skips torch/tensorrt."""
+    root = Path(root)
+    p = Platform(arch=_platform.machine(), system=f"{_platform.system()} {_platform.release()}",
+                 python=sys.version.split()[0], cpu=_cpu_name(root), cpu_count=_cpu_count(),
+                 memory_gib=_memory_gib(root))
+
+    model = (_read(root, "/proc/device-tree/model") or "").replace("\x00", "").strip()
+    release = _read(root, "/etc/nv_tegra_release")
+    if "jetson" in model.lower() or release is not None:
+        p.jetson_model = model
+        p.unified_memory = True
+        p.l4t = parse_l4t(release or "")
+        if release is None:
+            p.notes.append("Jetson module without /etc/nv_tegra_release: L4T/JetPack release unknown")
+        elif not p.l4t:
+            p.notes.append("/etc/nv_tegra_release is not in the usual form: L4T release unknown")
+        else:
+            p.jetpack = jetpack_for(p.l4t)
+            if not p.jetpack:
+                p.notes.append(f"L4T {p.l4t} is newer than this hqsam-edge knows: JetPack release not named")
+        out = run(["nvpmodel", "-q"])
+        p.power_mode = parse_power_mode(out) if out else ""
+        if not p.power_mode:
+            p.notes.append("nvpmodel -q gave no power mode (state the mode and clocks yourself in benchmark reports)")
+        if p.jetson_model:
+            p.gpu = f"{p.jetson_model.replace('NVIDIA ', '')} integrated GPU"
+
+    smi = run(["nvidia-smi", "--query-gpu=name,driver_version,compute_cap", "--format=csv,noheader"])
+    if smi and smi.strip() and "," in smi:
+        name, driver, cc = [s.strip() for s in smi.strip().splitlines()[0].split(",")[:3]]
+        p.gpu, p.gpu_driver, p.compute_capability = name, driver, cc if re.fullmatch(r"\d+\.\d+", cc) else ""
+    elif not p.is_jetson:
+        why = []
+        if not (root / "proc/driver/nvidia").exists():
+            why.append("no NVIDIA driver loaded (/proc/driver/nvidia missing)")
+        if shutil.which("nvidia-smi") is None:
+            why.append("nvidia-smi not found")
+        p.notes.append("no NVIDIA GPU: " + ("; ".join(why) or "nvidia-smi lists none"))
+
+    p.cuda_toolkit = parse_cuda_version(root)
+    if probe_python:
+        p.torch_cuda = _torch_cuda()
+        if not p.compute_capability:
+            name, cc = _torch_gpu()
+            p.gpu, p.compute_capability = p.gpu or name, cc
+        p.tensorrt = module_version("tensorrt") or ""
+        if not p.tensorrt:
+            p.notes.append("TensorRT's Python module is not installed (the tensorrt backend row says how to add it)")
+            if p.is_jetson and p.jetpack:
+                trt = tensorrt_for_jetpack(p.jetpack)
+                if trt:
+                    p.notes.append(f"JetPack {p.jetpack} ships TensorRT {trt} (apt install python3-libnvinfer)")
+    return p
+
+
+_CACHED: Platform | None = None
+
+
+def this_platform() -> Platform:
+    """``detect_platform()`` once per process (it runs external tools)."""
+    global _CACHED
+    if _CACHED is None:
+        _CACHED = detect_platform()
+    return _CACHED
