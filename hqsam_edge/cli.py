@@ -304,6 +304,32 @@ def evaluate(
         write_json(reports, json_out)
 
 
+@app.command()
+@cli_errors
+def triton(
+    folder: Path = typer.Argument(..., help="Artifact folder from `hqsam-edge export` / `build`."),
+    out: Path = typer.Option(..., "--out", "-o", help="Triton model repository to write."),
+    backend: str = typer.Option("onnxruntime", "--backend", help="onnxruntime (model.onnx) or tensorrt (engines from `build --backend tensorrt`)."),
+    precision: Optional[str] = PrecisionOpt,
+    max_prompts: Optional[int] = typer.Option(None, "--max-prompts", min=1, help="Prompts per decoder call (default: the engines' profile, or 64)."),
+    max_batch: Optional[int] = typer.Option(None, "--max-batch", min=1, help="Encoder images per batched call (default: the engines' profile, or 4)."),
+    instances: int = typer.Option(1, "--instances", min=1, help="Instances of each model."),
+    kind: str = typer.Option("gpu", "--kind", help="gpu or cpu: where the encoder and decoder instances run."),
+    max_queue_delay_us: int = typer.Option(0, "--max-queue-delay-us", min=0, help="Encoder dynamic batching: wait this long for more images."),
+    preferred_batch_size: list[int] = typer.Option([], "--preferred-batch-size", help="Encoder dynamic batching: preferred batch (repeat)."),
+    name: Optional[str] = typer.Option(None, "--name", help="Model name (default <variant>_<backbone>; also <name>_encoder, <name>_decoder)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing repository."),
+):
+    """A Triton Inference Server model repository: encoder, decoder, and a Python model (image + prompts -> masks)."""
+    from .serve.triton import TritonSpec, write_repository
+
+    spec = TritonSpec(folder=str(folder), out=str(out), backend=backend, precision=precision, name=name,
+                      max_prompts=max_prompts, max_batch=max_batch, instances=instances, kind=kind,
+                      max_queue_delay_us=max_queue_delay_us, preferred_batch_sizes=tuple(preferred_batch_size),
+                      overwrite=overwrite)
+    typer.echo(write_repository(spec).summary())
+
+
 def main() -> None:  # pragma: no cover - console entry
     app()
 

@@ -53,6 +53,18 @@ def parse_point(text: str) -> tuple[float, float, int]:
     return values[0], values[1], label
 
 
+def parse_prompts(boxes: Sequence[str], points: Sequence[str]) -> tuple[list[list[float]], list[tuple[float, float, int]]]:
+    """``--box`` / ``--point`` strings -> boxes and points: several boxes (one mask each), or points with
+    at most one box (one mask)."""
+    box_list = [parse_box(b) for b in boxes]
+    point_list = [parse_point(p) for p in points]
+    if not box_list and not point_list:
+        raise UsageError("give at least one prompt: --box x0,y0,x1,y1 or --point x,y[,label]")
+    if point_list and len(box_list) > 1:
+        raise UsageError("points combine with at most one box; use several --box alone for one mask per box")
+    return box_list, point_list
+
+
 def atomic_write(path: str | Path, write) -> Path:
     """Call ``write(tmp_path)`` then rename onto ``path``; clear error if the folder is unusable."""
     path = Path(path)
@@ -109,12 +121,7 @@ def predict_to_files(
 ) -> PredictResult:
     """Segment one image file from CLI-style prompt strings and write the mask PNG (0/255, union of
     the masks) and optionally a colour overlay. Several boxes are decoded in one call."""
-    box_list = [parse_box(b) for b in boxes]
-    point_list = [parse_point(p) for p in points]
-    if not box_list and not point_list:
-        raise UsageError("give at least one prompt: --box x0,y0,x1,y1 or --point x,y[,label]")
-    if point_list and len(box_list) > 1:
-        raise UsageError("points combine with at most one box; use several --box alone for one mask per box")
+    box_list, point_list = parse_prompts(boxes, points)
     image = load_image(str(image_path))
     predictor.set_image(image)
     coords = labels = None

@@ -1,0 +1,365 @@
+"""A Triton Inference Server model repository from an artifact folder.
+
+The folder's ``manifest.json`` says what is there; tensor names, types and
+shapes come from ``hqsam_edge.export.contract`` (graphs) and
+``hqsam_edge.serve.triton_model`` (the served model). The repository::
+
+    REPO/
+      <name>_encoder/config.pbtxt, 1/model.onnx | 1/model.plan
+      <name>_decoder/config.pbtxt, 1/model.onnx | 1/model.plan
+      <name>/config.pbtxt, 1/model.py        Python backend: image + prompts -> masks
+
+``<name>_encoder`` takes ``image`` FP32 ``[B,3,1024,1024]`` (SAM's resized,
+normalised, padded frame) with B a Triton batch dimension: the dynamic batcher
+merges requests of different images into one encoder call, up to
+``max_batch_size`` (TensorRT engines: their profile's B).
+
+``<name>_decoder`` takes one image's ``image_embeddings`` ``[1,256,64,64]``
+(and ``hq_features`` ``[1,32,256,256]``) with P prompts (``point_coords``
+``[P,N,2]`` in the 1024 frame, ``point_labels`` ``[P,N]``, ``mask_input``
+``[P,1,256,256]``, ``has_mask_input`` ``[P]``). The features are batch 1
+while the prompts have P first, so Triton's batcher, which concatenates
+requests along one leading dimension of every input, cannot merge requests
+(they would also need different images' features). The decoder is therefore
+``max_batch_size: 0`` with P a dynamic dimension, and "dynamic batching over
+prompts" means: all prompts of one request go to the decoder in one call (up
+to ``max_prompts``, the TensorRT profile's bound, in more calls beyond it).
+
+``<name>`` is ``triton_model.TritonPythonModel`` (see there for its inputs and
+outputs). It calls the other two through BLS and needs ``hqsam-edge``
+installed in the Python backend's environment.
+
+The repository is built in a temporary folder beside ``REPO`` and renamed into
+place: a failure leaves no half-written repository.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ArtifactError, UsageError
+from ..export import contract as C
+from . import triton_model as S
+
+BACKENDS = ("onnxruntime", "tensorrt")
+KINDS = {"gpu": "KIND_GPU", "cpu": "KIND_CPU"}
+PLATFORMS = {"onnxruntime": "onnxruntime_onnx", "tensorrt": "tensorrt_plan"}
+MODEL_FILES = {"onnxruntime": "model.onnx", "tensorrt": "model.plan"}  # Triton's default file names
+DATA_TYPES = {np.dtype(np.float32): "TYPE_FP32", np.dtype(np.uint8): "TYPE_UINT8", np.dtype(np.int32): "TYPE_INT32",
+              np.dtype(np.int64): "TYPE_INT64", np.dtype(np.bool_): "TYPE_BOOL"}
+DEFAULT_MAX_BATCH = 4  # encoder images per call under ONNX Runtime (Triton's own default max batch)
+DEFAULT_MAX_PROMPTS = 64  # decoder prompts per call under ONNX Runtime (`build --max-prompts` default)
+VERSION = "1"
+MODEL_PY = '''"""Triton Python-backend model of hqsam-edge: needs `pip install hqsam-edge` in this Python."""
+
+from hqsam_edge.serve.triton_model import TritonPythonModel  # noqa: F401
+'''
+
+
+@dataclass(frozen=True)
+class TritonSpec:
+    """Everything ``hqsam-edge triton`` decides; the defaults are the real ones.
+
+    ``max_prompts`` / ``max_batch`` None: the TensorRT engines' profile bounds,
+    or 64 prompts and 4 images under ONNX Runtime. ``kind`` places the encoder
+    and decoder instances (the Python model runs on the CPU).
+    """
+
+    folder: str
+    out: str
+    backend: str = "onnxruntime"
+    precision: str | None = None
+    name: str | None = None
+    max_prompts: int | None = None
+    max_batch: int | None = None
+    instances: int = 1
+    kind: str = "gpu"
+    max_queue_delay_us: int = 0
+    preferred_batch_sizes: tuple[int, ...] = ()
+    overwrite: bool = False
+
+
+@dataclass(frozen=True)
+class Repository:
+    path: Path
+    name: str
+    encoder: str
+    decoder: str
+    backend: str
+    precision: str
+    max_batch: int
+    max_prompts: int
+    note: str = ""
+
+    def summary(self) -> str:
+        return (f"wrote {self.path}: {self.name} (image + prompts -> masks, Python backend), {self.encoder} "
+                f"({self.backend} {self.precision}, up to {self.max_batch} images per call), {self.decoder} "
+                f"(up to {self.max_prompts} prompts per call); serve with `tritonserver --model-repository "
+                f"{self.path}` where `pip install hqsam-edge` has been run{self.note}")
+
+
+# -- config.pbtxt ----------------------------------------------------------------------------------
+
+class Enum(str):
+    """A protobuf enum value (written bare, not quoted)."""
+
+
+def _scalar(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Enum):
+        return str(value)
+    if isinstance(value, int):
+        return str(value)
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def render_pbtxt(message: dict[str, Any], indent: int = 0) -> str:
+    """A ``ModelConfig`` as plain data (field name -> scalar, list or nested dict) -> protobuf text format.
+
+    Lists of dicts are repeated messages; maps are lists of ``{"key", "value"}``.
+    """
+    pad = "  " * indent
+    lines = []
+    for key, value in message.items():
+        if isinstance(value, dict):
+            lines += [f"{pad}{key} {{", render_pbtxt(value, indent + 1), f"{pad}}}"]
+        elif isinstance(value, (list, tuple)):
+            if value and isinstance(value[0], dict):
+                for item in value:
+                    lines += [f"{pad}{key} {{", render_pbtxt(item, indent + 1), f"{pad}}}"]
+            elif value:
+                lines.append(f"{pad}{key}: [ {', '.join(_scalar(v) for v in value)} ]")
+        else:
+            lines.append(f"{pad}{key}: {_scalar(value)}")
+    return "\n".join(line for line in lines if line)
+
+
+def tensor_entry(spec: C.TensorSpec, *, batched: bool = False, optional: bool = False, **dims: int) -> dict[str, Any]:
+    """One ``ModelInput`` / ``ModelOutput``: dynamic axes -1 unless fixed in ``dims``; a Triton batch
+    dimension (``batched``) is left out of ``dims``, as Triton wants."""
+    shape = [dims.get(d, -1) if isinstance(d, str) else d for d in spec.shape]
+    entry: dict[str, Any] = {"name": spec.name, "data_type": Enum(DATA_TYPES[np.dtype(spec.dtype)]),
+                             "dims": shape[1:] if batched else shape}
+    if optional:
+        entry["optional"] = True
+    return entry
+
+
+def _instances(count: int, kind: str) -> list[dict[str, Any]]:
+    return [{"count": count, "kind": Enum(kind)}]
+
+
+def encoder_config(name: str, backend: str, is_hq: bool, *, max_batch: int, instances: int, kind: str,
+                   max_queue_delay_us: int, preferred_batch_sizes: tuple[int, ...]) -> dict[str, Any]:
+    batching: dict[str, Any] = {"max_queue_delay_microseconds": max_queue_delay_us}
+    if preferred_batch_sizes:
+        batching = {"preferred_batch_size": list(preferred_batch_sizes), **batching}
+    return {
+        "name": name, "platform": PLATFORMS[backend], "max_batch_size": max_batch,
+        "input": [tensor_entry(s, batched=True) for s in C.encoder_inputs()],
+        "output": [tensor_entry(s, batched=True) for s in C.encoder_outputs(is_hq)],
+        "instance_group": _instances(instances, KINDS[kind]),
+        "dynamic_batching": batching,
+    }
+
+
+def decoder_config(name: str, backend: str, is_hq: bool, num_masks: int, *, instances: int,
+                   kind: str) -> dict[str, Any]:
+    return {
+        "name": name, "platform": PLATFORMS[backend], "max_batch_size": 0,
+        "input": [tensor_entry(s) for s in C.decoder_inputs(is_hq)],
+        "output": [tensor_entry(s, M=num_masks) for s in C.decoder_outputs()],
+        "instance_group": _instances(instances, KINDS[kind]),
+    }
+
+
+def python_config(name: str, params: S.ServeParameters, num_masks: int, *, instances: int) -> dict[str, Any]:
+    is_hq = params.info.is_hq
+    return {
+        "name": name, "backend": "python", "max_batch_size": 0,
+        "input": [tensor_entry(s, optional=True) for s in S.serve_inputs(is_hq)],
+        "output": [tensor_entry(s, M=num_masks) for s in S.serve_outputs(is_hq)],
+        "instance_group": _instances(instances, KINDS["cpu"]),
+        "parameters": [{"key": k, "value": {"string_value": v}} for k, v in params.to_strings().items()],
+    }
+
+
+# -- files -----------------------------------------------------------------------------------------
+
+def _external_data(path: Path) -> list[str]:
+    """The external data files an ONNX graph names (relative to it), read from the graph itself."""
+    import onnx
+    from onnx.external_data_helper import ExternalDataInfo, uses_external_data
+
+    def tensors(graph):
+        yield from graph.initializer
+        for node in graph.node:
+            for attr in node.attribute:
+                if attr.HasField("t"):
+                    yield attr.t
+                yield from attr.tensors
+                for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+                    yield from tensors(sub)
+
+    model = onnx.load(str(path), load_external_data=False)
+    names = sorted({ExternalDataInfo(t).location for t in tensors(model.graph) if uses_external_data(t)})
+    for name in names:
+        if Path(name).is_absolute() or ".." in Path(name).parts:
+            raise ArtifactError(f"{path} names external data outside its folder ({name}); export it again")
+    return names
+
+
+def _copy_graph(folder: Path, file: str, backend: str, version_dir: Path) -> None:
+    """``folder/file`` -> ``version_dir/model.onnx`` (a folder ``model.onnx/`` holding the graph and its
+    external data when it has some, as Triton's ONNX Runtime backend wants) or ``model.plan``."""
+    source = folder / file
+    version_dir.mkdir(parents=True)
+    if backend == "tensorrt":
+        shutil.copyfile(source, version_dir / MODEL_FILES[backend])
+        return
+    data = _external_data(source)
+    if not data:
+        shutil.copyfile(source, version_dir / MODEL_FILES[backend])
+        return
+    target = version_dir / MODEL_FILES[backend]
+    target.mkdir()
+    shutil.copyfile(source, target / "model.onnx")
+    for name in data:
+        if not (folder / name).is_file():
+            raise ArtifactError(f"{source} needs its external data {folder / name}, which is missing; export again")
+        (target / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(folder / name, target / name)
+
+
+def _check_replaceable(out: Path, overwrite: bool) -> None:
+    if not out.exists():
+        return
+    if not overwrite:
+        raise UsageError(f"{out} already exists; pass --overwrite to replace it")
+    entries = list(out.iterdir()) if out.is_dir() else None
+    if entries is None or any(not (e.is_dir() and (e / "config.pbtxt").is_file()) for e in entries):
+        raise UsageError(f"{out} is not a Triton model repository (a folder of model folders with config.pbtxt); "
+                         "refusing to replace it, choose another --out")
+
+
+def _find_artifact(manifest, folder: Path, backend: str, precision: str | None):
+    have = [a for a in manifest.artifacts if a.backend == backend and precision in (None, a.precision)
+            and a.extra.get("flavour", backend) == backend]
+    if not have:
+        listed = ", ".join(f"{a.backend}/{a.precision}" for a in manifest.artifacts) or "none"
+        what = "TensorRT engines" if backend == "tensorrt" else "ONNX Runtime graphs"
+        raise ArtifactError(f"{folder} has no {precision or ''}{' ' if precision else ''}{what} (it has: {listed}); "
+                            f"make them with `hqsam-edge build {folder} --backend {backend} "
+                            f"--precision {precision or 'fp16'}`"
+                            + (" on the serving GPU" if backend == "tensorrt" else ""))
+    return have[0]
+
+
+def _check_spec(spec: TritonSpec) -> None:
+    if spec.backend not in BACKENDS:
+        raise UsageError(f"unknown backend {spec.backend!r} for triton; choose onnxruntime or tensorrt")
+    if spec.kind not in KINDS:
+        raise UsageError(f"unknown instance kind {spec.kind!r}; choose gpu or cpu")
+    if spec.backend == "tensorrt" and spec.kind == "cpu":
+        raise UsageError("TensorRT engines run on a GPU: use --kind gpu (or --backend onnxruntime for CPU)")
+    if spec.name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", spec.name):
+        raise UsageError(f"model name {spec.name!r} must be letters, digits, '_', '-' or '.'")
+    for what, value in (("--instances", spec.instances), ("--max-prompts", spec.max_prompts),
+                        ("--max-batch", spec.max_batch)):
+        if value is not None and value < 1:
+            raise UsageError(f"{what} must be at least 1, not {value}")
+    if spec.max_queue_delay_us < 0:
+        raise UsageError(f"--max-queue-delay-us must be 0 or more, not {spec.max_queue_delay_us}")
+    if any(b < 1 for b in spec.preferred_batch_sizes):
+        raise UsageError(f"preferred batch sizes must be at least 1: {list(spec.preferred_batch_sizes)}")
+
+
+def _bound(asked: int | None, engine: int | None, default: int, what: str, option: str) -> int:
+    """The user's bound, checked against the engine's profile (None: no engine bound)."""
+    if engine is None:
+        return asked or default
+    if asked is not None and asked > engine:
+        raise UsageError(f"{option} {asked} exceeds the TensorRT engines' {what} ({engine}); "
+                         f"build them again with a larger bound")
+    return asked or engine
+
+
+def write_repository(spec: TritonSpec) -> Repository:
+    """Write the model repository ``spec.out`` for the artifact folder ``spec.folder``."""
+    from ..engines.profiles import profile_for
+    from ..export.manifest import read_manifest
+
+    _check_spec(spec)
+    folder, out = Path(spec.folder), Path(spec.out)
+    manifest = read_manifest(folder)
+    artifact = _find_artifact(manifest, folder, spec.backend, spec.precision)
+    _check_replaceable(out, spec.overwrite)
+
+    trt = spec.backend == "tensorrt"
+    engine_prompts = int(artifact.extra["max_prompts"]) if trt and "max_prompts" in artifact.extra else None
+    engine_points = int(artifact.extra.get("max_points", 0)) if trt else 0
+    engine_batch = profile_for("encoder", 1, 1).shapes[C.IMAGE.name][2][0] if trt else None
+    max_prompts = _bound(spec.max_prompts, engine_prompts, DEFAULT_MAX_PROMPTS, "prompts per call", "--max-prompts")
+    max_batch = _bound(spec.max_batch, engine_batch, DEFAULT_MAX_BATCH, "batch", "--max-batch")
+    if any(b > max_batch for b in spec.preferred_batch_sizes):
+        raise UsageError(f"preferred batch sizes {list(spec.preferred_batch_sizes)} exceed the encoder's "
+                         f"max batch {max_batch}")
+
+    name = spec.name or f"{manifest.variant}_{manifest.backbone}"
+    names = {"python": name, "encoder": f"{name}_encoder", "decoder": f"{name}_decoder"}
+    params = S.ServeParameters(manifest.backbone, manifest.variant, manifest.image_size, manifest.multimask_output,
+                               manifest.hq_token_only, names["encoder"], names["decoder"], max_prompts, engine_points)
+    num_masks = C.num_masks(manifest.is_hq, manifest.multimask_output)
+    configs = {
+        "encoder": encoder_config(names["encoder"], spec.backend, manifest.is_hq, max_batch=max_batch,
+                                  instances=spec.instances, kind=spec.kind,
+                                  max_queue_delay_us=spec.max_queue_delay_us,
+                                  preferred_batch_sizes=tuple(spec.preferred_batch_sizes)),
+        "decoder": decoder_config(names["decoder"], spec.backend, manifest.is_hq, num_masks,
+                                  instances=spec.instances, kind=spec.kind),
+        "python": python_config(name, params, num_masks, instances=spec.instances),
+    }
+
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    except OSError as exc:
+        raise UsageError(f"cannot write to {out.parent}: {exc.strerror or exc}") from None
+    try:
+        for part, config in configs.items():
+            model_dir = staging / names[part]
+            model_dir.mkdir()
+            (model_dir / "config.pbtxt").write_text(render_pbtxt(config) + "\n")
+            if part == "python":
+                (model_dir / VERSION).mkdir()
+                (model_dir / VERSION / "model.py").write_text(MODEL_PY)
+            else:
+                _copy_graph(folder, artifact.files[part], spec.backend, model_dir / VERSION)
+        staging.chmod(0o755)  # mkdtemp made it private
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
+            os.replace(out, old / out.name)
+            os.replace(staging, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(staging, out)
+    except OSError as exc:
+        raise UsageError(f"cannot write the repository {out}: {exc.strerror or exc}") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+    note = ""
+    if trt:
+        note = (f"; the engines need TensorRT {artifact.tool_versions.get('tensorrt', '?')} on a "
+                f"{artifact.device} (the versions Triton's container must have)")
+    return Repository(out, names["python"], names["encoder"], names["decoder"], spec.backend, artifact.precision,
+                      max_batch, max_prompts, note)

@@ -1,0 +1,339 @@
+"""The Triton model repository: configs parsed with Triton's own protobuf, files, options, errors, and
+the served model's logic run with ONNX Runtime on the repository's graphs against ``Predictor``.
+
+No Triton server runs here: the BLS wrapper (``TritonPythonModel``) and the client's round trip are
+not exercised; everything under them is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from hqsam_edge.cli import app
+from hqsam_edge.errors import ArtifactError, UsageError
+from hqsam_edge.export import contract as C
+from hqsam_edge.export.manifest import Artifact, read_manifest
+from hqsam_edge.serve import triton_model as S
+from hqsam_edge.serve.triton import TritonSpec, write_repository
+from tests.conftest import test_image
+from tests.model.test_model_parity import assert_close, assert_same_masks
+
+model_config_pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2", reason="tritonclient[grpc] (dev extra)")
+
+ROOT = Path(__file__).resolve().parents[2]
+CLIENT = ROOT / "examples" / "triton_client.py"
+IMAGE = test_image(300, 400)
+BOXES = np.array([[50.0, 40.0, 300.0, 250.0], [10.0, 10.0, 120.0, 90.0], [200.0, 100.0, 399.0, 299.0]])
+
+
+def parse_config(model_dir: Path):
+    from google.protobuf import text_format
+
+    return text_format.Parse((model_dir / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
+
+
+def io(entries):
+    """[(name, TYPE_x, dims)] of ModelInput / ModelOutput messages."""
+    return [(e.name, model_config_pb2.DataType.Name(e.data_type), list(e.dims)) for e in entries]
+
+
+def kinds(config):
+    return [(g.count, model_config_pb2.ModelInstanceGroup.Kind.Name(g.kind)) for g in config.instance_group]
+
+
+@pytest.fixture(scope="module")
+def repo(tiny_folder, tmp_path_factory):
+    spec = TritonSpec(folder=str(tiny_folder), out=str(tmp_path_factory.mktemp("triton") / "repo"), instances=2,
+                      max_queue_delay_us=100, preferred_batch_sizes=(2, 4))
+    return write_repository(spec)
+
+
+@pytest.fixture(scope="module")
+def configs(repo):
+    return {d.name: parse_config(d) for d in sorted(repo.path.iterdir())}
+
+
+def test_configs_parse_and_declare_the_contract(repo, configs):
+    assert sorted(configs) == ["hq_vit_tiny", "hq_vit_tiny_decoder", "hq_vit_tiny_encoder"]
+    assert all(config.name == name for name, config in configs.items())
+
+    enc = configs["hq_vit_tiny_encoder"]
+    assert enc.platform == "onnxruntime_onnx" and enc.max_batch_size == 4  # B is Triton's batch dimension
+    assert io(enc.input) == [(C.IMAGE.name, "TYPE_FP32", [3, 1024, 1024])]
+    assert io(enc.output) == [(C.IMAGE_EMBEDDINGS.name, "TYPE_FP32", [256, 64, 64]),
+                              (C.HQ_FEATURES.name, "TYPE_FP32", [32, 256, 256])]
+    assert list(enc.dynamic_batching.preferred_batch_size) == [2, 4]
+    assert enc.dynamic_batching.max_queue_delay_microseconds == 100
+    assert kinds(enc) == [(2, "KIND_GPU")]
+
+    dec = configs["hq_vit_tiny_decoder"]
+    assert dec.platform == "onnxruntime_onnx" and dec.max_batch_size == 0 and not dec.HasField("dynamic_batching")
+    assert io(dec.input) == [(s.name, "TYPE_FP32", [-1 if isinstance(d, str) else d for d in s.shape])
+                             for s in C.decoder_inputs(is_hq=True)]
+    assert io(dec.output) == [(C.LOW_RES_MASKS.name, "TYPE_FP32", [-1, 1, 256, 256]),
+                              (C.IOU_PREDICTIONS.name, "TYPE_FP32", [-1, 1])]
+    assert kinds(dec) == [(2, "KIND_GPU")]
+
+    py = configs["hq_vit_tiny"]
+    assert py.backend == "python" and py.max_batch_size == 0 and kinds(py) == [(2, "KIND_CPU")]
+    assert [e.name for e in py.input] == [s.name for s in S.serve_inputs(is_hq=True)]
+    assert all(e.optional for e in py.input)
+    assert io(py.input)[0] == (S.IMAGE_RGB.name, "TYPE_UINT8", [-1, -1, 3])
+    assert io(py.output)[:3] == [(S.MASKS.name, "TYPE_BOOL", [-1, 1, -1, -1]), (S.SCORES.name, "TYPE_FP32", [-1, 1]),
+                                 (S.LOW_RES_MASKS.name, "TYPE_FP32", [-1, 1, 256, 256])]
+    params = S.ServeParameters.from_strings({k: v.string_value for k, v in py.parameters.items()})
+    assert (params.encoder_model, params.decoder_model) == ("hq_vit_tiny_encoder", "hq_vit_tiny_decoder")
+    assert (params.backbone, params.variant, params.max_prompts, params.max_points) == ("vit_tiny", "hq", 64, 0)
+
+
+def test_files_are_the_manifests_and_model_py_loads(repo, tiny_folder):
+    files = read_manifest(tiny_folder).find("onnxruntime", "fp32").files
+    for graph in ("encoder", "decoder"):
+        copied = repo.path / f"hq_vit_tiny_{graph}" / "1" / "model.onnx"
+        assert copied.read_bytes() == (tiny_folder / files[graph]).read_bytes()
+    model_py = repo.path / "hq_vit_tiny" / "1" / "model.py"
+    spec = importlib.util.spec_from_file_location("served_model", model_py)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # what the Python backend stub does
+    assert module.TritonPythonModel is S.TritonPythonModel
+    assert not any(p.name.startswith(".") for p in repo.path.parent.iterdir())  # no staging left behind
+
+
+def fp32_only(tiny_folder: Path, folder: Path):
+    """``folder``: the tiny folder's fp32 graphs (linked) and manifest, without what other tests may add."""
+    folder.mkdir()
+    manifest = read_manifest(tiny_folder)
+    manifest.artifacts = [manifest.find("onnxruntime", "fp32")]
+    for name in manifest.artifacts[0].files.values():
+        os.symlink(tiny_folder / name, folder / name)
+    manifest.write(folder)
+    return manifest
+
+
+@pytest.fixture(scope="module")
+def variant_folder(tiny_folder, tmp_path_factory):
+    """The tiny folder plus a fake TensorRT fp16 artifact and an fp16 graph with external data."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    folder = tmp_path_factory.mktemp("variants") / "hq_vit_tiny"
+    manifest = fp32_only(tiny_folder, folder)
+    weight = numpy_helper.from_array(np.ones((4, 4), np.float32), "w")
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])], [weight])
+    onnx.save(helper.make_model(graph), str(folder / "encoder.external.onnx"), save_as_external_data=True,
+              location="encoder.external.onnx.data", size_threshold=0)
+    for graph_name in ("encoder", "decoder"):
+        (folder / f"{graph_name}.test.engine").write_bytes(f"plan of the {graph_name}".encode())
+    manifest.add(Artifact("onnxruntime", "fp16", {"encoder": "encoder.external.onnx", "decoder": "decoder.onnx"}))
+    manifest.add(Artifact("tensorrt", "fp16", {"encoder": "encoder.test.engine", "decoder": "decoder.test.engine"},
+                          tool_versions={"tensorrt": "10.3.0"}, device="Orin",
+                          extra={"max_prompts": 8, "max_points": 4}))
+    manifest.write(folder)
+    return folder
+
+
+def test_external_data_goes_into_a_model_folder(variant_folder, tmp_path):
+    import onnx
+
+    repo = write_repository(TritonSpec(folder=str(variant_folder), out=str(tmp_path / "r"), precision="fp16",
+                                       kind="cpu", name="tiny"))
+    target = repo.path / "tiny_encoder" / "1" / "model.onnx"
+    assert target.is_dir() and sorted(p.name for p in target.iterdir()) == ["encoder.external.onnx.data", "model.onnx"]
+    onnx.checker.check_model(onnx.load(str(target / "model.onnx")))  # the data resolves beside the graph
+    assert (repo.path / "tiny_decoder" / "1" / "model.onnx").is_file()
+    assert kinds(parse_config(repo.path / "tiny_encoder")) == [(1, "KIND_CPU")]
+
+
+def test_tensorrt_plans_and_profile_bounds(variant_folder, tmp_path):
+    repo = write_repository(TritonSpec(folder=str(variant_folder), out=str(tmp_path / "r"), backend="tensorrt"))
+    for graph in ("encoder", "decoder"):
+        model = repo.path / f"hq_vit_tiny_{graph}"
+        assert (model / "1" / "model.plan").read_bytes() == f"plan of the {graph}".encode()
+        assert parse_config(model).platform == "tensorrt_plan"
+    assert parse_config(repo.path / "hq_vit_tiny_encoder").max_batch_size == 1  # the engine profile's B
+    py = parse_config(repo.path / "hq_vit_tiny")
+    params = S.ServeParameters.from_strings({k: v.string_value for k, v in py.parameters.items()})
+    assert (params.max_prompts, params.max_points) == (8, 4)
+    assert "TensorRT 10.3.0" in repo.summary()
+    with pytest.raises(UsageError, match="exceeds the TensorRT engines' prompts per call"):
+        write_repository(TritonSpec(folder=str(variant_folder), out=str(tmp_path / "r2"), backend="tensorrt",
+                                    max_prompts=16))
+    with pytest.raises(UsageError, match="--kind gpu"):
+        write_repository(TritonSpec(folder=str(variant_folder), out=str(tmp_path / "r3"), backend="tensorrt",
+                                    kind="cpu"))
+    assert not (tmp_path / "r2").exists() and not (tmp_path / "r3").exists()
+
+
+def test_tensorrt_without_engines_says_which_build_makes_them(tiny_folder, tmp_path):
+    folder = tmp_path / "hq_vit_tiny"
+    fp32_only(tiny_folder, folder)
+    with pytest.raises(ArtifactError) as err:
+        write_repository(TritonSpec(folder=str(folder), out=str(tmp_path / "r"), backend="tensorrt",
+                                    precision="fp16"))
+    assert f"hqsam-edge build {folder} --backend tensorrt --precision fp16" in str(err.value)
+    assert not (tmp_path / "r").exists()
+
+
+def test_cli_refuses_an_existing_repository(repo, tiny_folder, tmp_path):
+    runner = CliRunner()
+    before = sorted(str(p.relative_to(repo.path)) for p in repo.path.rglob("*"))
+    result = runner.invoke(app, ["triton", str(tiny_folder), "--out", str(repo.path)])
+    assert result.exit_code != 0
+    err = result.stderr.strip()
+    assert err.startswith("error: ") and len(err.splitlines()) == 1 and "--overwrite" in err, err
+    assert sorted(str(p.relative_to(repo.path)) for p in repo.path.rglob("*")) == before
+
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "keep.txt").write_text("mine")
+    result = runner.invoke(app, ["triton", str(tiny_folder), "--out", str(other), "--overwrite"])
+    assert result.exit_code != 0 and "not a Triton model repository" in result.stderr
+    assert (other / "keep.txt").read_text() == "mine"
+
+    out = tmp_path / "repo"
+    for _ in range(2):  # the second run replaces the first
+        result = runner.invoke(app, ["triton", str(tiny_folder), "--out", str(out), "--overwrite", "--name", "seg",
+                                     "--kind", "cpu", "--max-prompts", "2"])
+        assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["seg", "seg_decoder", "seg_encoder"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes", "repo"]
+
+
+# -- the served model's logic, on the repository's graphs under ONNX Runtime ----------------------
+
+@pytest.fixture(scope="module")
+def segmenter(repo):
+    import onnxruntime as ort
+    from google.protobuf import json_format
+
+    def session_call(model: str):
+        session = ort.InferenceSession(str(repo.path / model / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
+        names = [o.name for o in session.get_outputs()]
+        calls = []
+
+        def call(feeds):
+            calls.append({k: np.shape(v) for k, v in feeds.items()})
+            return dict(zip(names, session.run(None, feeds)))
+
+        call.calls = calls
+        return call
+
+    # The model configuration as Triton hands it to TritonPythonModel.initialize (JSON of the protobuf).
+    config = json_format.MessageToDict(parse_config(repo.path / repo.name), preserving_proto_field_name=True)
+    params = S.ServeParameters.from_model_config(json.loads(json.dumps(config)))
+    params = dataclasses.replace(params, max_prompts=2)  # three boxes -> two decoder calls
+    return S.Segmenter(params, session_call(params.encoder_model), session_call(params.decoder_model))
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_folder):
+    from hqsam_edge import Predictor
+
+    predictor = Predictor.from_artifacts(tiny_folder, backend="onnxruntime")
+    predictor.set_image(IMAGE)
+    return predictor
+
+
+@pytest.fixture(scope="module")
+def served(segmenter):
+    wanted = [s.name for s in S.serve_outputs(is_hq=True)]
+    return segmenter({S.IMAGE_RGB.name: IMAGE, S.BOXES.name: BOXES.astype(np.float32)}, wanted)
+
+
+def test_served_masks_equal_predictor(served, segmenter, reference):
+    masks, scores, low_res = reference.predict_boxes(BOXES)
+    logits = reference.predict_boxes(BOXES, return_logits=True)[0]
+    assert served[S.MASKS.name].dtype == bool and served[S.MASKS.name].shape == masks.shape == (3, 1, 300, 400)
+    assert_same_masks(np.where(served[S.MASKS.name], 1.0, -1.0) * np.abs(logits), logits)
+    assert np.abs(served[S.SCORES.name] - scores).max() <= 1e-4
+    assert_close(served[S.LOW_RES_MASKS.name], low_res, "low-res logits")
+    decoder_calls = segmenter.predictor.backend.decoder.calls
+    assert [c[C.POINT_COORDS.name][0] for c in decoder_calls[:2]] == [2, 1]  # in chunks of max_prompts
+
+
+def test_encoded_image_path_gives_the_same_masks(served, segmenter, reference):
+    features = {s.name: served[s.name] for s in S.feature_specs(is_hq=True)}
+    again = segmenter({**features, S.ORIGINAL_SIZE.name: np.array([300, 400]), S.BOXES.name: BOXES})
+    assert sorted(again) == sorted(s.name for s in S.MASK_OUTPUTS)  # prompts: masks by default
+    assert np.array_equal(again[S.MASKS.name], served[S.MASKS.name])
+    assert np.array_equal(again[S.SCORES.name], served[S.SCORES.name])
+
+    points, labels, box = np.array([[120.0, 100.0], [30.0, 30.0]]), np.array([1, 0]), BOXES[0]
+    out = segmenter({**features, S.ORIGINAL_SIZE.name: np.array([300, 400]),
+                     S.POINT_COORDS.name: points[None].astype(np.float32),
+                     S.POINT_LABELS.name: labels[None].astype(np.int32), S.BOXES.name: box[None]})
+    ref_masks, ref_scores, _ = reference.predict(points, labels, box)
+    ref_logits = reference.predict(points, labels, box, return_logits=True)[0]
+    assert_same_masks(np.where(out[S.MASKS.name][0], 1.0, -1.0) * np.abs(ref_logits), ref_logits)
+    assert np.abs(out[S.SCORES.name][0] - ref_scores).max() <= 1e-4
+
+
+def test_requests_that_cannot_be_served(served, segmenter):
+    features = {s.name: served[s.name] for s in S.feature_specs(is_hq=True)}
+    size = {S.ORIGINAL_SIZE.name: np.array([300, 400])}
+    encoded = segmenter({**features, **size})  # no prompts: the encoding by default
+    assert sorted(encoded) == sorted(features)
+    cases = [
+        ({S.BOXES.name: BOXES}, "send an image"),
+        ({S.IMAGE_RGB.name: IMAGE, **features, S.BOXES.name: BOXES}, "not both"),
+        ({**features, S.BOXES.name: BOXES}, S.ORIGINAL_SIZE.name),
+        ({C.IMAGE_EMBEDDINGS.name: features[C.IMAGE_EMBEDDINGS.name][:, :8], C.HQ_FEATURES.name:
+          features[C.HQ_FEATURES.name], **size, S.BOXES.name: BOXES}, r"must be \[1, 256, 64, 64\]"),
+        ({**features, **size, S.BOXES.name: np.array([[0.0, 0.0, 500.0, 50.0], [450, 10, 480, 20]])}, "outside"),
+    ]
+    for inputs, message in cases:
+        with pytest.raises(UsageError, match=message):
+            segmenter(inputs)
+    with pytest.raises(UsageError, match="masks need prompts"):
+        segmenter({**features, **size}, [S.MASKS.name])
+
+
+# -- the client example -----------------------------------------------------------------------------
+
+def load_client():
+    spec = importlib.util.spec_from_file_location("triton_client", CLIENT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_client_help_runs_without_importing_tritonclient():
+    result = subprocess.run([sys.executable, str(CLIENT), "--help"], capture_output=True, text=True, check=True)
+    assert "--image" in result.stdout and "--box" in result.stdout
+    code = (f"import importlib.util, sys; s = importlib.util.spec_from_file_location('c', {str(CLIENT)!r}); "
+            "m = importlib.util.module_from_spec(s); s.loader.exec_module(m); "
+            "assert not [k for k in sys.modules if k.startswith('tritonclient')]")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_client_builds_the_served_inputs(protocol):
+    client = pytest.importorskip(f"tritonclient.{protocol}")
+    module = load_client()
+    prompts = module.prompts_from_args(["50,40,300,250"], ["120,100", "30,30,0"])
+    inputs, outputs = module.build_request(client, image=IMAGE, **prompts)
+    assert [(i.name(), i.datatype(), list(i.shape())) for i in inputs] == [
+        (S.IMAGE_RGB.name, "UINT8", [300, 400, 3]), (S.BOXES.name, "FP32", [1, 4]),
+        (S.POINT_COORDS.name, "FP32", [1, 2, 2]), (S.POINT_LABELS.name, "INT32", [1, 2])]
+    assert [o.name() for o in outputs] == [S.MASKS.name, S.SCORES.name]
+
+    features = {C.IMAGE_EMBEDDINGS.name: np.zeros(C.DECODER_IMAGE_EMBEDDINGS.shape, np.float32),
+                C.HQ_FEATURES.name: np.zeros(C.DECODER_HQ_FEATURES.shape, np.float32)}
+    inputs, _ = module.build_request(client, features=features, original_size=(300, 400), boxes=BOXES)
+    assert [(i.name(), i.datatype(), list(i.shape())) for i in inputs] == [
+        (C.IMAGE_EMBEDDINGS.name, "FP32", [1, 256, 64, 64]), (C.HQ_FEATURES.name, "FP32", [1, 32, 256, 256]),
+        (S.ORIGINAL_SIZE.name, "INT64", [2]), (S.BOXES.name, "FP32", [3, 4])]
+    with pytest.raises(UsageError, match="at most one box"):
+        module.prompts_from_args(["1,2,3,4", "5,6,7,8"], ["3,3"])
