@@ -330,6 +330,33 @@ def triton(
     typer.echo(write_repository(spec).summary())
 
 
+@app.command()
+@cli_errors
+def segment(
+    folder: Optional[Path] = FolderArg,
+    images: str = typer.Option(..., "--images", help="Glob of image files, quoted ('val2017/**/*.jpg'); paths count from the part before the first wildcard."),
+    boxes: Path = typer.Option(..., "--boxes", help="COCO annotations file, or a JSON object: file name -> list of x,y,w,h boxes (COCO pixels)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder: <image path>.json per image + results.json (COCO RLE results); rerun to resume."),
+    queue_size: int = typer.Option(4, "--queue-size", min=1, help="Images waiting between reading, the model and writing."),
+    backbone: str = BackboneOpt,
+    variant: str = VariantOpt,
+    checkpoint: Optional[Path] = CheckpointOpt,
+    random_weights: bool = RandomWeightsOpt,
+    backend: str = BackendOpt,
+    precision: Optional[str] = PrecisionOpt,
+):
+    """Segment an image set from box prompts into COCO RLE results, streamed and resumable."""
+    from .runtime.open import open_predictor
+    from .runtime.segment import SegmentSpec, segment_images
+
+    spec = SegmentSpec(images=images, boxes=str(boxes), out=str(out), queue_size=queue_size,
+                       progress=sys.stderr.isatty())
+    summary = segment_images(spec, lambda: open_predictor(folder, backend=backend, precision=precision, backbone=backbone,
+                                                          variant=variant, checkpoint=checkpoint,
+                                                          random_weights=random_weights))
+    typer.echo(summary.line())
+
+
 def main() -> None:  # pragma: no cover - console entry
     app()
 

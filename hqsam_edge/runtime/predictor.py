@@ -70,10 +70,17 @@ class Predictor:
         if image_format == "BGR":
             image = image[..., ::-1]
         tensor, input_size = T.preprocess_image(image, self.info.image_size)
+        self.set_image_tensor(tensor, (int(image.shape[0]), int(image.shape[1])), input_size)
+
+    def set_image_tensor(self, tensor: np.ndarray, original_size: tuple[int, int],
+                         input_size: tuple[int, int]) -> None:
+        """Encode an image already pre-processed by ``transforms.preprocess_image`` (float32 ``[1,3,S,S]``),
+        e.g. in another thread, so that pre-processing overlaps the encoder. ``original_size`` is the
+        picture's (H, W), ``input_size`` its resized (H, W) inside the ``S x S`` frame."""
         self.reset_image()
         self._features = self.backend.encode(tensor)
-        self.original_size = (int(image.shape[0]), int(image.shape[1]))
-        self.input_size = input_size
+        self.original_size = (int(original_size[0]), int(original_size[1]))
+        self.input_size = (int(input_size[0]), int(input_size[1]))
 
     def get_image_features(self) -> dict[str, np.ndarray]:
         """The encoder outputs for the current image (``image_embeddings``, ``hq_features``)."""

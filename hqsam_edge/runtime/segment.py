@@ -1,0 +1,436 @@
+"""Batch segmentation of image sets from box prompts: COCO RLE results, streamed and resumable.
+
+``segment_images(spec, predictor)`` runs three stages that overlap, joined by
+two bounded queues (``spec.queue_size`` images each):
+
+    reader thread     read the image file (``transforms.load_image``), check its boxes
+                      against its size, preprocess (resize, normalise, pad)
+    calling thread    the Predictor: encoder, then one decoder call for all boxes of the image
+    writer thread     RLE-encode the masks, write ``OUT/<image path>.json`` atomically
+
+Images come from a glob (``spec.images``, ``**`` recurses); an image's path is
+taken relative to the *image root*, the part of the glob before its first
+wildcard (``data/val/**/*.jpg`` -> ``data/val``). Boxes come from a COCO
+annotations file or a ``{"file_name": [[x, y, w, h], ...]}`` mapping
+(``hqsam_edge.data.coco``), matched by that relative path or by base name.
+
+Output, for an image ``sub/a.jpg``: ``OUT/sub/a.jpg.json``, a JSON list of COCO
+result entries, one per box in the boxes file's order::
+
+    {"image_id": 7, "file_name": "a.jpg", "category_id": 1,   # as the boxes file has them
+     "segmentation": {"size": [h, w], "counts": "..."},   # COCO compressed RLE
+     "score": 0.93,                                        # the predicted IoU
+     "bbox": [x, y, w, h], "area": 1234,                   # of the mask, pixels
+     "prompt_bbox": [x, y, w, h],                          # the box prompt
+     "annotation_id": 42}                                  # when the COCO file gave one
+
+(a mapping file has no ids: its images get 1, 2, ... in file order, category 1).
+Boxes must lie inside their image, with 1 pixel of slack for rounding; the COCO
+file's width/height are checked before any work, and against each image read.
+An image with no boxes (none in the file, or not named there) is not read or
+encoded: its file holds ``[]``. At the end ``OUT/results.json`` holds every
+entry in image order (sorted relative paths), ready for ``COCO.loadRes``; a
+run with work to do removes it first, so it exists only after a finished run.
+
+Resume: a rerun skips every image whose file exists, parses and holds one entry
+per box (it assumes the same model); temporary files that a killed run left
+(``.<name>.<random>.part``) are removed first. Every file is written under a
+temporary name in its folder and renamed, so none is ever half-written.
+
+Errors stop the pipeline and reach the caller as one ``HQSamEdgeError``: a bad
+image or box found by the reader ends the run after every image before it has
+been written; a failed write stops all stages at once.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import queue
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..data import coco
+from ..data import transforms as T
+from ..errors import DataError, UsageError
+from .predictor import Predictor
+
+RESULTS_NAME = "results.json"
+TMP_SUFFIX = ".part"
+_POLL_S = 0.05
+
+
+@dataclass(frozen=True)
+class SegmentSpec:
+    """What ``hqsam-edge segment`` does: ``images`` a glob, ``boxes`` a boxes file, ``out`` a folder."""
+
+    images: str
+    boxes: str
+    out: str
+    queue_size: int = 4  # images waiting between two stages
+    progress: bool = False
+
+
+@dataclass(frozen=True)
+class SegmentSummary:
+    """One run: image counts, masks written, wall time and the seconds each stage was busy."""
+
+    images: int  # matched by the glob
+    segmented: int  # encoded and written in this run
+    empty: int  # without boxes: written as [] in this run
+    skipped: int  # already written by an earlier run
+    masks: int  # written in this run
+    total_masks: int  # in results.json
+    results: Path
+    seconds: float
+    busy: dict[str, float] = field(default_factory=dict)  # read / encode / write
+
+    def line(self) -> str:
+        busy = ", ".join(f"{k} {v:.1f} s" for k, v in self.busy.items())
+        return (f"segmented {self.segmented} image(s) ({self.masks} masks) in {self.seconds:.1f} s, "
+                f"skipped {self.skipped} already done, {self.empty} without boxes; wrote {self.results} "
+                f"({self.total_masks} masks, {self.images} images); busy: {busy}")
+
+
+@dataclass(frozen=True)
+class _Job:
+    rel: str  # POSIX path relative to the image root
+    path: Path
+    entry: coco.ImageBoxes | None
+
+    @property
+    def boxes(self) -> tuple[coco.BoxPrompt, ...]:
+        return () if self.entry is None else self.entry.boxes
+
+
+@dataclass(frozen=True)
+class _Plan:
+    spec: SegmentSpec
+    boxes_path: str
+    out: Path
+    jobs: tuple[_Job, ...]
+
+
+# -- planning -------------------------------------------------------------------
+
+
+def find_images(pattern: str, exclude: Path | None = None) -> tuple[Path, list[str]]:
+    """Files matching ``pattern`` -> (image root, sorted POSIX paths relative to it).
+
+    The root is the pattern's leading part without wildcards (``*?[``); files
+    under ``exclude`` (the output folder) are left out.
+    """
+    parts = Path(pattern).parts
+    static: list[str] = []
+    for part in parts:
+        if any(c in part for c in "*?["):
+            break
+        static.append(part)
+    if len(static) == len(parts):  # a single file
+        static = static[:-1]
+    root = Path(*static) if static else Path(".")
+    skip = None if exclude is None else exclude.resolve()
+    rels = set()
+    for name in glob.glob(pattern, recursive=True):
+        if not os.path.isfile(name):
+            continue
+        if skip is not None and Path(name).resolve().is_relative_to(skip):
+            continue
+        rel = Path(os.path.relpath(name, root)).as_posix()
+        if rel.startswith("../"):
+            raise UsageError(f"--images {pattern!r}: {name} lies outside the image root {root}; "
+                             "put '..' only before the first wildcard")
+        rels.add(rel)
+    if not rels:
+        raise UsageError(f"--images {pattern!r} matches no files (quote the glob so that the shell leaves it alone)")
+    return root, sorted(rels)
+
+
+def output_path(out: Path, rel: str) -> Path:
+    """Where the results of image ``rel`` go: ``OUT/<rel>.json`` (folders mirrored)."""
+    return out.joinpath(*(rel + ".json").split("/"))
+
+
+def make_plan(spec: SegmentSpec) -> _Plan:
+    """Read the boxes file, find the images and pair them; check what can be checked before any work."""
+    if spec.queue_size < 1:
+        raise UsageError(f"queue size must be at least 1, not {spec.queue_size}")
+    out = Path(spec.out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file; give a folder (it is created if missing)")
+    boxes = coco.read_boxes_file(spec.boxes)
+    root, rels = find_images(spec.images, exclude=out)
+    if "results" in rels:
+        raise UsageError(f"an image named 'results' at the image root would overwrite {out / RESULTS_NAME}; rename it")
+    matched = coco.match_images(boxes, rels)
+    for rel, entry in matched.items():  # sizes the COCO file gives: check boxes now, before any output
+        if entry.width is not None and entry.height is not None:
+            coco.check_boxes_inside(entry, entry.width, entry.height, boxes.path, rel)
+    jobs = tuple(_Job(rel, root.joinpath(*rel.split("/")), matched.get(rel)) for rel in rels)
+    return _Plan(spec, boxes.path, out, jobs)
+
+
+def read_result(path: Path, n_boxes: int) -> list[dict[str, Any]] | None:
+    """The entries of a finished image file, or None if missing, unreadable or not one entry per box."""
+    try:
+        entries = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(entries, list) or len(entries) != n_boxes:
+        return None
+    for e in entries:
+        seg = e.get("segmentation") if isinstance(e, dict) else None
+        if not isinstance(seg, dict) or not isinstance(seg.get("counts"), str) or not isinstance(seg.get("size"), list):
+            return None
+    return entries
+
+
+def remove_stale_temps(out: Path) -> int:
+    """Delete temporary files that a killed run left in ``out``; how many."""
+    n = 0
+    if out.is_dir():
+        for p in out.rglob(f".*{TMP_SUFFIX}"):
+            if p.is_file():
+                p.unlink()
+                n += 1
+    return n
+
+
+# -- files ------------------------------------------------------------------------
+
+
+def _write_atomic(path: Path, write: Callable[[Any], None]) -> None:
+    """``write(text_file)`` under a temporary name in ``path``'s folder, then rename onto ``path``."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                write(f)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def _dump_entries(f, entries) -> None:
+    """A JSON list, one entry a line."""
+    f.write("[")
+    for i, e in enumerate(entries):
+        f.write(("," if i else "") + "\n" + json.dumps(e, separators=(",", ":")))
+    f.write("\n]\n")
+
+
+def result_entries(job: _Job, masks: np.ndarray, scores: np.ndarray) -> list[dict[str, Any]]:
+    """Masks ``[K,H,W]`` bool and scores ``[K]`` of ``job``'s K boxes -> COCO result entries."""
+    entries = []
+    for box, mask, score in zip(job.boxes, masks, scores):
+        rle = coco.rle_encode(mask)
+        e = {"image_id": job.entry.image_id, "file_name": job.entry.file_name,  # type: ignore[union-attr]
+             "category_id": box.category_id, "segmentation": rle, "score": float(score),
+             "bbox": coco.rle_bbox(rle), "area": coco.rle_area(rle), "prompt_bbox": list(box.bbox)}
+        if box.annotation_id is not None:
+            e["annotation_id"] = box.annotation_id
+        entries.append(e)
+    return entries
+
+
+# -- stages ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Read:
+    tensor: np.ndarray  # [1,3,S,S] encoder input
+    original_size: tuple[int, int]
+    input_size: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class _Failed:
+    error: BaseException
+
+
+_DONE = object()
+
+
+def _read(job: _Job, boxes_path: str, image_size: int) -> _Read:
+    image = T.load_image(str(job.path))
+    h, w = image.shape[:2]
+    entry: coco.ImageBoxes = job.entry  # type: ignore[assignment]  # only jobs with boxes are read
+    if entry.width is not None and entry.height is not None and (entry.width, entry.height) != (w, h):
+        raise DataError(f"{boxes_path}: image {job.rel} is {w}x{h} but the boxes file says "
+                             f"{entry.width}x{entry.height}; check that it is the right image")
+    coco.check_boxes_inside(entry, w, h, boxes_path, job.rel)
+    tensor, input_size = T.preprocess_image(image, image_size)
+    return _Read(tensor, (h, w), input_size)
+
+
+def _predict(predictor: Predictor, job: _Job, read: _Read) -> tuple[np.ndarray, np.ndarray]:
+    """All boxes of one image in one decoder call -> masks ``[K,H,W]`` bool, scores ``[K]``."""
+    predictor.set_image_tensor(read.tensor, read.original_size, read.input_size)
+    masks, scores, _ = predictor.predict_boxes(np.array([b.xyxy for b in job.boxes], dtype=np.float64))
+    best = scores.argmax(axis=1)  # one mask per box (several only with multimask graphs)
+    k = np.arange(len(masks))
+    return masks[k, best], scores[k, best]
+
+
+def _put(q: queue.Queue, item: Any, alive: Callable[[], bool]) -> bool:
+    """Put, waiting while the consumer is ``alive()``; False if it is gone."""
+    while True:
+        try:
+            q.put(item, timeout=_POLL_S)
+            return True
+        except queue.Full:
+            if not alive():
+                return False
+
+
+def _get(q: queue.Queue, alive: Callable[[], bool]) -> Any:
+    """Get, waiting while the producer is ``alive()``."""
+    while True:
+        try:
+            return q.get(timeout=_POLL_S)
+        except queue.Empty:
+            if not alive():
+                try:
+                    return q.get_nowait()
+                except queue.Empty:
+                    return _Failed(RuntimeError("the image reader thread ended without finishing"))
+
+
+def _pipeline(plan: _Plan, jobs: list[_Job], predictor: Predictor | None, busy: dict[str, float],
+              on_written: Callable[[_Job, int], None]) -> None:
+    """Run ``jobs`` through reader -> predictor -> writer; raise the first error after the stages stopped."""
+    q_in: queue.Queue = queue.Queue(plan.spec.queue_size)
+    q_out: queue.Queue = queue.Queue(plan.spec.queue_size)
+    stop = threading.Event()  # set: the reader stops producing
+    writer_errors: list[BaseException] = []
+    image_size = predictor.info.image_size if predictor is not None else 0
+
+    def reader() -> None:
+        for job in jobs:
+            if stop.is_set():
+                return
+            t0 = time.perf_counter()
+            try:
+                item: Any = (job, _read(job, plan.boxes_path, image_size) if job.boxes else None)
+            except BaseException as exc:  # handed on in order: images before it still get written
+                item = _Failed(exc)
+            busy["read"] += time.perf_counter() - t0
+            if not _put(q_in, item, lambda: not stop.is_set()) or isinstance(item, _Failed):
+                return
+        _put(q_in, _DONE, lambda: not stop.is_set())
+
+    def writer() -> None:
+        try:
+            while (item := q_out.get()) is not _DONE:
+                job, masks, scores = item
+                t0 = time.perf_counter()
+                entries = [] if masks is None else result_entries(job, masks, scores)
+                _write_atomic(output_path(plan.out, job.rel), lambda f: _dump_entries(f, entries))
+                busy["write"] += time.perf_counter() - t0
+                on_written(job, len(entries))
+        except BaseException as exc:
+            writer_errors.append(exc)
+            stop.set()
+
+    threads = [threading.Thread(target=reader, name="segment-reader", daemon=True),
+               threading.Thread(target=writer, name="segment-writer", daemon=True)]
+    for t in threads:
+        t.start()
+    failed: BaseException | None = None
+    try:
+        while not writer_errors:
+            item = _get(q_in, threads[0].is_alive)
+            if item is _DONE:
+                break
+            if isinstance(item, _Failed):
+                failed = item.error
+                break
+            job, read = item
+            masks = scores = None
+            if read is not None:
+                t0 = time.perf_counter()
+                masks, scores = _predict(predictor, job, read)  # type: ignore[arg-type]
+                busy["encode"] += time.perf_counter() - t0
+            if not _put(q_out, (job, masks, scores), threads[1].is_alive):
+                break
+    finally:  # on any exit: stop the reader, let the writer finish what is queued
+        stop.set()
+        _put(q_out, _DONE, threads[1].is_alive)
+        for t in threads:
+            t.join()
+    if writer_errors:
+        raise writer_errors[0]
+    if failed is not None:
+        raise failed
+
+
+def _merge(plan: _Plan) -> int:
+    """Write ``OUT/results.json``: every image's entries in image order; the number of entries."""
+    total = 0
+
+    def write(f) -> None:
+        nonlocal total
+        f.write("[")
+        for job in plan.jobs:
+            entries = read_result(output_path(plan.out, job.rel), len(job.boxes))
+            if entries is None:
+                raise DataError(f"results of {job.rel} are missing from {plan.out}; run segment again")
+            for e in entries:
+                f.write(("," if total else "") + "\n" + json.dumps(e, separators=(",", ":")))
+                total += 1
+        f.write("\n]\n")
+
+    _write_atomic(plan.out / RESULTS_NAME, write)
+    return total
+
+
+def segment_images(spec: SegmentSpec, predictor: Predictor | Callable[[], Predictor]) -> SegmentSummary:
+    """Segment every image ``spec.images`` matches with its boxes from ``spec.boxes`` into ``spec.out``.
+
+    ``predictor`` may be a zero-argument callable: it is called only when some
+    image still needs the model (after the boxes file and images have been
+    checked), so a bad boxes file fails fast and a finished run costs no model load.
+    """
+    start = time.perf_counter()
+    plan = make_plan(spec)
+    out = plan.out
+    todo = [j for j in plan.jobs if read_result(output_path(out, j.rel), len(j.boxes)) is None]
+    skipped = len(plan.jobs) - len(todo)
+    if any(j.boxes for j in todo) and not isinstance(predictor, Predictor):
+        predictor = predictor()  # before OUT is touched: a model that fails to open leaves nothing behind
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(out)
+        if todo:  # results.json exists only after a run that finished
+            (out / RESULTS_NAME).unlink(missing_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot prepare --out folder {out}: {exc.strerror or exc}") from None
+    busy = {"read": 0.0, "encode": 0.0, "write": 0.0}
+    counts = {"segmented": 0, "empty": 0, "masks": 0}
+
+    from tqdm.auto import tqdm
+
+    with tqdm(total=len(plan.jobs), initial=skipped, desc="segment", disable=not spec.progress, leave=False) as bar:
+
+        def on_written(job: _Job, n: int) -> None:
+            counts["segmented" if n else "empty"] += 1
+            counts["masks"] += n
+            bar.update(1)
+
+        if todo:
+            _pipeline(plan, todo, predictor if isinstance(predictor, Predictor) else None, busy, on_written)
+    total = _merge(plan)
+    return SegmentSummary(len(plan.jobs), counts["segmented"], counts["empty"], skipped, counts["masks"], total,
+                          out / RESULTS_NAME, time.perf_counter() - start, busy)

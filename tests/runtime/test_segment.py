@@ -1,0 +1,240 @@
+"""``hqsam-edge segment``: the streamed pipeline against the Predictor, failures, and resume after a kill.
+
+The vit_tiny encoder costs about a second an image on two CPU cores, so the
+20 images use four distinct pictures (two PNG, two JPEG) with different boxes
+each: the reference needs four encodes, yet every mask differs.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from hqsam_edge.cli import app
+from hqsam_edge.data import coco
+from hqsam_edge.data.transforms import load_image
+from hqsam_edge.errors import DataError, UsageError
+from hqsam_edge.runtime.predictor import Predictor
+from hqsam_edge.runtime.segment import SegmentSpec, find_images, output_path, segment_images
+from tests.conftest import test_image
+
+N_IMAGES, H, W = 20, 120, 160
+
+
+def image_name(i: int) -> str:
+    return f"img_{i:02d}.{'png' if i % 4 < 2 else 'jpg'}"
+
+
+def image_boxes(i: int) -> list[list[float]]:
+    """Three COCO [x, y, w, h] boxes inside the 160x120 image, different for every image."""
+    return [[5 + i, 8, 60, 50], [70, 10 + i, 80, 70], [20 + 2 * i, 40, 100, 70.5]]
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    """``imgs/`` with 20 images and ``coco.json`` with 3 annotated boxes each."""
+    root = tmp_path_factory.mktemp("seg")
+    (root / "imgs").mkdir()
+    images, anns = [], []
+    for i in range(N_IMAGES):
+        Image.fromarray(test_image(H, W, seed=i % 4)).save(root / "imgs" / image_name(i), quality=90)
+        images.append({"id": 100 + i, "file_name": image_name(i), "width": W, "height": H})
+        anns += [{"id": 1000 + 3 * i + k, "image_id": 100 + i, "bbox": b, "category_id": 1 + k}
+                 for k, b in enumerate(image_boxes(i))]
+    data = {"images": images, "annotations": anns, "categories": [{"id": k, "name": f"c{k}"} for k in (1, 2, 3)]}
+    (root / "coco.json").write_text(json.dumps(data))
+    return root
+
+
+@pytest.fixture(scope="module")
+def predictor(tiny_folder):
+    return Predictor.from_artifacts(tiny_folder, backend="onnxruntime", precision="fp32")
+
+
+@pytest.fixture(scope="module")
+def reference(dataset, predictor):
+    """Image name -> (logits [3,H,W], scores [3]) from the Predictor, one encode per distinct picture."""
+    out = {}
+    for content in range(4):
+        predictor.set_image(load_image(str(dataset / "imgs" / image_name(content))))
+        for i in range(content, N_IMAGES, 4):
+            xywh = np.array(image_boxes(i))
+            logits, scores, _ = predictor.predict_boxes(np.c_[xywh[:, :2], xywh[:, :2] + xywh[:, 2:]],
+                                                        return_logits=True)
+            out[image_name(i)] = (logits[:, 0], scores[:, 0])
+    return out
+
+
+def assert_matches_reference(entries, logits, scores):
+    """Masks from RLE equal the Predictor's, up to pixels whose logit is within rounding of 0."""
+    assert len(entries) == len(logits)
+    for e, lg, s in zip(entries, logits, scores):
+        mask = coco.rle_decode(e["segmentation"])
+        assert e["segmentation"]["size"] == [H, W] and mask.any()
+        differ = mask != (lg > 0)
+        assert not differ.any() or np.abs(lg[differ]).max() < 1e-3, np.abs(lg[differ]).max()
+        assert e["score"] == pytest.approx(float(s), abs=1e-5)
+        assert e["area"] == int(mask.sum()) and e["bbox"] == coco.rle_bbox(e["segmentation"])
+
+
+def listing(out: Path) -> list[str]:
+    return sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+
+
+def write_json(path: Path, data) -> Path:
+    path.write_text(json.dumps(data))
+    return path
+
+
+# -- planning ---------------------------------------------------------------------
+
+
+def test_find_images_root_and_relative_paths(tmp_path):
+    for rel in ("a.png", "x/b.jpg", "x/y/c.png", "x/notes.txt"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"")
+    root, rels = find_images(str(tmp_path / "**" / "*.*g"))
+    assert root == tmp_path and rels == ["a.png", "x/b.jpg", "x/y/c.png"]
+    root, rels = find_images(str(tmp_path / "x" / "*"), exclude=tmp_path / "x" / "y")
+    assert root == tmp_path / "x" and rels == ["b.jpg", "notes.txt"]
+    assert find_images(str(tmp_path / "x" / "b.jpg")) == (tmp_path / "x", ["b.jpg"])
+    with pytest.raises(UsageError, match="matches no files"):
+        find_images(str(tmp_path / "*.tif"))
+    assert output_path(Path("o"), "x/y/c.png") == Path("o/x/y/c.png.json")
+
+
+# -- the pipeline in-process --------------------------------------------------------
+
+
+def test_pipeline_matches_predictor_and_resumes(dataset, predictor, reference, tmp_path):
+    boxes = write_json(tmp_path / "boxes.json", {image_name(0): image_boxes(0), image_name(2): image_boxes(2),
+                                                  image_name(1): []})
+    spec = SegmentSpec(images=str(dataset / "imgs" / "img_0[0-2].*"), boxes=str(boxes), out=str(tmp_path / "out"),
+                       queue_size=1)
+    summary = segment_images(spec, predictor)
+    assert (summary.images, summary.segmented, summary.empty, summary.skipped, summary.masks) == (3, 2, 1, 0, 6)
+    assert summary.busy["encode"] > 0 and "skipped 0 already done" in summary.line()
+    out = tmp_path / "out"
+    assert listing(out) == ["img_00.png.json", "img_01.png.json", "img_02.jpg.json", "results.json"]
+    assert json.loads((out / "img_01.png.json").read_text()) == []  # no boxes: not encoded, empty result
+    results = json.loads((out / "results.json").read_text())
+    assert [(e["file_name"], e["image_id"], e["category_id"]) for e in results] == (
+        [("img_00.png", 1, 1)] * 3 + [("img_02.jpg", 2, 1)] * 3)  # mapping files: ids in file order
+    assert results[0]["prompt_bbox"] == image_boxes(0)[0] and "annotation_id" not in results[0]
+    assert_matches_reference(results[:3], *reference[image_name(0)])
+    assert_matches_reference(results[3:], *reference[image_name(2)])
+
+    def no_model():
+        raise AssertionError("a finished run must not open the model")
+
+    again = segment_images(spec, no_model)
+    assert (again.segmented, again.empty, again.skipped, again.total_masks) == (0, 0, 3, 6)
+    assert json.loads((out / "results.json").read_text()) == results
+
+
+def test_bad_image_stops_after_earlier_images_are_written(dataset, predictor, tmp_path):
+    boxes = write_json(tmp_path / "b.json", {image_name(0): image_boxes(0), image_name(1): [[150, 0, 50, 50]]})
+    out = tmp_path / "out"
+    with pytest.raises(DataError, match=r"entry 'img_01.png' box 0: .* reaches outside the 160x120 image img_01.png"):
+        segment_images(SegmentSpec(str(dataset / "imgs" / "img_0[01].*"), str(boxes), str(out), queue_size=1),
+                       predictor)
+    assert listing(out) == ["img_00.png.json"]  # complete and valid; no temp files, no results.json
+    assert len(json.loads((out / "img_00.png.json").read_text())) == 3
+
+
+def test_failing_writer_stops_the_pipeline(predictor, tmp_path):
+    for name in ("a.png", "b.png", "c.png"):
+        (tmp_path / "imgs" / "sub").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(test_image(H, W)).save(tmp_path / "imgs" / "sub" / name)
+    boxes = write_json(tmp_path / "b.json", {f"sub/{n}": [[1, 1, 50, 50]] for n in ("b.png", "c.png")})
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "sub").write_text("a file where the writer needs a folder")
+    started = time.monotonic()
+    with pytest.raises(UsageError, match="cannot write .*sub/a.png.json"):
+        segment_images(SegmentSpec(str(tmp_path / "imgs" / "**" / "*.png"), str(boxes), str(out), queue_size=1),
+                       predictor)
+    assert time.monotonic() - started < 30
+    assert listing(out) == ["sub"]
+
+
+# -- the command line -------------------------------------------------------------
+
+
+def test_cli_bad_boxes_file_is_one_line_and_writes_nothing(dataset, tiny_folder, tmp_path):
+    runner = CliRunner()
+    data = json.loads((dataset / "coco.json").read_text())
+    data["annotations"][4]["bbox"] = [10, 10, 0, 5]
+    bad = write_json(tmp_path / "bad.json", data)
+    outside = json.loads((dataset / "coco.json").read_text())
+    outside["annotations"][7]["bbox"] = [100, 100, 80, 10]  # width 160 (from the COCO file): checked up front
+    outside = write_json(tmp_path / "outside.json", outside)
+    for boxes, fragment in [(bad, "annotations[4] (id 1004)"), (outside, "annotations[7] (id 1007)")]:
+        result = runner.invoke(app, ["segment", str(tiny_folder), "--images", str(dataset / "imgs" / "*"),
+                                     "--boxes", str(boxes), "--out", str(tmp_path / "out"), "--backend", "onnxruntime"])
+        assert result.exit_code != 0, result.output
+        err = result.stderr.strip()
+        assert err.startswith(f"error: {boxes}: {fragment}") and len(err.splitlines()) == 1, err
+        assert "Traceback" not in result.output
+        assert not (tmp_path / "out").exists()
+
+
+def test_segment_resumes_after_kill_and_loses_nothing(dataset, tiny_folder, reference, tmp_path):
+    """The must-show: 20 images x 3 boxes; kill -9 midway; rerun; every mask there once, equal to the Predictor's."""
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "hqsam_edge.cli", "segment", str(tiny_folder), "--images", str(dataset / "imgs" / "*"),
+           "--boxes", str(dataset / "coco.json"), "--out", str(out), "--backend", "onnxruntime", "--precision", "fp32",
+           "--queue-size", "1"]
+
+    def written() -> list[Path]:
+        return [p for p in out.glob("img_*.json")] if out.exists() else []
+
+    first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 180
+    while len(written()) < 2 and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    first.send_signal(signal.SIGKILL)
+    _, err = first.communicate(timeout=60)
+    assert first.returncode == -signal.SIGKILL, f"the first run ended by itself ({first.returncode}): {err}"
+    done_before = len(written())
+    assert 2 <= done_before < N_IMAGES - 1 and not (out / "results.json").exists()
+    # what a kill can leave: a temp file; plus a truncated result (not ours: atomic writes never leave one)
+    (out / f".{image_name(19)}.json.k1ll3d00.part").write_text('[{"image_id"')
+    (out / f"{image_name(19)}.json").write_text('[{"image_id"')
+
+    second = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stderr
+    assert f"skipped {done_before} already done" in second.stdout, second.stdout
+    assert re.search(rf"segmented {N_IMAGES - done_before} image\(s\) \({3 * (N_IMAGES - done_before)} masks\)",
+                     second.stdout), second.stdout
+
+    assert listing(out) == sorted([f"{image_name(i)}.json" for i in range(N_IMAGES)] + ["results.json"])
+    results = json.loads((out / "results.json").read_text())
+    assert len(results) == 3 * N_IMAGES
+    for i in range(N_IMAGES):
+        entries = json.loads((out / f"{image_name(i)}.json").read_text())
+        assert entries == results[3 * i: 3 * i + 3]  # results.json: image order
+        assert [(e["image_id"], e["annotation_id"], e["category_id"], e["file_name"]) for e in entries] == [
+            (100 + i, 1000 + 3 * i + k, 1 + k, image_name(i)) for k in range(3)]
+        assert [e["prompt_bbox"] for e in entries] == image_boxes(i)
+        assert_matches_reference(entries, *reference[image_name(i)])
+
+    from pycocotools import mask as coco_mask
+    from pycocotools.coco import COCO
+
+    gt = COCO(str(dataset / "coco.json"))
+    loaded = gt.loadRes(str(out / "results.json"))  # the COCO tools accept the file as it is
+    assert len(loaded.getAnnIds()) == 3 * N_IMAGES
+    for e in results[::7]:
+        rle = {"size": e["segmentation"]["size"], "counts": e["segmentation"]["counts"].encode()}
+        np.testing.assert_array_equal(coco_mask.decode(rle).astype(bool), coco.rle_decode(e["segmentation"]))
