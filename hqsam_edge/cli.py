@@ -143,6 +143,8 @@ def build(
     min_mask_iou: Optional[float] = typer.Option(None, "--min-mask-iou", help="Override the variant's mean mask IoU bound."),
     flavour: Optional[str] = typer.Option(None, "--flavour", help="Lay the graphs out for onnxruntime or tensorrt (default: the backend's); "
                                           "`--backend onnxruntime --flavour tensorrt` prepares INT8 graphs on a workstation for a Jetson's build."),
+    layer_search: bool = typer.Option(False, "--layer-search", help="INT8 missing its bound: keep the layers that harm it most "
+                                      "in float (each measured end to end; minutes) until it is met."),
 ):
     """FP16 / INT8 graphs (checked against PyTorch on the CPU) and TensorRT engines."""
     from .calib.variants import BuildSpec
@@ -151,7 +153,7 @@ def build(
                      calib_images=None if calib_images is None else str(calib_images), calib_limit=calib_limit,
                      calib_method=calib_method, max_prompts=max_prompts, max_points=max_points,
                      workspace_gb=workspace_gb, dla_core=dla_core, version_compatible=version_compatible,
-                     min_sqnr_db=min_sqnr_db, min_mask_iou=min_mask_iou, flavour=flavour)
+                     min_sqnr_db=min_sqnr_db, min_mask_iou=min_mask_iou, flavour=flavour, layer_search=layer_search)
     if print_trtexec is not None:
         from .engines.builder import trtexec_lines
 
@@ -170,6 +172,10 @@ def build(
 
         raise UsageError(f"unknown backend {backend!r} for build; choose onnxruntime or tensorrt")
     figures = artifact.parity
+    calibration = artifact.extra.get("calibration", {})
+    if "layer_search" in calibration:
+        typer.echo(f"int8: {calibration['quantized_layers']} of {calibration['candidate_layers']} layers quantized; "
+                   f"{len(calibration['layer_search']['kept_float'])} kept in float (the most harmful, measured)")
     summary = ", ".join(f"{k} SQNR {v:.1f} dB" for k, v in figures.get("sqnr_db", {}).items())
     typer.echo(f"built {backend}/{precision} in {folder}: {', '.join(artifact.files.values())}; vs fp32 PyTorch: "
                f"{summary}, mean mask IoU {figures.get('mean_mask_iou', float('nan')):.4f}, "

@@ -41,9 +41,12 @@ def sqnr_db(ours: np.ndarray, ref: np.ndarray) -> float:
 
 
 def check_variant(model, encoder_path: Path, decoder_path: Path, images: list[np.ndarray], *, precision: str,
-                  multimask_output: bool, hq_token_only: bool, bounds: Bounds | None = None) -> dict[str, Any]:
-    """Run ``images`` through the graphs (ONNX Runtime, CPU) and the PyTorch model; ``ParityError`` on a miss."""
-    encode, decode = onnx_runners(encoder_path, decoder_path)
+                  multimask_output: bool, hq_token_only: bool, bounds: Bounds | None = None,
+                  exact_qdq: bool = False) -> dict[str, Any]:
+    """Run ``images`` through the graphs (ONNX Runtime, CPU) and the PyTorch model; ``ParityError`` on a miss.
+
+    ``exact_qdq`` runs Q/DQ graphs unfused (the int8 arithmetic TensorRT does), for graphs made for TensorRT."""
+    encode, decode = onnx_runners(encoder_path, decoder_path, exact_qdq=exact_qdq)
     return check_runners(model, encode, decode, images, precision=precision, multimask_output=multimask_output,
                          hq_token_only=hq_token_only, bounds=bounds)
 

@@ -14,11 +14,14 @@ import datetime as _dt
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import ArtifactError, UsageError
+import numpy as np
+
+from ..errors import ArtifactError, ParityError, UsageError
 from ..export.manifest import Artifact, read_manifest
 from ..export.onnx_export import tool_versions
 from ..hardware import this_platform
@@ -48,6 +51,7 @@ class BuildSpec:
     dla_core: int | None = None
     version_compatible: bool = False
     flavour: str | None = None  # graphs laid out for this runtime (None: the backend's); see recipes.FLAVOUR_OPS
+    layer_search: bool = False  # INT8 missing its bound: keep the most harmful layers in float (calib.sensitivity)
     min_sqnr_db: float | None = None  # override the precision's bound (calib.check.BOUNDS)
     min_mask_iou: float | None = None
 
@@ -88,10 +92,7 @@ def calibrate(folder: Path, encoder: Path, spec: BuildSpec) -> tuple[dict[str, t
     from ..model.checkpoint import sha256_file
 
     targets = quantizable_nodes(onnx.load(str(encoder), load_external_data=False), spec.int8_exclude)
-    if spec.calib_images is not None:
-        calib = CalibrationSet(files=split_images(spec)[0])
-    else:
-        calib = CalibrationSet(None, limit=spec.calib_limit)
+    calib = calibration_set(spec)
     meta = {"graph_sha256": sha256_file(encoder), "images": calib.fingerprint(), "method": spec.calib_method,
             "count": len(calib)}
     cache = folder / f"calib.{encoder.stem}.{spec.calib_method}.json"
@@ -101,6 +102,56 @@ def calibrate(folder: Path, encoder: Path, spec: BuildSpec) -> tuple[dict[str, t
         ranges = collect_ranges(encoder, tensors, calib, method=spec.calib_method)
         save_ranges(cache, ranges, **meta)
     return ranges, targets
+
+
+def _int8_encoder(spec: BuildSpec, flavour: str, folder: Path, encoder: Path, staging: Path, extra: dict[str, Any],
+                  check: Callable[[Path], dict[str, Any]]) -> tuple[Path, dict[str, Any]]:
+    """Calibrate, quantize every candidate layer and check; on a miss (``spec.layer_search``), keep the layers
+    that harm the result most in float, found by ``calib.sensitivity``, until the check passes."""
+    from . import sensitivity
+    from .recipes import FLAVOUR_OPS, weight_qmax
+
+    ranges, targets = calibrate(folder, encoder, spec)
+    candidates = [t for t in targets if t.op_type in FLAVOUR_OPS[flavour]]
+    out = staging / f"encoder.int8.{flavour}.onnx"
+    extra["calibration"] = {"method": spec.calib_method, "images": spec.calib_images or "synthetic",
+                            "count": spec.calib_limit, "quantized_layers": len(candidates),
+                            "candidate_layers": len(candidates), "excluded": list(spec.int8_exclude)}
+    try:
+        return int8_graph(encoder, out, ranges, candidates, flavour), check(out)
+    except ParityError as miss:
+        if not spec.layer_search:
+            raise ParityError(f"{miss}; --layer-search keeps the layers that harm it most in float (measured one "
+                              "by one: minutes), or try more typical calibration images") from None
+        first_miss = str(miss)
+    search = sensitivity.LayerSearch(encoder, ranges, candidates, list(calibration_set(spec))[:1],
+                                     symmetric=flavour == "tensorrt", weight_qmax=weight_qmax(flavour))
+    try:
+        # the check also decodes masks, which may need a cleaner embedding than the SQNR bound: raise the goal
+        for goal in spec.bounds().min_sqnr_db + np.arange(1.0, 25.0, 3.0):
+            chosen, measured = search.choose(goal)
+            kept = [s for s in search.ranked() if s.node not in {t.node for t in chosen}]
+            extra["calibration"].update(
+                quantized_layers=len(chosen),
+                layer_search={"first_miss": first_miss, "goal_sqnr_db": float(goal), "search_sqnr_db": round(measured, 1),
+                              "kept_float": [[s.node, round(s.sqnr_db, 1)] for s in kept]})
+            if not chosen:
+                break
+            try:
+                return int8_graph(encoder, out, ranges, chosen, flavour), check(out)
+            except ParityError:
+                continue
+    finally:
+        search.close()
+    raise ParityError(f"the int8 variant misses its bound even with its most harmful layers in float "
+                      f"({first_miss}); use fp16, or calibrate on more typical images")
+
+
+def calibration_set(spec: BuildSpec) -> CalibrationSet:
+    """The images that calibrate: the user's (minus the held-out ones), else synthetic ones."""
+    if spec.calib_images is not None:
+        return CalibrationSet(files=split_images(spec)[0])
+    return CalibrationSet(None, limit=spec.calib_limit)
 
 
 def ensure_precision_graphs(spec: BuildSpec, flavour: str) -> Artifact:
@@ -137,24 +188,23 @@ def make_precision_graphs(spec: BuildSpec, flavour: str | None = None) -> Artifa
         return base
     staging = Path(tempfile.mkdtemp(prefix=".build-", dir=folder))
     extra: dict[str, Any] = {"flavour": flavour}
+    model = manifest.build_model()
+    heldout = heldout_images(spec)
+
+    def check(enc_out: Path, dec_out: Path) -> dict[str, Any]:
+        return check_variant(model, enc_out, dec_out, heldout, precision=spec.precision,
+                             multimask_output=manifest.multimask_output, hq_token_only=manifest.hq_token_only,
+                             bounds=spec.bounds(), exact_qdq=flavour == "tensorrt")
+
     try:
         if spec.precision == "fp16":
             enc_out = fp16_graph(encoder, staging / "encoder.fp16.onnx")
             dec_out = fp16_graph(decoder, staging / "decoder.fp16.onnx")
+            figures = check(enc_out, dec_out)
         else:
-            ranges, targets = calibrate(folder, encoder, spec)
-            enc_out = int8_graph(encoder, staging / f"encoder.int8.{flavour}.onnx", ranges, targets, flavour)
             dec_out = decoder
-            from .recipes import FLAVOUR_OPS
-
-            extra["calibration"] = {"method": spec.calib_method, "images": spec.calib_images or "synthetic",
-                                    "count": spec.calib_limit,
-                                    "quantized_layers": sum(t.op_type in FLAVOUR_OPS[flavour] for t in targets),
-                                    "excluded": list(spec.int8_exclude)}
-        model = manifest.build_model()
-        figures = check_variant(model, enc_out, dec_out, heldout_images(spec), precision=spec.precision,
-                                multimask_output=manifest.multimask_output, hq_token_only=manifest.hq_token_only,
-                                bounds=spec.bounds())
+            enc_out, figures = _int8_encoder(spec, flavour, folder, encoder, staging, extra,
+                                             lambda path: check(path, dec_out))
         for path in staging.iterdir():  # graphs and their external data, into place
             os.replace(path, folder / path.name)
         files = {"encoder": enc_out.name, "decoder": dec_out.name}

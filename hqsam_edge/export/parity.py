@@ -60,12 +60,21 @@ def prompt_sets(seed: int = 0) -> dict[str, dict[str, np.ndarray]]:
     }
 
 
-def onnx_runners(encoder_path: Path, decoder_path: Path):
-    """(encode, decode) over two ONNX Runtime CPU sessions, contract names in and out."""
+def onnx_runners(encoder_path: Path, decoder_path: Path, *, exact_qdq: bool = False):
+    """(encode, decode) over two ONNX Runtime CPU sessions, contract names in and out.
+
+    ``exact_qdq``: no graph fusions, so Q/DQ graphs run as written (dequantized
+    values into float layers): the arithmetic TensorRT's int8 kernels give up
+    to rounding, instead of ONNX Runtime's x86 integer kernels (see
+    ``calib.recipes``).
+    """
     import onnxruntime as ort
 
-    enc = ort.InferenceSession(str(encoder_path), providers=["CPUExecutionProvider"])
-    dec = ort.InferenceSession(str(decoder_path), providers=["CPUExecutionProvider"])
+    options = ort.SessionOptions()
+    if exact_qdq:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    enc = ort.InferenceSession(str(encoder_path), options, providers=["CPUExecutionProvider"])
+    dec = ort.InferenceSession(str(decoder_path), options, providers=["CPUExecutionProvider"])
 
     def encode(tensor: np.ndarray) -> dict[str, np.ndarray]:
         return dict(zip([o.name for o in enc.get_outputs()], enc.run(None, {C.IMAGE.name: tensor})))

@@ -53,8 +53,9 @@ def test_fp16_graphs_keep_norms_in_fp32_and_match(folder):
 
 
 def test_int8_on_random_weights_misses_the_default_bound_and_says_by_how_much(folder):
-    """Random (untrained) TinyViT weights lose ~13 dB per int8 pass (see RESULTS.md): the build must refuse."""
-    with pytest.raises(ParityError, match=r"int8 variant misses .*SQNR.*short by"):
+    """Every GEMM of random (untrained) TinyViT weights in int8: the embedding keeps ~21 dB but the masks of the
+    random decoder move (IoU ~0.94 < 0.97; see RESULTS.md): the build must refuse, say by how much, and what to try."""
+    with pytest.raises(ParityError, match=r"int8 variant misses .*short by .*--layer-search"):
         make_precision_graphs(BuildSpec(str(folder), precision="int8", calib_limit=3, heldout=1))
     assert not list(folder.glob("encoder.int8*"))
 

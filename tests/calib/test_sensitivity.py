@@ -1,0 +1,111 @@
+"""Layer sensitivity: the switch graph computes what the Q/DQ graphs compute, and the search meets its bound."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hqsam_edge.calib import sensitivity as S
+from hqsam_edge.calib import variants
+from hqsam_edge.calib.check import sqnr_db
+from hqsam_edge.calib.recipes import FLAVOUR_OPS, int8_graph, weight_qmax
+from hqsam_edge.calib.variants import BuildSpec, make_precision_graphs
+from hqsam_edge.errors import ParityError
+from hqsam_edge.export.onnx_export import ExportSpec, export_artifacts
+from hqsam_edge.export.parity import onnx_runners
+
+# Light HQ-SAM's first attention stage only (8 GEMMs, 22 layers with the convolutions): seconds, not minutes
+SMALL = ("patch_embed", "neck", "layers.2", "layers.3")
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sens") / "hq_vit_tiny"
+    export_artifacts(ExportSpec(random_weights=True, out=str(out), verify=False))
+    return out
+
+
+@pytest.fixture(scope="module")
+def calibrated(folder):
+    spec = BuildSpec(str(folder), precision="int8", calib_limit=2, heldout=1, int8_exclude=SMALL)
+    ranges, targets = variants.calibrate(folder, folder / "encoder.onnx", spec)
+    return spec, ranges, targets, list(variants.calibration_set(spec))[:1]
+
+
+@pytest.mark.parametrize("flavour", ["onnxruntime", "tensorrt"])
+def test_switch_graph_computes_the_qdq_graph(folder, calibrated, tmp_path, flavour):
+    spec, ranges, targets, feeds = calibrated
+    targets = [t for t in targets if t.op_type in FLAVOUR_OPS[flavour]]
+    path = S.switch_graph(folder / "encoder.onnx", tmp_path / "switch.onnx", ranges, targets,
+                          flavour == "tensorrt", weight_qmax(flavour))
+    runner = S.SwitchRunner(path, len(targets), feeds)
+    fp32, _ = onnx_runners(folder / "encoder.onnx", folder / "decoder.onnx")
+    image = feeds[0]["image"]
+    for ours, ref in zip(runner.reference[0], fp32(image).values()):
+        np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-5)  # switches off: the fp32 graph
+
+    def qdq(layers):  # the real Q/DQ graph, run with its arithmetic exact
+        int8_graph(folder / "encoder.onnx", tmp_path / "qdq.onnx", ranges, [targets[i] for i in layers], flavour)
+        encode, _ = onnx_runners(tmp_path / "qdq.onnx", folder / "decoder.onnx", exact_qdq=True)
+        return list(encode(image).values())
+
+    def switched(layers):
+        switch = np.zeros(len(targets), np.float32)
+        switch[layers] = 1
+        return runner.session.run(None, {**feeds[0], S.SWITCH: switch})
+
+    layer = next(i for i, t in enumerate(targets) if t.op_type == "MatMul")
+    for ours, theirs in zip(switched([layer]), qdq([layer])):
+        assert sqnr_db(ours, theirs) > 55  # one layer: the same arithmetic
+    if flavour == "onnxruntime":
+        every = list(range(len(targets)))
+        for ours, theirs in zip(switched(every), qdq(every)):
+            assert sqnr_db(ours, theirs) > 50
+    # the round trip really quantizes: a layer on costs SQNR, more layers cost more
+    assert 20 < runner.sqnr([layer]) < 60 and runner.sqnr(range(len(targets))) < runner.sqnr([layer])
+
+
+class AdditiveNoise:
+    """A stand-in runner whose SQNR is the sum of per-layer noise powers (the bisection's model)."""
+
+    def __init__(self, sqnr_db):
+        self.noise = 10 ** (-np.asarray(sqnr_db) / 10)
+        self.calls = 0
+
+    def sqnr(self, layers):
+        self.calls += 1
+        total = self.noise[list(layers)].sum()
+        return float("inf") if total == 0 else float(-10 * np.log10(total))
+
+
+def test_choose_layers_bisects_to_the_longest_prefix():
+    values = [40.0, 10.0, 35.0, 45.0, 30.0, 50.0, 33.0, 38.0]
+    table = [S.Sensitivity(f"n{i}", "MatMul", v) for i, v in enumerate(values)]
+    runner = AdditiveNoise(values)
+    chosen, measured = S.choose_layers(runner, table, 28.0, margin_db=1.0)
+    assert 10.0 not in [values[i] for i in chosen] and measured >= 29.0
+    assert sorted((values[i] for i in chosen), reverse=True) == sorted(values, reverse=True)[: len(chosen)]  # least harmful first
+    longer = sorted(range(8), key=lambda i: -values[i])[: len(chosen) + 1]
+    assert runner.sqnr(longer) < 29.0  # one more layer would miss
+    assert runner.calls <= 2 + int(np.ceil(np.log2(len(values)))) + 1
+    assert S.choose_layers(AdditiveNoise([10.0, 12.0]), table[:2], 30.0)[0] == []
+
+
+def test_layer_search_keeps_the_harmful_layers_in_float(folder, calibrated):
+    base = dict(precision="int8", calib_limit=2, heldout=1, int8_exclude=SMALL, min_sqnr_db=32.0, min_mask_iou=0.5)
+    # all eight GEMMs quantized: about 29 dB, short of 32
+    with pytest.raises(ParityError, match="--layer-search"):
+        make_precision_graphs(BuildSpec(str(folder), **base))
+    artifact = make_precision_graphs(BuildSpec(str(folder), layer_search=True, **base))
+    calibration = artifact.extra["calibration"]
+    search = calibration["layer_search"]
+    assert 0 < calibration["quantized_layers"] < calibration["candidate_layers"] == 8
+    assert len(search["kept_float"]) == 8 - calibration["quantized_layers"]
+    assert "short by" in search["first_miss"] and search["goal_sqnr_db"] >= 33.0
+    assert min(artifact.parity["sqnr_db"].values()) >= 32.0  # the real graph's check, on a held-out image
+    manifest = json.loads((Path(folder) / "manifest.json").read_text())
+    recorded = [a for a in manifest["artifacts"] if a["precision"] == "int8"][0]
+    assert recorded["extra"]["calibration"]["layer_search"]["kept_float"] == search["kept_float"]
