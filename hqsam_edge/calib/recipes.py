@@ -150,12 +150,13 @@ def fp16_graph(fp32_path: str | Path, out_path: str | Path, keep_fp32: Sequence[
 
 
 def int8_graph(fp32_path: str | Path, out_path: str | Path, ranges: dict[str, tuple[float, float]],
-               targets: Sequence[QuantTarget], flavour: str = "tensorrt") -> Path:
+               targets: Sequence[QuantTarget], flavour: str = "tensorrt", reduce_range: bool | None = None) -> Path:
     """Write the INT8 (Q/DQ) variant of ``fp32_path`` for the nodes in ``targets``.
 
     ``ranges`` must cover each target's activation input and output. Uses ONNX
     Runtime's QDQ quantizer with our pre-computed ranges (its calibration
-    cache), so one calibration serves both flavours.
+    cache), so one calibration serves both flavours. ``reduce_range``: 7-bit weights (default: the
+    flavour's choice, see the module docstring; ``benchmarks/int8_layers.py`` compares both).
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.calibrate import TensorsData, save_tensors_data
@@ -189,7 +190,7 @@ def int8_graph(fp32_path: str | Path, out_path: str | Path, ranges: dict[str, tu
                 op_types_to_quantize=sorted({t.op_type for t in targets}),
                 nodes_to_quantize=[t.node for t in targets],
                 per_channel=True,
-                reduce_range=not symmetric,  # ONNX Runtime's U8S8 saturation, see the module docstring
+                reduce_range=(not symmetric) if reduce_range is None else reduce_range,  # U8S8 saturation: see above
                 activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
                 weight_type=QuantType.QInt8,
                 calibrate_method=CalibrationMethod.MinMax,
