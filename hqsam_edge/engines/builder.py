@@ -16,11 +16,10 @@ fallback); ``tensorrt`` is imported inside the functions that need it.
 from __future__ import annotations
 
 import datetime as _dt
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..atomic import write_bytes
 from ..calib.variants import BuildSpec
 from ..errors import BackendUnavailableError, UsageError
 from ..export.manifest import Artifact, Manifest, read_manifest
@@ -139,15 +138,8 @@ def _build_one(job: EngineJob, spec: BuildSpec, generation: str, cache_path: Pat
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise UsageError(f"TensorRT failed to build {job.onnx.name} (see the TensorRT log above)")
-    _write_atomic(cache_path, bytes(config.get_timing_cache().serialize()))
+    write_bytes(cache_path, bytes(config.get_timing_cache().serialize()))
     return bytes(serialized)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
 
 
 def device_description() -> dict[str, str]:
@@ -205,7 +197,7 @@ def build_engines(spec: BuildSpec) -> Artifact:
     manifest = read_manifest(folder)
     files = {}
     for job in plan(manifest, folder, spec, generation):
-        _write_atomic(job.engine, _build_one(job, spec, generation, folder / TIMING_CACHE))
+        write_bytes(job.engine, _build_one(job, spec, generation, folder / TIMING_CACHE))
         files[job.graph] = job.engine.name
     device = device_description()
     parity = check_engines(manifest, folder, files, spec)

@@ -7,12 +7,11 @@ file names. Written atomically (temporary name, then rename).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..atomic import write_text
 from ..errors import ArtifactError
 from . import contract as C
 
@@ -105,13 +104,7 @@ class Manifest:
         return json.dumps(asdict(self), indent=2, sort_keys=False) + "\n"
 
     def write(self, folder: str | Path) -> Path:
-        folder = Path(folder)
-        fd, tmp = tempfile.mkstemp(prefix=".manifest.", suffix=".json", dir=folder)
-        with os.fdopen(fd, "w") as f:
-            f.write(self.to_json())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, folder / MANIFEST)
-        return folder / MANIFEST
+        return write_text(Path(folder) / MANIFEST, self.to_json())
 
 
 def read_manifest(folder: str | Path) -> Manifest:

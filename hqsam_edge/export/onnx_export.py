@@ -9,15 +9,14 @@ only then renames the folder into place: a failure leaves nothing behind.
 from __future__ import annotations
 
 import datetime as _dt
-import os
 import shutil
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from ..atomic import staged_folder
 from ..errors import UsageError
 from . import contract as C
 from .manifest import Artifact, Manifest, tensor_entries
@@ -161,12 +160,7 @@ def export_artifacts(spec: ExportSpec) -> Manifest:
 
     _check_spec(spec)
     out = spec.out_dir
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    except OSError as exc:
-        raise UsageError(f"cannot write to {out.parent}: {exc.strerror or exc}") from None
-    try:
+    with staged_folder(out, "artifact folder") as tmp:
         if spec.random_weights:
             torch.manual_seed(spec.seed)
         model = build_model(spec.backbone, spec.variant, spec.checkpoint)
@@ -196,11 +190,4 @@ def export_artifacts(spec: ExportSpec) -> Manifest:
             platform=this_platform().to_dict(),
         )
         manifest.write(tmp)
-        tmp.chmod(0o755)  # mkdtemp made it private
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-        return manifest
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    return manifest

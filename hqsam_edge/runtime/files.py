@@ -6,8 +6,6 @@ failure never leaves a half-written file.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..atomic import atomic_write
 from ..data.transforms import load_image
 from ..errors import UsageError
 from .predictor import Predictor
@@ -63,24 +62,6 @@ def parse_prompts(boxes: Sequence[str], points: Sequence[str]) -> tuple[list[lis
     if point_list and len(box_list) > 1:
         raise UsageError("points combine with at most one box; use several --box alone for one mask per box")
     return box_list, point_list
-
-
-def atomic_write(path: str | Path, write) -> Path:
-    """Call ``write(tmp_path)`` then rename onto ``path``; clear error if the folder is unusable."""
-    path = Path(path)
-    if not path.parent.exists():
-        raise UsageError(f"cannot write {path}: folder {path.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
 
 
 def _save_png(path: str | Path, array: np.ndarray) -> Path:

@@ -48,7 +48,6 @@ import glob
 import json
 import os
 import queue
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -58,13 +57,13 @@ from typing import Any
 
 import numpy as np
 
+from ..atomic import TMP_SUFFIX, atomic_write
 from ..data import coco
 from ..data import transforms as T
 from ..errors import DataError, UsageError
 from .predictor import Predictor
 
 RESULTS_NAME = "results.json"
-TMP_SUFFIX = ".part"
 _POLL_S = 0.05
 
 
@@ -209,18 +208,11 @@ def remove_stale_temps(out: Path) -> int:
 
 def _write_atomic(path: Path, write: Callable[[Any], None]) -> None:
     """``write(text_file)`` under a temporary name in ``path``'s folder, then rename onto ``path``."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                write(f)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-    except OSError as exc:
-        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+    def write_file(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as f:
+            write(f)
+
+    atomic_write(path, write_file, make_parent=True)
 
 
 def _dump_entries(f, entries) -> None:

@@ -35,16 +35,15 @@ place: a failure leaves no half-written repository.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..atomic import staged_folder
 from ..errors import ArtifactError, UsageError
 from ..export import contract as C
 from . import triton_model as S
@@ -329,12 +328,7 @@ def write_repository(spec: TritonSpec) -> Repository:
         "python": python_config(name, params, num_masks, instances=spec.instances),
     }
 
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    except OSError as exc:
-        raise UsageError(f"cannot write to {out.parent}: {exc.strerror or exc}") from None
-    try:
+    with staged_folder(out, "repository") as staging:
         for part, config in configs.items():
             model_dir = staging / names[part]
             model_dir.mkdir()
@@ -344,18 +338,6 @@ def write_repository(spec: TritonSpec) -> Repository:
                 (model_dir / VERSION / "model.py").write_text(MODEL_PY)
             else:
                 _copy_graph(folder, artifact.files[part], spec.backend, model_dir / VERSION)
-        staging.chmod(0o755)  # mkdtemp made it private
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
-            os.replace(out, old / out.name)
-            os.replace(staging, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(staging, out)
-    except OSError as exc:
-        raise UsageError(f"cannot write the repository {out}: {exc.strerror or exc}") from None
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
     note = ""
     if trt:

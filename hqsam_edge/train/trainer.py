@@ -50,6 +50,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..atomic import write_text
 from ..data.augment import AugmentSpec
 from ..data.prompts import Prompt, PromptSpec
 from ..errors import CheckpointError, DataError, UsageError
@@ -292,7 +293,7 @@ class FeatureCache:
         self.folder.mkdir(parents=True, exist_ok=True)
         key_file = self.folder / "key.json"
         if not key_file.exists():
-            _atomic_write_text(key_file, json.dumps(key, sort_keys=True, default=str, indent=1))
+            write_text(key_file, json.dumps(key, sort_keys=True, default=str, indent=1))
         self.hits = 0
         self.misses = 0
 
@@ -342,12 +343,6 @@ def encode_frozen(
 def _atomic_save(obj: object, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
     os.replace(tmp, path)
 
 
