@@ -355,8 +355,10 @@ def segment(
     from .runtime.open import open_predictor
     from .runtime.segment import SegmentSpec, segment_images
 
+    model = (f"{folder.resolve()} backend={backend} precision={precision or 'default'}" if folder is not None
+             else f"{backbone}/{variant} {checkpoint.resolve() if checkpoint else 'random weights'} backend={backend}")
     spec = SegmentSpec(images=images, boxes=str(boxes), out=str(out), queue_size=queue_size,
-                       progress=sys.stderr.isatty())
+                       progress=sys.stderr.isatty(), model=model)
     summary = segment_images(spec, lambda: open_predictor(folder, backend=backend, precision=precision, backbone=backbone,
                                                           variant=variant, checkpoint=checkpoint,
                                                           random_weights=random_weights))

@@ -57,13 +57,14 @@ from typing import Any
 
 import numpy as np
 
-from ..atomic import TMP_SUFFIX, atomic_write
+from ..atomic import TMP_SUFFIX, atomic_write, write_text
 from ..data import coco
 from ..data import transforms as T
 from ..errors import DataError, UsageError
 from .predictor import Predictor
 
 RESULTS_NAME = "results.json"
+RUN_NAME = ".segment.json"  # the model that wrote OUT, so that a resume cannot mix two models' masks
 _POLL_S = 0.05
 
 
@@ -76,6 +77,7 @@ class SegmentSpec:
     out: str
     queue_size: int = 4  # images waiting between two stages
     progress: bool = False
+    model: str = ""  # what segments (folder, backend, precision): a rerun with another model is refused
 
 
 @dataclass(frozen=True)
@@ -190,6 +192,17 @@ def read_result(path: Path, n_boxes: int) -> list[dict[str, Any]] | None:
         if not isinstance(seg, dict) or not isinstance(seg.get("counts"), str) or not isinstance(seg.get("size"), list):
             return None
     return entries
+
+
+def check_same_model(out: Path, model: str) -> None:
+    """``UsageError`` if ``out`` holds results written by another model than ``model``."""
+    try:
+        recorded = json.loads((out / RUN_NAME).read_text()).get("model", "")
+    except (OSError, ValueError, AttributeError):
+        return  # a new folder (or one from before this record): nothing to compare
+    if model and recorded and recorded != model:
+        raise UsageError(f"{out} holds masks from another model ({recorded}); resuming with {model} would mix "
+                         "them: use another --out, or delete the folder to start again")
 
 
 def remove_stale_temps(out: Path) -> int:
@@ -398,12 +411,15 @@ def segment_images(spec: SegmentSpec, predictor: Predictor | Callable[[], Predic
     start = time.perf_counter()
     plan = make_plan(spec)
     out = plan.out
+    check_same_model(out, spec.model)
     todo = [j for j in plan.jobs if read_result(output_path(out, j.rel), len(j.boxes)) is None]
     skipped = len(plan.jobs) - len(todo)
     if any(j.boxes for j in todo) and not isinstance(predictor, Predictor):
         predictor = predictor()  # before OUT is touched: a model that fails to open leaves nothing behind
     try:
         out.mkdir(parents=True, exist_ok=True)
+        if spec.model and not (out / RUN_NAME).is_file():
+            write_text(out / RUN_NAME, json.dumps({"model": spec.model}) + "\n")
         remove_stale_temps(out)
         if todo:  # results.json exists only after a run that finished
             (out / RESULTS_NAME).unlink(missing_ok=True)

@@ -218,7 +218,7 @@ def test_segment_resumes_after_kill_and_loses_nothing(dataset, tiny_folder, refe
     assert re.search(rf"segmented {N_IMAGES - done_before} image\(s\) \({3 * (N_IMAGES - done_before)} masks\)",
                      second.stdout), second.stdout
 
-    assert listing(out) == sorted([f"{image_name(i)}.json" for i in range(N_IMAGES)] + ["results.json"])
+    assert listing(out) == sorted([f"{image_name(i)}.json" for i in range(N_IMAGES)] + ["results.json", ".segment.json"])
     results = json.loads((out / "results.json").read_text())
     assert len(results) == 3 * N_IMAGES
     for i in range(N_IMAGES):
@@ -238,3 +238,17 @@ def test_segment_resumes_after_kill_and_loses_nothing(dataset, tiny_folder, refe
     for e in results[::7]:
         rle = {"size": e["segmentation"]["size"], "counts": e["segmentation"]["counts"].encode()}
         np.testing.assert_array_equal(coco_mask.decode(rle).astype(bool), coco.rle_decode(e["segmentation"]))
+
+
+def test_resume_with_another_model_is_refused(dataset, predictor, tmp_path):
+    from dataclasses import replace
+
+    from hqsam_edge.errors import UsageError
+
+    boxes = write_json(tmp_path / "boxes.json", {image_name(0): image_boxes(0)})
+    spec = SegmentSpec(images=str(dataset / "imgs" / "img_00.*"), boxes=str(boxes), out=str(tmp_path / "out"),
+                       model="build/hq_vit_tiny backend=onnxruntime precision=fp32")
+    assert segment_images(spec, predictor).segmented == 1
+    with pytest.raises(UsageError, match="holds masks from another model .*would mix them"):
+        segment_images(replace(spec, model="build/hq_vit_b backend=onnxruntime precision=fp32"), predictor)
+    assert segment_images(spec, predictor).skipped == 1  # the same model resumes
