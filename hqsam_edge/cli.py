@@ -201,10 +201,9 @@ def predict(
 ):
     """Segment an image from box and point prompts and write the mask."""
     from .runtime.files import predict_to_files
-    from .runtime.open import open_predictor
+    from .runtime.open import ModelChoice
 
-    predictor = open_predictor(folder, backend=backend, precision=precision, backbone=backbone, variant=variant,
-                               checkpoint=checkpoint, random_weights=random_weights)
+    predictor = ModelChoice(folder, backend, precision, backbone, variant, checkpoint, random_weights).open()
     result = predict_to_files(predictor, image, boxes=box, points=point, out=out, overlay=overlay,
                               multimask_output=multimask)
     typer.echo(result.summary())
@@ -299,12 +298,12 @@ def evaluate(
 ):
     """mIoU and boundary mIoU on the HQSeg-44K validation sets, with ground-truth box prompts."""
     from .eval.runner import EvalSpec, evaluate_deployment, format_table, write_json
+    from .runtime.open import ModelChoice
 
     spec = EvalSpec(data=str(data), datasets=tuple(datasets), limit=limit, protocol=protocol,
                     hq_token_only=hq_token_only, progress=sys.stderr.isatty())
-    reports = evaluate_deployment(spec, folder, backend=backend, precision=precision, backbone=backbone,
-                                  variant=variant, checkpoint=checkpoint, random_weights=random_weights,
-                                  reference=reference)
+    model = ModelChoice(folder, backend, precision, backbone, variant, checkpoint, random_weights)
+    reports = evaluate_deployment(spec, model, reference=reference)
     typer.echo(format_table(reports))
     if json_out:
         write_json(reports, json_out)
@@ -352,16 +351,13 @@ def segment(
     precision: Optional[str] = PrecisionOpt,
 ):
     """Segment an image set from box prompts into COCO RLE results, streamed and resumable."""
-    from .runtime.open import open_predictor
+    from .runtime.open import ModelChoice
     from .runtime.segment import SegmentSpec, segment_images
 
-    model = (f"{folder.resolve()} backend={backend} precision={precision or 'default'}" if folder is not None
-             else f"{backbone}/{variant} {checkpoint.resolve() if checkpoint else 'random weights'} backend={backend}")
+    model = ModelChoice(folder, backend, precision, backbone, variant, checkpoint, random_weights)
     spec = SegmentSpec(images=images, boxes=str(boxes), out=str(out), queue_size=queue_size,
-                       progress=sys.stderr.isatty(), model=model)
-    summary = segment_images(spec, lambda: open_predictor(folder, backend=backend, precision=precision, backbone=backbone,
-                                                          variant=variant, checkpoint=checkpoint,
-                                                          random_weights=random_weights))
+                       progress=sys.stderr.isatty(), model=model.describe())
+    summary = segment_images(spec, model.open)
     typer.echo(summary.line())
 
 

@@ -63,6 +63,11 @@ class BuildSpec:
                       default.min_mean_mask_iou if self.min_mask_iou is None else self.min_mask_iou)
 
 
+def graph_file(graph: str, precision: str, flavour: str = "onnxruntime") -> str:
+    """The file name ``build`` gives a precision graph: ``encoder.fp16.onnx``, ``encoder.int8.tensorrt.onnx``."""
+    return f"{graph}.int8.{flavour}.onnx" if precision == "int8" else f"{graph}.{precision}.onnx"
+
+
 def split_images(spec: BuildSpec) -> tuple[list[Path], list[Path]]:
     """The user's images as (calibration, held-out): up to ``calib_limit`` to calibrate, ``heldout`` never
     used for calibration (taken from the end of a folder that has too few for both)."""
@@ -113,7 +118,7 @@ def _int8_encoder(spec: BuildSpec, flavour: str, folder: Path, encoder: Path, st
 
     ranges, targets = calibrate(folder, encoder, spec)
     candidates = [t for t in targets if t.op_type in FLAVOUR_OPS[flavour]]
-    out = staging / f"encoder.int8.{flavour}.onnx"
+    out = staging / graph_file("encoder", "int8", flavour)
     extra["calibration"] = {"method": spec.calib_method, "images": spec.calib_images or "synthetic",
                             "count": spec.calib_limit, "quantized_layers": len(candidates),
                             "candidate_layers": len(candidates), "excluded": list(spec.int8_exclude)}
@@ -124,7 +129,7 @@ def _int8_encoder(spec: BuildSpec, flavour: str, folder: Path, encoder: Path, st
             raise ParityError(f"{miss}; --layer-search keeps the layers that harm it most in float (measured one "
                               "by one: minutes), or try more typical calibration images") from None
         first_miss = str(miss)
-    search = sensitivity.LayerSearch(encoder, ranges, candidates, list(calibration_set(spec))[:1],
+    search = sensitivity.LayerSearch(encoder, ranges, candidates, [next(iter(calibration_set(spec)))],
                                      symmetric=flavour == "tensorrt", weight_qmax=weight_qmax(flavour))
     try:
         # the check also decodes masks, which may need a cleaner embedding than the SQNR bound: raise the goal
@@ -194,12 +199,12 @@ def make_precision_graphs(spec: BuildSpec, flavour: str | None = None) -> Artifa
     def check(enc_out: Path, dec_out: Path) -> dict[str, Any]:
         return check_variant(model, enc_out, dec_out, heldout, precision=spec.precision,
                              multimask_output=manifest.multimask_output, hq_token_only=manifest.hq_token_only,
-                             bounds=spec.bounds(), exact_qdq=flavour == "tensorrt")
+                             bounds=spec.bounds(), exact_qdq=flavour == "tensorrt" and spec.precision == "int8")
 
     try:
         if spec.precision == "fp16":
-            enc_out = fp16_graph(encoder, staging / "encoder.fp16.onnx")
-            dec_out = fp16_graph(decoder, staging / "decoder.fp16.onnx")
+            enc_out = fp16_graph(encoder, staging / graph_file("encoder", "fp16"))
+            dec_out = fp16_graph(decoder, staging / graph_file("decoder", "fp16"))
             figures = check(enc_out, dec_out)
         else:
             dec_out = decoder

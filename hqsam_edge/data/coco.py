@@ -94,10 +94,7 @@ def _decompress(counts: str) -> list[int]:
 def rle_encode(mask: np.ndarray) -> dict[str, Any]:
     """``HxW`` mask (bool, or 0/non-zero) -> ``{"size": [h, w], "counts": str}``, byte for byte what
     ``pycocotools.mask.encode`` returns (with ``counts`` decoded to ``str``)."""
-    mask = np.asarray(mask)
-    if mask.ndim != 2:
-        raise UsageError(f"rle_encode takes one HxW mask, got shape {mask.shape}")
-    return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": _compress(_runs(mask != 0).tolist())}
+    return encode_with_stats(mask)[0]
 
 
 def rle_counts(rle: Mapping[str, Any]) -> tuple[tuple[int, int], np.ndarray]:
@@ -124,13 +121,31 @@ def rle_decode(rle: Mapping[str, Any]) -> np.ndarray:
 
 def rle_area(rle: Mapping[str, Any]) -> int:
     """Foreground pixels (``pycocotools.mask.area``)."""
-    _, runs = rle_counts(rle)
-    return int(runs[1::2].sum())
+    return _runs_area(rle_counts(rle)[1])
 
 
 def rle_bbox(rle: Mapping[str, Any]) -> list[float]:
     """Tight box ``[x, y, w, h]`` of the foreground in pixels (``pycocotools.mask.toBbox``); zeros if empty."""
     (h, _), runs = rle_counts(rle)
+    return _runs_bbox(runs, h)
+
+
+def encode_with_stats(mask: np.ndarray) -> tuple[dict[str, Any], int, list[float]]:
+    """``rle_encode(mask)``, and ``rle_area`` / ``rle_bbox`` of it, from one run-length pass over the mask."""
+    mask = np.asarray(mask)
+    if mask.ndim != 2:
+        raise UsageError(f"rle_encode takes one HxW mask, got shape {mask.shape}")
+    runs = _runs(mask != 0)
+    rle = {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": _compress(runs.tolist())}
+    return rle, _runs_area(runs), _runs_bbox(runs, int(mask.shape[0]))
+
+
+def _runs_area(runs: np.ndarray) -> int:
+    return int(np.asarray(runs)[1::2].sum())
+
+
+def _runs_bbox(runs: np.ndarray, h: int) -> list[float]:
+    runs = np.asarray(runs, dtype=np.int64)
     ends = np.cumsum(runs)
     starts = ends - runs
     fg = (np.arange(runs.size) % 2 == 1) & (runs > 0)

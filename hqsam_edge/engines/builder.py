@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..atomic import write_bytes
-from ..calib.variants import BuildSpec
+from ..calib.variants import BuildSpec, graph_file
 from ..errors import BackendUnavailableError, UsageError
 from ..export.manifest import Artifact, Manifest, read_manifest
 from ..hardware import this_platform
@@ -83,17 +83,13 @@ def trtexec_lines(folder: str | Path, spec: BuildSpec, generation: str) -> list[
 
 def plan_for_print(manifest: Manifest, folder: Path, spec: BuildSpec, generation: str) -> list[EngineJob]:
     """Like ``plan``, naming the precision graphs ``build`` would make when they do not exist yet."""
-    names = {
-        ("fp16", "encoder"): "encoder.fp16.onnx", ("fp16", "decoder"): "decoder.fp16.onnx",
-        ("int8", "encoder"): "encoder.int8.tensorrt.onnx",
-    }
     jobs = []
     for graph in ("encoder", "decoder"):
         name = manifest.graphs[graph]["file"]
         if spec.precision == "int8" and graph == "encoder":
-            name = names[("int8", "encoder")]
+            name = graph_file(graph, "int8", "tensorrt")
         elif generation == "11" and spec.precision in ("fp16", "int8"):
-            name = names[("fp16", graph)]
+            name = graph_file(graph, "fp16")
         jobs.append(EngineJob(graph, folder / name, folder / f"{graph}.{spec.precision}.engine",
                               profile_for(graph, spec.max_prompts, spec.max_points), spec.precision))
     return jobs

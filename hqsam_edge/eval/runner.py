@@ -36,6 +36,7 @@ from .metrics import boundary_iou, mask_iou
 
 if TYPE_CHECKING:
     from ..data.hqseg import Sample
+    from ..runtime.open import ModelChoice
     from ..runtime.predictor import Predictor
 
 PROTOCOLS = ("official", "predictor")
@@ -224,34 +225,23 @@ def format_table(reports: list[EvalReport]) -> str:
     return "\n".join(lines)
 
 
-def evaluate_deployment(
-    spec: EvalSpec,
-    folder: str | Path | None = None,
-    *,
-    backend: str = "auto",
-    precision: str | None = None,
-    backbone: str = "vit_tiny",
-    variant: str = "hq",
-    checkpoint: str | Path | None = None,
-    random_weights: bool = False,
-    reference: bool = True,
-) -> list[EvalReport]:
-    """Evaluate an artifact folder (with ``backend`` / ``precision``) or a checkpoint.
+def evaluate_deployment(spec: EvalSpec, model: ModelChoice, *, reference: bool = True) -> list[EvalReport]:
+    """Evaluate an artifact folder (with its backend / precision) or a checkpoint.
 
     For a folder run by anything other than PyTorch, the folder's fp32
     PyTorch model is scored first as the reference (``reference=False`` skips
     it), so the report shows whether the deployment keeps its accuracy.
     """
+    from dataclasses import replace
+
     from ..errors import HQSamEdgeError
-    from ..runtime.open import open_predictor
 
     samples = validation_samples(spec)  # data errors before any model is loaded
-    predictor = open_predictor(folder, backend=backend, precision=precision, backbone=backbone, variant=variant,
-                               checkpoint=checkpoint, random_weights=random_weights)
+    predictor = model.open()
     targets = [(predictor, None)]
-    if folder is not None and reference and predictor.backend.name != "torch":
+    if model.folder is not None and reference and predictor.backend.name != "torch":
         try:
-            ref = open_predictor(folder, backend="torch")
+            ref = replace(model, backend="torch", precision=None).open()
         except HQSamEdgeError as exc:
             raise type(exc)(f"{exc} (or pass --no-reference to score the deployment alone)") from None
         targets.insert(0, (ref, f"PyTorch {ref.backend.precision}"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UsageError
@@ -70,22 +71,33 @@ def open_backend(folder: str | Path, *, backend: str = "auto", precision: str | 
                               precision=artifact.precision)
 
 
-def open_predictor(
-    folder: str | Path | None,
-    *,
-    backend: str = "auto",
-    precision: str | None = None,
-    backbone: str = "vit_tiny",
-    variant: str = "hq",
-    checkpoint: str | Path | None = None,
-    random_weights: bool = False,
-) -> Predictor:
-    """An artifact folder opens with ``backend``; otherwise the torch backend on a built model."""
-    if folder is not None:
-        if checkpoint is not None or random_weights:
-            raise UsageError("an artifact folder carries its weights: drop --checkpoint / --random-weights")
-        return Predictor.from_artifacts(folder, backend=backend, precision=precision)
-    if backend not in ("auto", "torch"):
-        raise UsageError(f"--backend {backend} needs an artifact folder (make one with `hqsam-edge export`)")
-    model = model_from_options(backbone, variant, checkpoint, random_weights)
-    return Predictor.from_model(model, precision=precision or "fp32")
+@dataclass(frozen=True)
+class ModelChoice:
+    """What to run, as the CLI's options say it: an artifact folder (with ``backend`` / ``precision``), or a
+    checkpoint / random weights of ``backbone`` / ``variant`` (torch backend)."""
+
+    folder: str | Path | None = None
+    backend: str = "auto"
+    precision: str | None = None
+    backbone: str = "vit_tiny"
+    variant: str = "hq"
+    checkpoint: str | Path | None = None
+    random_weights: bool = False
+
+    def open(self) -> Predictor:
+        """The predictor: the folder opened with ``backend``; otherwise the torch backend on a built model."""
+        if self.folder is not None:
+            if self.checkpoint is not None or self.random_weights:
+                raise UsageError("an artifact folder carries its weights: drop --checkpoint / --random-weights")
+            return Predictor.from_artifacts(self.folder, backend=self.backend, precision=self.precision)
+        if self.backend not in ("auto", "torch"):
+            raise UsageError(f"--backend {self.backend} needs an artifact folder (make one with `hqsam-edge export`)")
+        model = model_from_options(self.backbone, self.variant, self.checkpoint, self.random_weights)
+        return Predictor.from_model(model, precision=self.precision or "fp32")
+
+    def describe(self) -> str:
+        """One line naming the model (e.g. recorded with results, so a resume cannot mix two models)."""
+        if self.folder is not None:
+            return f"{Path(self.folder).resolve()} backend={self.backend} precision={self.precision or 'default'}"
+        weights = Path(self.checkpoint).resolve() if self.checkpoint is not None else "random weights"
+        return f"{self.backbone}/{self.variant} {weights} backend={self.backend} precision={self.precision or 'fp32'}"

@@ -78,7 +78,11 @@ class Predictor:
         e.g. in another thread, so that pre-processing overlaps the encoder. ``original_size`` is the
         picture's (H, W), ``input_size`` its resized (H, W) inside the ``S x S`` frame."""
         self.reset_image()
-        self._features = self.backend.encode(tensor)
+        self._set_encoded(self.backend.encode(tensor), original_size, input_size)
+
+    def _set_encoded(self, features: Any, original_size: tuple[int, int], input_size: tuple[int, int]) -> None:
+        """The state ``set_image`` leaves: the backend's features of an image of ``original_size``."""
+        self._features = features
         self.original_size = (int(original_size[0]), int(original_size[1]))
         self.input_size = (int(input_size[0]), int(input_size[1]))
 

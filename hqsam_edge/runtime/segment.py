@@ -240,10 +240,10 @@ def result_entries(job: _Job, masks: np.ndarray, scores: np.ndarray) -> list[dic
     """Masks ``[K,H,W]`` bool and scores ``[K]`` of ``job``'s K boxes -> COCO result entries."""
     entries = []
     for box, mask, score in zip(job.boxes, masks, scores):
-        rle = coco.rle_encode(mask)
+        rle, area, bbox = coco.encode_with_stats(mask)
         e = {"image_id": job.entry.image_id, "file_name": job.entry.file_name,  # type: ignore[union-attr]
              "category_id": box.category_id, "segmentation": rle, "score": float(score),
-             "bbox": coco.rle_bbox(rle), "area": coco.rle_area(rle), "prompt_bbox": list(box.bbox)}
+             "bbox": bbox, "area": area, "prompt_bbox": list(box.bbox)}
         if box.annotation_id is not None:
             e["annotation_id"] = box.annotation_id
         entries.append(e)

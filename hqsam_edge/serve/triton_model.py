@@ -187,9 +187,7 @@ class _FeaturePredictor(Predictor):
             values[spec.name] = value
         h, w = int(size[0]), int(size[1])
         self.reset_image()
-        self._features = values
-        self.original_size = (h, w)
-        self.input_size = T.preprocess_shape(h, w, self.info.image_size)
+        self._set_encoded(values, (h, w), T.preprocess_shape(h, w, self.info.image_size))
 
 
 class Segmenter:
