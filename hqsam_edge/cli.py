@@ -223,6 +223,7 @@ def bench(
     scaling: bool = typer.Option(False, "--scaling", help="Decoder latency vs prompts (1-64), encoder throughput vs batch (1-4)."),
     iters: int = typer.Option(10, "--iters", min=1, help="Timed iterations per measurement."),
     warmup: int = typer.Option(2, "--warmup", min=0, help="Untimed warm-up iterations."),
+    rounds: int = typer.Option(1, "--rounds", min=1, help="Measure every row this many times, interleaved; keep the median (noisy machines)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the rows as JSON."),
     markdown_out: Optional[Path] = typer.Option(None, "--markdown", help="Write the markdown table."),
     plot_out: Optional[Path] = typer.Option(None, "--plot", help="Write a PNG plot (needs matplotlib)."),
@@ -233,7 +234,8 @@ def bench(
     targets = harness.plan_targets(folders=[str(f) for f in folders or []], backbones=backbone, variants=variant,
                                    backends=backend, precisions=precision, table10=table10, reference=reference,
                                    checkpoint=None if checkpoint is None else str(checkpoint))
-    rows = harness.run_rows(targets, iters=iters, warmup=warmup, scaling=scaling, progress=sys.stderr.isatty())
+    rows = harness.run_rows(targets, iters=iters, warmup=warmup, scaling=scaling, progress=sys.stderr.isatty(),
+                            rounds=rounds)
     typer.echo(report.markdown(rows))
     if json_out:
         report.write_json(rows, json_out)

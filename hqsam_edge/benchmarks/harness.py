@@ -7,7 +7,10 @@ post-processing), FPS as the HQ-SAM paper counts it (one image, one box),
 medians and p90 after warm-up, peak memory, device and versions.
 
 Each row runs in a fresh process (``spawn``), so that its peak resident
-memory is its own. On CUDA, device time comes from CUDA events and host
+memory is its own. ``rounds`` > 1 measures the whole list that many times,
+interleaved (fp32, int8, fp32, int8, ...), and keeps each row's median
+round: on a noisy machine, drift then hits every row alike, so their ratios
+hold. On CUDA, device time comes from CUDA events and host
 latency from the wall clock; both are reported.
 """
 
@@ -20,7 +23,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +73,7 @@ class BenchRow:
     memory_kind: str  # "cpu peak RSS" or "gpu peak allocated"
     gpu_encoder_ms: float | None = None  # device time (CUDA events), torch on CUDA
     iters: int = 0
+    rounds: int = 1
     versions: dict[str, str] = field(default_factory=dict)
     machine: dict[str, Any] = field(default_factory=dict)
     scaling: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -286,23 +290,44 @@ def _measure_safely(target: Target, iters: int, warmup: int, scaling: bool, work
                         e2e_p90_ms=nan, fps=nan, peak_mem_mib=nan, memory_kind="-", error=str(exc))
 
 
+TIMED_FIELDS = ("encoder_ms", "encoder_p90_ms", "decoder_ms", "decoder_p90_ms", "decoder_10pt_ms", "decoder_16box_ms",
+                "e2e_ms", "e2e_p90_ms", "gpu_encoder_ms")
+
+
+def combine_rounds(rows: list[BenchRow]) -> BenchRow:
+    """One row from the same target's rounds: the median of each latency, the highest peak memory.
+    A round that failed makes the row fail (its error kept)."""
+    failed = [r for r in rows if r.error]
+    if failed or len(rows) == 1:
+        return replace(failed[0] if failed else rows[0], rounds=len(rows))
+    merged = {f: statistics.median(getattr(r, f) for r in rows) if getattr(rows[0], f) is not None else None
+              for f in TIMED_FIELDS}
+    return replace(rows[0], **merged, fps=statistics.median(r.fps for r in rows),
+                               peak_mem_mib=max(r.peak_mem_mib for r in rows),
+                               iters=sum(r.iters for r in rows), rounds=len(rows))
+
+
 def run_rows(targets: list[Target], *, iters: int, warmup: int, scaling: bool = False, isolate: bool = True,
-             progress: bool = True, workdir: str | None = None) -> list[BenchRow]:
-    """Measure every target, each in a fresh process (``isolate``) for honest peak memory."""
+             progress: bool = True, workdir: str | None = None, rounds: int = 1) -> list[BenchRow]:
+    """Measure every target, each in a fresh process (``isolate``) for honest peak memory; ``rounds`` times,
+    interleaved, keeping the median round of each (see the module docstring)."""
     from tqdm.auto import tqdm
 
-    rows = []
+    if rounds < 1:
+        raise UsageError(f"--rounds must be at least 1, got {rounds}")
+    measured: list[list[BenchRow]] = [[] for _ in targets]
+    schedule = [(k, target) for _ in range(rounds) for k, target in enumerate(targets)]
     with tempfile.TemporaryDirectory(prefix="hqsam-bench-") as tmp:
         work = workdir or tmp
-        for target in tqdm(targets, desc="bench", unit="row", disable=not progress):
+        for k, target in tqdm(schedule, desc="bench", unit="row", disable=not progress):
             if isolate:
                 ctx = multiprocessing.get_context("spawn")
                 with concurrent.futures.ProcessPoolExecutor(1, mp_context=ctx) as pool:
                     row = pool.submit(_measure_safely, target, iters, warmup, scaling, work).result()
             else:
                 row = _measure_safely(target, iters, warmup, scaling, work)
-            rows.append(row)
-    return rows
+            measured[k].append(row)
+    return [combine_rounds(rows) for rows in measured]
 
 
 def default_backend() -> str:

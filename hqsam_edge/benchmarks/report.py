@@ -31,6 +31,18 @@ def hq_cost(rows: list[BenchRow]) -> list[tuple[str, str, str, float, float]]:
     return out
 
 
+def precision_speedups(rows: list[BenchRow]) -> list[tuple[BenchRow, float, float]]:
+    """(row, encoder speed-up, end-to-end speed-up) of each fp16 / int8 row over the fp32 row of the same
+    model and backend, both measured in this run."""
+    fp32 = {(r.model, r.backend): r for r in rows if r.precision == "fp32" and not r.error}
+    out = []
+    for r in rows:
+        base = fp32.get((r.model, r.backend))
+        if r.precision != "fp32" and not r.error and base is not None:
+            out.append((r, base.encoder_ms / r.encoder_ms, base.e2e_ms / r.e2e_ms))
+    return out
+
+
 def markdown(rows: list[BenchRow]) -> str:
     """Rows next to the paper's Table 10, then the cost of HQ per backbone."""
     machines = sorted({r.machine.get("summary", "") for r in rows if r.machine.get("summary")})
@@ -57,6 +69,13 @@ def markdown(rows: list[BenchRow]) -> str:
                   "| backbone | backend | precision | ours | paper |", "|---|---|---|---:|---:|"]
         for backbone, backend, precision, ours, paper in cost:
             lines.append(f"| {backbone} | {backend} | {precision} | {100 * (ours - 1):+.1f}% | {100 * (paper - 1):+.1f}% |")
+    speedups = precision_speedups(rows)
+    if speedups:
+        rounds = max(r.rounds for r in rows)
+        lines += ["", f"Speed vs fp32 in this run ({rounds} interleaved round(s), median):", "",
+                  "| model | backend | precision | encoder | end to end |", "|---|---|---|---:|---:|"]
+        for r, encoder, e2e in speedups:
+            lines.append(f"| {r.model} | {r.backend} | {r.precision} | {encoder:.2f}x | {e2e:.2f}x |")
     scaled = [r for r in rows if r.scaling]
     if scaled:
         lines += ["", "Scaling (decoder ms by prompts per call; encoder images/s by batch):", ""]

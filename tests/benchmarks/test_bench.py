@@ -71,3 +71,39 @@ def test_cli_bench_bad_input(tmp_path):
     assert result.exit_code != 0 and result.stderr.startswith("error: artifact folder not found")
     result = CliRunner().invoke(app, ["bench", "--backbone", "vit_x"])
     assert result.exit_code != 0 and "unknown backbone" in result.stderr
+
+
+def test_rounds_are_interleaved_and_keep_the_median(folder, monkeypatch):
+    calls, measured = [], {}
+    real = harness._measure_safely
+
+    def recording(target, *args):
+        row = real(target, *args)
+        calls.append(target.precision)
+        measured.setdefault(target.precision, []).append(row)
+        return row
+
+    monkeypatch.setattr(harness, "_measure_safely", recording)
+    targets = [harness.Target("vit_tiny", "hq", "onnxruntime", precision=p, folder=str(folder)) for p in ("fp32", "int8")]
+    fp32, int8 = harness.run_rows(targets, iters=1, warmup=0, isolate=False, progress=False, rounds=3)
+    assert calls == ["fp32", "int8"] * 3  # drift hits both rows alike
+    rounds = measured["fp32"]
+    assert fp32.rounds == 3 and fp32.iters == 3 and fp32.error is None
+    assert fp32.encoder_ms == sorted(r.encoder_ms for r in rounds)[1]
+    assert fp32.e2e_ms == sorted(r.e2e_ms for r in rounds)[1]
+    assert fp32.peak_mem_mib == max(r.peak_mem_mib for r in rounds)
+    assert int8.error and int8.rounds == 3  # no int8 graph in this folder: the failure is kept, not averaged away
+
+
+def test_report_speed_vs_fp32_from_the_same_run(folder):
+    from dataclasses import replace
+
+    fp32 = harness.run_rows([harness.Target("vit_tiny", "hq", "onnxruntime", folder=str(folder))], iters=1,
+                            warmup=0, isolate=False, progress=False)[0]
+    int8 = replace(fp32, precision="int8", encoder_ms=fp32.encoder_ms / 2, e2e_ms=fp32.e2e_ms / 1.25)
+    failed = replace(fp32, precision="fp16", error="not built")
+    text = report.markdown([fp32, int8, failed])
+    assert "Speed vs fp32 in this run (1 interleaved round(s), median)" in text
+    assert "| Light HQ-SAM | onnxruntime | int8 | 2.00x | 1.25x |" in text
+    assert "| fp16 | " not in text.split("Speed vs fp32")[1]
+    assert "Speed vs fp32" not in report.markdown([fp32])
