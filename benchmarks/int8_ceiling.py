@@ -1,0 +1,128 @@
+"""Where INT8 saves time on this CPU, and the most it could save (ONNX Runtime profile, one process).
+
+Profiles the fp32 encoder and the folder's INT8 encoder (from ``hqsam-edge
+build --precision int8``) under ONNX Runtime, alternating runs, and splits
+each graph's kernel time into the layers the recipe quantizes and everything
+else. The INT8 graph can be no faster than fp32 time / (INT8 time - time of
+its integer layers): that ceiling holds however fast the integer kernels get.
+
+    python benchmarks/int8_ceiling.py build/hq_vit_tiny [--runs 5] [--threads 2]
+
+Prints the split, the speed-up of the quantized layers themselves and the
+ceiling; ``--json F`` also writes them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+# kernels of the integer layers and their (de)quantization in an INT8 graph
+INTEGER_KERNELS = ("MatMulIntegerToFloat", "QGemm", "QLinearMatMul", "QLinearConv", "ConvInteger",
+                   "MatMulInteger", "QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear")
+
+
+def _session(path: Path, threads: int, profile_dir: str):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = threads
+    options.enable_profiling = True
+    options.profile_file_prefix = os.path.join(profile_dir, path.stem)
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _kernel_times(profile: str) -> dict[str, tuple[str, float]]:
+    """Node name -> (op type, mean kernel ms per run) from an ONNX Runtime profile, the first (warm-up) run left out."""
+    events = json.loads(Path(profile).read_text())
+    runs = sorted((e["ts"], e["ts"] + e["dur"]) for e in events if e.get("cat") == "Session" and e["name"] == "model_run")
+    timed = runs[1:]
+    total: dict[str, float] = collections.Counter()
+    ops: dict[str, str] = {}
+    for event in events:
+        if event.get("cat") != "Node" or not event["name"].endswith("_kernel_time"):
+            continue
+        if any(start <= event["ts"] <= end for start, end in timed):
+            name = event["name"].removesuffix("_kernel_time")
+            total[name] += event["dur"] / 1e3
+            ops[name] = event["args"]["op_name"]
+    return {name: (ops[name], ms / len(timed)) for name, ms in total.items()}
+
+
+def _quantized_layers(int8_model) -> list[str]:
+    """Names of the layers an INT8 (Q/DQ) graph quantizes: those whose activation comes from a DequantizeLinear.
+    They keep their fp32 graph's names, and ONNX Runtime's fused fp32 nodes start with them."""
+    dequantized = {n.output[0] for n in int8_model.graph.node if n.op_type == "DequantizeLinear"}
+    return [n.name for n in int8_model.graph.node
+            if n.op_type in ("Conv", "Gemm", "MatMul") and n.input and n.input[0] in dequantized]
+
+
+def main() -> None:
+    from hqsam_edge.export.manifest import read_manifest
+    from hqsam_edge.calib.images import CalibrationSet
+    from hqsam_edge.hardware import this_platform
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("folder", type=Path, help="artifact folder with an onnxruntime int8 build")
+    ap.add_argument("--runs", type=int, default=5, help="timed runs of each graph (after one warm-up)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    args = ap.parse_args()
+
+    import onnx
+
+    manifest = read_manifest(args.folder)
+    fp32_path = args.folder / manifest.find("onnxruntime", "fp32").files["encoder"]
+    int8_path = args.folder / manifest.find("onnxruntime", "int8").files["encoder"]
+    quantized = _quantized_layers(onnx.load(str(int8_path), load_external_data=False))
+    feed = next(iter(CalibrationSet(None, limit=1)))
+
+    with tempfile.TemporaryDirectory(prefix="hqsam-ceiling-") as tmp:
+        sessions = {"fp32": _session(fp32_path, args.threads, tmp), "int8": _session(int8_path, args.threads, tmp)}
+        walls: dict[str, list[float]] = {k: [] for k in sessions}
+        for s in sessions.values():
+            s.run(None, feed)  # warm-up, left out of the profile too
+        for _ in range(args.runs):
+            for k, s in sessions.items():
+                start = time.perf_counter()
+                s.run(None, feed)
+                walls[k].append((time.perf_counter() - start) * 1e3)
+        kernels = {k: _kernel_times(s.end_profiling()) for k, s in sessions.items()}
+
+    def split(graph: str) -> tuple[float, float]:
+        inside = 0.0
+        for name, (op, ms) in kernels[graph].items():
+            if (op in INTEGER_KERNELS if graph == "int8" else any(name.startswith(q) for q in quantized)):
+                inside += ms
+        return inside, sum(ms for _, ms in kernels[graph].values()) - inside
+
+    fp32_layers, fp32_rest = split("fp32")
+    int8_layers, int8_rest = split("int8")
+    fp32_ms, int8_ms = statistics.median(walls["fp32"]), statistics.median(walls["int8"])
+    figures = {
+        "machine": this_platform().summary(), "threads": args.threads, "runs": args.runs,
+        "fp32_ms": round(fp32_ms, 1), "int8_ms": round(int8_ms, 1), "speedup": round(fp32_ms / int8_ms, 3),
+        "fp32_quantized_layers_ms": round(fp32_layers, 1), "fp32_other_ms": round(fp32_rest, 1),
+        "int8_integer_kernels_ms": round(int8_layers, 1), "int8_other_ms": round(int8_rest, 1),
+        "layer_speedup": round(fp32_layers / int8_layers, 2) if int8_layers else None,
+        "ceiling": round((fp32_layers + fp32_rest) / int8_rest, 3),
+    }
+    print(f"{args.folder.name} on {figures['machine']}, {args.threads} threads, median of {args.runs} alternating runs")
+    print(f"  encoder: fp32 {fp32_ms:.1f} ms, int8 {int8_ms:.1f} ms -> {figures['speedup']:.2f}x")
+    print(f"  kernel time in the quantized layers: fp32 {fp32_layers:.1f} ms, int8 {int8_layers:.1f} ms "
+          f"(with its quantize ops) -> {figures['layer_speedup']}x")
+    print(f"  everything else: fp32 {fp32_rest:.1f} ms, int8 {int8_rest:.1f} ms")
+    print(f"  ceiling with free integer layers: {figures['ceiling']:.2f}x")
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
