@@ -15,9 +15,7 @@ ceiling; ``--json F`` also writes them.
 from __future__ import annotations
 
 import argparse
-import collections
 import json
-import os
 import statistics
 import tempfile
 import time
@@ -26,34 +24,6 @@ from pathlib import Path
 # kernels of the integer layers and their (de)quantization in an INT8 graph
 INTEGER_KERNELS = ("MatMulIntegerToFloat", "QGemm", "QLinearMatMul", "QLinearConv", "ConvInteger",
                    "MatMulInteger", "QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear")
-
-
-def _session(path: Path, threads: int, profile_dir: str):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = threads
-    options.enable_profiling = True
-    options.profile_file_prefix = os.path.join(profile_dir, path.stem)
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
-def _kernel_times(profile: str) -> dict[str, tuple[str, float]]:
-    """Node name -> (op type, mean kernel ms per run) from an ONNX Runtime profile, the first (warm-up) run left out."""
-    events = json.loads(Path(profile).read_text())
-    runs = sorted((e["ts"], e["ts"] + e["dur"]) for e in events if e.get("cat") == "Session" and e["name"] == "model_run")
-    timed = runs[1:]
-    total: dict[str, float] = collections.Counter()
-    ops: dict[str, str] = {}
-    for event in events:
-        if event.get("cat") != "Node" or not event["name"].endswith("_kernel_time"):
-            continue
-        if any(start <= event["ts"] <= end for start, end in timed):
-            name = event["name"].removesuffix("_kernel_time")
-            total[name] += event["dur"] / 1e3
-            ops[name] = event["args"]["op_name"]
-    return {name: (ops[name], ms / len(timed)) for name, ms in total.items()}
 
 
 def _quantized_layers(int8_model) -> list[str]:
@@ -66,6 +36,7 @@ def _quantized_layers(int8_model) -> list[str]:
 
 def main() -> None:
     from hqsam_edge.export.manifest import read_manifest
+    from hqsam_edge.calib.costs import kernel_times, layer_ms, profiled_session
     from hqsam_edge.calib.images import CalibrationSet
     from hqsam_edge.hardware import this_platform
 
@@ -85,7 +56,8 @@ def main() -> None:
     feed = next(iter(CalibrationSet(None, limit=1)))
 
     with tempfile.TemporaryDirectory(prefix="hqsam-ceiling-") as tmp:
-        sessions = {"fp32": _session(fp32_path, args.threads, tmp), "int8": _session(int8_path, args.threads, tmp)}
+        sessions = {"fp32": profiled_session(fp32_path, tmp, args.threads),
+                    "int8": profiled_session(int8_path, tmp, args.threads)}
         walls: dict[str, list[float]] = {k: [] for k in sessions}
         for s in sessions.values():
             s.run(None, feed)  # warm-up, left out of the profile too
@@ -94,17 +66,13 @@ def main() -> None:
                 start = time.perf_counter()
                 s.run(None, feed)
                 walls[k].append((time.perf_counter() - start) * 1e3)
-        kernels = {k: _kernel_times(s.end_profiling()) for k, s in sessions.items()}
+        kernels = {k: kernel_times(s.end_profiling()) for k, s in sessions.items()}
 
-    def split(graph: str) -> tuple[float, float]:
-        inside = 0.0
-        for name, (op, ms) in kernels[graph].items():
-            if (op in INTEGER_KERNELS if graph == "int8" else any(name.startswith(q) for q in quantized)):
-                inside += ms
-        return inside, sum(ms for _, ms in kernels[graph].values()) - inside
-
-    fp32_layers, fp32_rest = split("fp32")
-    int8_layers, int8_rest = split("int8")
+    fp32_all = sum(ms for _, ms in kernels["fp32"].values())
+    int8_all = sum(ms for _, ms in kernels["int8"].values())
+    fp32_layers = sum(layer_ms(kernels["fp32"], quantized).values())
+    int8_layers = sum(ms for op, ms in kernels["int8"].values() if op in INTEGER_KERNELS)
+    fp32_rest, int8_rest = fp32_all - fp32_layers, int8_all - int8_layers
     fp32_ms, int8_ms = statistics.median(walls["fp32"]), statistics.median(walls["int8"])
     figures = {
         "machine": this_platform().summary(), "threads": args.threads, "runs": args.runs,

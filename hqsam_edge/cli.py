@@ -143,8 +143,8 @@ def build(
     min_mask_iou: Optional[float] = typer.Option(None, "--min-mask-iou", help="Override the variant's mean mask IoU bound."),
     flavour: Optional[str] = typer.Option(None, "--flavour", help="Lay the graphs out for onnxruntime or tensorrt (default: the backend's); "
                                           "`--backend onnxruntime --flavour tensorrt` prepares INT8 graphs on a workstation for a Jetson's build."),
-    layer_search: bool = typer.Option(False, "--layer-search", help="INT8 missing its bound: keep the layers that harm it most "
-                                      "in float (each measured end to end; minutes) until it is met."),
+    layer_search: bool = typer.Option(False, "--layer-search", help="INT8 missing its bound: keep in float the layers with the most "
+                                      "harm per ms they would save (each measured end to end; minutes) until it is met."),
 ):
     """FP16 / INT8 graphs (checked against PyTorch on the CPU) and TensorRT engines."""
     from .calib.variants import BuildSpec
@@ -174,8 +174,10 @@ def build(
     figures = artifact.parity
     calibration = artifact.extra.get("calibration", {})
     if "layer_search" in calibration:
-        typer.echo(f"int8: {calibration['quantized_layers']} of {calibration['candidate_layers']} layers quantized; "
-                   f"{len(calibration['layer_search']['kept_float'])} kept in float (the most harmful, measured)")
+        search = calibration["layer_search"]
+        typer.echo(f"int8: {calibration['quantized_layers']} of {calibration['candidate_layers']} layers quantized "
+                   f"({search['quantized_fp32_ms']} of their {search['candidate_fp32_ms']} fp32 ms); "
+                   f"{len(search['kept_float'])} kept in float (the most noise per ms saved, measured)")
     summary = ", ".join(f"{k} SQNR {v:.1f} dB" for k, v in figures.get("sqnr_db", {}).items())
     typer.echo(f"built {backend}/{precision} in {folder}: {', '.join(artifact.files.values())}; vs fp32 PyTorch: "
                f"{summary}, mean mask IoU {figures.get('mean_mask_iou', float('nan')):.4f}, "

@@ -74,6 +74,7 @@ class BenchRow:
     gpu_encoder_ms: float | None = None  # device time (CUDA events), torch on CUDA
     iters: int = 0
     rounds: int = 1
+    folder: str | None = None  # the artifact folder measured (None: random weights / a checkpoint)
     versions: dict[str, str] = field(default_factory=dict)
     machine: dict[str, Any] = field(default_factory=dict)
     scaling: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -202,7 +203,8 @@ def measure(target: Target, iters: int, warmup: int, scaling: bool, workdir: str
     params, learnable = model_sizes(backbone_spec(target.backbone), target.variant)
     base = dict(model=model_name(target.backbone, target.variant) + (" (official)" if target.reference else ""),
                 backbone=target.backbone, variant=target.variant, backend=target.backend, precision=target.precision,
-                params_mib=params, learnable_mib=learnable, iters=iters, versions=_versions(), machine=_machine())
+                params_mib=params, learnable_mib=learnable, iters=iters, versions=_versions(), machine=_machine(),
+                folder=target.folder)
     image = demo_image(*IMAGE_HW)
     if target.reference:
         ref = _reference_row(target, iters, warmup)
@@ -283,7 +285,7 @@ def _measure_safely(target: Target, iters: int, warmup: int, scaling: bool, work
 
         params, learnable = model_sizes(backbone_spec(target.backbone), target.variant)
         nan = float("nan")
-        return BenchRow(model=model_name(target.backbone, target.variant), backbone=target.backbone,
+        return BenchRow(model=model_name(target.backbone, target.variant), backbone=target.backbone, folder=target.folder,
                         variant=target.variant, backend=target.backend, precision=target.precision, device="-",
                         params_mib=params, learnable_mib=learnable, encoder_ms=nan, encoder_p90_ms=nan,
                         decoder_ms=nan, decoder_p90_ms=nan, decoder_10pt_ms=nan, decoder_16box_ms=nan, e2e_ms=nan,

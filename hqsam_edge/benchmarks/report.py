@@ -33,11 +33,11 @@ def hq_cost(rows: list[BenchRow]) -> list[tuple[str, str, str, float, float]]:
 
 def precision_speedups(rows: list[BenchRow]) -> list[tuple[BenchRow, float, float]]:
     """(row, encoder speed-up, end-to-end speed-up) of each fp16 / int8 row over the fp32 row of the same
-    model and backend, both measured in this run."""
-    fp32 = {(r.model, r.backend): r for r in rows if r.precision == "fp32" and not r.error}
+    model, backend and folder, both measured in this run."""
+    fp32 = {(r.model, r.backend, r.folder): r for r in rows if r.precision == "fp32" and not r.error}
     out = []
     for r in rows:
-        base = fp32.get((r.model, r.backend))
+        base = fp32.get((r.model, r.backend, r.folder))
         if r.precision != "fp32" and not r.error and base is not None:
             out.append((r, base.encoder_ms / r.encoder_ms, base.e2e_ms / r.e2e_ms))
     return out
@@ -72,10 +72,12 @@ def markdown(rows: list[BenchRow]) -> str:
     speedups = precision_speedups(rows)
     if speedups:
         rounds = max(r.rounds for r in rows)
+        named = len({r.folder for r, _, _ in speedups}) > 1  # several folders of one model: say which
         lines += ["", f"Speed vs fp32 in this run ({rounds} interleaved round(s), median):", "",
                   "| model | backend | precision | encoder | end to end |", "|---|---|---|---:|---:|"]
         for r, encoder, e2e in speedups:
-            lines.append(f"| {r.model} | {r.backend} | {r.precision} | {encoder:.2f}x | {e2e:.2f}x |")
+            model = f"{r.model} ({r.folder})" if named else r.model
+            lines.append(f"| {model} | {r.backend} | {r.precision} | {encoder:.2f}x | {e2e:.2f}x |")
     scaled = [r for r in rows if r.scaling]
     if scaled:
         lines += ["", "Scaling (decoder ms by prompts per call; encoder images/s by batch):", ""]

@@ -15,9 +15,14 @@ in by its own entry of an extra input ``quant_switch`` [L] (0: float, 1:
 int8). One ONNX Runtime session then serves every measurement: a layer alone,
 or any set of layers, without quantizing and loading a graph each time.
 
-``choose_layers`` sorts the layers from least to most harmful and finds, by
-bisection, the longest prefix whose encoder outputs stay above the SQNR bound
-(plus a margin); the caller builds and checks the real Q/DQ graph for it.
+``choose_layers`` orders the layers and finds, by bisection, the longest
+prefix whose encoder outputs stay above the SQNR bound (plus a margin); the
+caller builds and checks the real Q/DQ graph for it. The order is by time
+saved per unit of noise when each layer's fp32 time is known (``LayerSearch``
+profiles the fp32 graph once, ``calib.costs``): quantization noise powers add
+up across layers, so this is the knapsack's greedy order, and it quantizes a
+slow, mildly harmful MLP layer before a fast, harmless projection. Without
+times it is least harmful first.
 
 Fidelity (tests/calib/test_sensitivity.py): one layer switched on computes
 what the Q/DQ graph with that layer computes (>55 dB apart); every layer of
@@ -31,11 +36,12 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
+from .costs import layer_ms, profile_graph
 from .ranges import QuantTarget
 
 SWITCH = "quant_switch"
@@ -48,6 +54,12 @@ class Sensitivity:
     node: str
     op_type: str
     sqnr_db: float
+    fp32_ms: float | None = None  # the layer's kernel time in the fp32 graph (ONNX Runtime profile)
+
+    @property
+    def noise(self) -> float:
+        """Noise power relative to the signal: these add up (roughly) when layers are quantized together."""
+        return 10 ** (-self.sqnr_db / 10)
 
 
 def _activation_qparams(lo: float, hi: float, symmetric: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -163,14 +175,22 @@ def layer_sensitivity(runner: SwitchRunner, targets: Sequence[QuantTarget]) -> l
     return [Sensitivity(t.node, t.op_type, runner.sqnr([i])) for i, t in enumerate(targets)]
 
 
+def search_order(sensitivity: Sequence[Sensitivity]) -> list[int]:
+    """Layer indices, the best to quantize first: most fp32 time per unit of noise when every layer's time is
+    known, else least harmful first."""
+    if all(s.fp32_ms is not None for s in sensitivity):
+        return sorted(range(len(sensitivity)), key=lambda i: -(sensitivity[i].fp32_ms or 0.0) / max(sensitivity[i].noise, 1e-30))
+    return sorted(range(len(sensitivity)), key=lambda i: -sensitivity[i].sqnr_db)
+
+
 def choose_layers(runner: SwitchRunner, sensitivity: Sequence[Sensitivity], min_sqnr_db: float,
                   margin_db: float = 1.0) -> tuple[list[int], float]:
-    """The longest least-harmful-first prefix of layers whose measured SQNR is >= ``min_sqnr_db + margin_db``.
+    """The longest prefix of ``search_order`` whose measured SQNR is >= ``min_sqnr_db + margin_db``.
 
     Returns (layer indices, their measured SQNR). Bisection: SQNR falls as
     layers are added, so about log2(L) measurements suffice.
     """
-    order = sorted(range(len(sensitivity)), key=lambda i: -sensitivity[i].sqnr_db)
+    order = search_order(sensitivity)
     goal = min_sqnr_db + margin_db
     lo, hi, best_sqnr = 0, len(order), float("inf")  # lo: known good prefix length
     full = runner.sqnr(order)
@@ -196,7 +216,8 @@ class LayerSearch:
         path = switch_graph(fp32_path, Path(self._tmp.name) / "switch.onnx", ranges, targets, symmetric, weight_qmax)
         self.targets = list(targets)
         self.runner = SwitchRunner(path, len(targets), feeds)
-        self.table = layer_sensitivity(self.runner, targets)
+        times = layer_ms(profile_graph(fp32_path, feeds[0]), [t.node for t in targets])
+        self.table = [replace(s, fp32_ms=times[s.node]) for s in layer_sensitivity(self.runner, targets)]
 
     def ranked(self) -> list[Sensitivity]:
         """Most harmful first."""

@@ -51,7 +51,7 @@ class BuildSpec:
     dla_core: int | None = None
     version_compatible: bool = False
     flavour: str | None = None  # graphs laid out for this runtime (None: the backend's); see recipes.FLAVOUR_OPS
-    layer_search: bool = False  # INT8 missing its bound: keep the most harmful layers in float (calib.sensitivity)
+    layer_search: bool = False  # INT8 missing its bound: keep the most harmful layers per ms saved in float (calib.sensitivity)
     min_sqnr_db: float | None = None  # override the precision's bound (calib.check.BOUNDS)
     min_mask_iou: float | None = None
 
@@ -126,8 +126,8 @@ def _int8_encoder(spec: BuildSpec, flavour: str, folder: Path, encoder: Path, st
         return int8_graph(encoder, out, ranges, candidates, flavour), check(out)
     except ParityError as miss:
         if not spec.layer_search:
-            raise ParityError(f"{miss}; --layer-search keeps the layers that harm it most in float (measured one "
-                              "by one: minutes), or try more typical calibration images") from None
+            raise ParityError(f"{miss}; --layer-search keeps the layers with the most harm per ms saved in float "
+                              "(measured one by one: minutes), or try more typical calibration images") from None
         first_miss = str(miss)
     search = sensitivity.LayerSearch(encoder, ranges, candidates, [next(iter(calibration_set(spec)))],
                                      symmetric=flavour == "tensorrt", weight_qmax=weight_qmax(flavour))
@@ -135,11 +135,16 @@ def _int8_encoder(spec: BuildSpec, flavour: str, folder: Path, encoder: Path, st
         # the check also decodes masks, which may need a cleaner embedding than the SQNR bound: raise the goal
         for goal in spec.bounds().min_sqnr_db + np.arange(1.0, 25.0, 3.0):
             chosen, measured = search.choose(goal)
-            kept = [s for s in search.ranked() if s.node not in {t.node for t in chosen}]
+            chosen_nodes = {t.node for t in chosen}
+            kept = [s for s in search.ranked() if s.node not in chosen_nodes]
             extra["calibration"].update(
                 quantized_layers=len(chosen),
                 layer_search={"first_miss": first_miss, "goal_sqnr_db": float(goal), "search_sqnr_db": round(measured, 1),
-                              "kept_float": [[s.node, round(s.sqnr_db, 1)] for s in kept]})
+                              "order": "fp32 time saved per unit of noise",
+                              "quantized_fp32_ms": round(sum(s.fp32_ms or 0.0 for s in search.table
+                                                             if s.node in chosen_nodes), 1),
+                              "candidate_fp32_ms": round(sum(s.fp32_ms or 0.0 for s in search.table), 1),
+                              "kept_float": [[s.node, round(s.sqnr_db, 1), round(s.fp32_ms or 0.0, 2)] for s in kept]})
             if not chosen:
                 break
             try:

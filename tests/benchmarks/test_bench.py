@@ -107,3 +107,8 @@ def test_report_speed_vs_fp32_from_the_same_run(folder):
     assert "| Light HQ-SAM | onnxruntime | int8 | 2.00x | 1.25x |" in text
     assert "| fp16 | " not in text.split("Speed vs fp32")[1]
     assert "Speed vs fp32" not in report.markdown([fp32])
+    # two folders of one model (say, two int8 recipes): each int8 row against its own folder's fp32 row
+    other = [replace(fp32, folder="/x/b", encoder_ms=100.0), replace(fp32, folder="/x/b", precision="int8", encoder_ms=80.0)]
+    text = report.markdown([fp32, int8, *other])
+    assert f"| Light HQ-SAM ({fp32.folder}) | onnxruntime | int8 | 2.00x |" in text
+    assert "| Light HQ-SAM (/x/b) | onnxruntime | int8 | 1.25x |" in text

@@ -94,6 +94,21 @@ def test_choose_layers_bisects_to_the_longest_prefix():
     assert S.choose_layers(AdditiveNoise([10.0, 12.0]), table[:2], 30.0)[0] == []
 
 
+def test_with_times_the_search_quantizes_the_most_time_per_noise_first():
+    # layer 0: harmless but cheap; layer 1: a little more harmful and ten times slower; layer 2: harmful
+    sqnr, ms = [40.0, 37.0, 25.0], [1.0, 10.0, 5.0]
+    harm_only = [S.Sensitivity(f"n{i}", "MatMul", v) for i, v in enumerate(sqnr)]
+    timed = [S.Sensitivity(f"n{i}", "MatMul", v, fp32_ms=t) for i, (v, t) in enumerate(zip(sqnr, ms))]
+    assert S.search_order(harm_only) == [0, 1, 2]
+    assert S.search_order(timed) == [1, 0, 2]  # 10 ms / 10^-3.7 beats 1 ms / 10^-4
+    # a budget that fits one of the two: by harm the cheap layer goes in, by time per noise the slow one
+    assert S.choose_layers(AdditiveNoise(sqnr), harm_only, 36.0, margin_db=0.0)[0] == [0]
+    chosen, measured = S.choose_layers(AdditiveNoise(sqnr), timed, 36.0, margin_db=0.0)
+    assert chosen == [1] and measured == pytest.approx(37.0)
+    partial = [S.Sensitivity("a", "MatMul", 40.0, fp32_ms=1.0), S.Sensitivity("b", "MatMul", 37.0)]
+    assert S.search_order(partial) == [0, 1]  # a missing time: by harm alone
+
+
 def test_layer_search_keeps_the_harmful_layers_in_float(folder, calibrated):
     base = dict(precision="int8", calib_limit=2, heldout=1, int8_exclude=SMALL, min_sqnr_db=32.0, min_mask_iou=0.5)
     # all eight GEMMs quantized: about 29 dB, short of 32
@@ -109,3 +124,7 @@ def test_layer_search_keeps_the_harmful_layers_in_float(folder, calibrated):
     manifest = json.loads((Path(folder) / "manifest.json").read_text())
     recorded = [a for a in manifest["artifacts"] if a["precision"] == "int8"][0]
     assert recorded["extra"]["calibration"]["layer_search"]["kept_float"] == search["kept_float"]
+    # each layer's fp32 time came from a real profile: the quantized share is part of the whole
+    assert search["order"] == "fp32 time saved per unit of noise"
+    assert 0 < search["quantized_fp32_ms"] < search["candidate_fp32_ms"]
+    assert all(ms > 0 for _, _, ms in search["kept_float"])
