@@ -305,8 +305,7 @@ def combine_rounds(rows: list[BenchRow]) -> BenchRow:
     merged = {f: statistics.median(getattr(r, f) for r in rows) if getattr(rows[0], f) is not None else None
               for f in TIMED_FIELDS}
     return replace(rows[0], **merged, fps=statistics.median(r.fps for r in rows),
-                               peak_mem_mib=max(r.peak_mem_mib for r in rows),
-                               iters=sum(r.iters for r in rows), rounds=len(rows))
+                   peak_mem_mib=max(r.peak_mem_mib for r in rows), iters=sum(r.iters for r in rows), rounds=len(rows))
 
 
 def run_rows(targets: list[Target], *, iters: int, warmup: int, scaling: bool = False, isolate: bool = True,

@@ -21,8 +21,9 @@ caller builds and checks the real Q/DQ graph for it. The order is by time
 saved per unit of noise when each layer's fp32 time is known (``LayerSearch``
 profiles the fp32 graph once, ``calib.costs``): quantization noise powers add
 up across layers, so this is the knapsack's greedy order, and it quantizes a
-slow, mildly harmful MLP layer before a fast, harmless projection. Without
-times it is least harmful first.
+slow, mildly harmful MLP layer before a fast, harmless projection (the times
+are ONNX Runtime's on this CPU: for a TensorRT build, a proxy). Without times
+it is least harmful first.
 
 Fidelity (tests/calib/test_sensitivity.py): one layer switched on computes
 what the Q/DQ graph with that layer computes (>55 dB apart); every layer of
