@@ -9,7 +9,8 @@ its integer layers): that ceiling holds however fast the integer kernels get.
     python benchmarks/int8_ceiling.py build/hq_vit_tiny [--runs 5] [--threads 2]
 
 Prints the split, the speed-up of the quantized layers themselves and the
-ceiling; ``--json F`` also writes them.
+ceiling; ``--json F`` also writes them. The speed-up is wall time (median);
+the split and the ceiling are summed kernel times (mean of the timed runs).
 """
 
 from __future__ import annotations
@@ -26,11 +27,11 @@ INTEGER_KERNELS = ("MatMulIntegerToFloat", "QGemm", "QLinearMatMul", "QLinearCon
                    "MatMulInteger", "QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear")
 
 
-def _quantized_layers(int8_model) -> list[str]:
-    """Names of the layers an INT8 (Q/DQ) graph quantizes: those whose activation comes from a DequantizeLinear.
-    They keep their fp32 graph's names, and ONNX Runtime's fused fp32 nodes start with them."""
+def _quantized_layers(int8_model) -> list[tuple[str, str]]:
+    """(node, output) of the layers an INT8 (Q/DQ) graph quantizes: those whose activation comes from a
+    DequantizeLinear. They keep their fp32 graph's node and tensor names."""
     dequantized = {n.output[0] for n in int8_model.graph.node if n.op_type == "DequantizeLinear"}
-    return [n.name for n in int8_model.graph.node
+    return [(n.name, n.output[0]) for n in int8_model.graph.node
             if n.op_type in ("Conv", "Gemm", "MatMul") and n.input and n.input[0] in dequantized]
 
 
@@ -70,7 +71,7 @@ def main() -> None:
 
     fp32_all = sum(ms for _, ms in kernels["fp32"].values())
     int8_all = sum(ms for _, ms in kernels["int8"].values())
-    fp32_layers = sum(layer_ms(kernels["fp32"], quantized).values())
+    fp32_layers = sum(ms or 0.0 for ms in layer_ms(kernels["fp32"], quantized).values())
     int8_layers = sum(ms for op, ms in kernels["int8"].values() if op in INTEGER_KERNELS)
     fp32_rest, int8_rest = fp32_all - fp32_layers, int8_all - int8_layers
     fp32_ms, int8_ms = statistics.median(walls["fp32"]), statistics.median(walls["int8"])
@@ -80,14 +81,14 @@ def main() -> None:
         "fp32_quantized_layers_ms": round(fp32_layers, 1), "fp32_other_ms": round(fp32_rest, 1),
         "int8_integer_kernels_ms": round(int8_layers, 1), "int8_other_ms": round(int8_rest, 1),
         "layer_speedup": round(fp32_layers / int8_layers, 2) if int8_layers else None,
-        "ceiling": round((fp32_layers + fp32_rest) / int8_rest, 3),
+        "ceiling": round((fp32_layers + fp32_rest) / int8_rest, 3) if int8_rest > 0 else None,
     }
     print(f"{args.folder.name} on {figures['machine']}, {args.threads} threads, median of {args.runs} alternating runs")
     print(f"  encoder: fp32 {fp32_ms:.1f} ms, int8 {int8_ms:.1f} ms -> {figures['speedup']:.2f}x")
     print(f"  kernel time in the quantized layers: fp32 {fp32_layers:.1f} ms, int8 {int8_layers:.1f} ms "
-          f"(with its quantize ops) -> {figures['layer_speedup']}x")
+          f"(with its quantize ops) -> {figures['layer_speedup'] or '-'}x")
     print(f"  everything else: fp32 {fp32_rest:.1f} ms, int8 {int8_rest:.1f} ms")
-    print(f"  ceiling with free integer layers: {figures['ceiling']:.2f}x")
+    print(f"  ceiling with free integer layers: {figures['ceiling'] or '-'}x")
     if args.json:
         args.json.write_text(json.dumps(figures, indent=1) + "\n")
 

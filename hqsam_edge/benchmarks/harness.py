@@ -8,9 +8,9 @@ medians and p90 after warm-up, peak memory, device and versions.
 
 Each row runs in a fresh process (``spawn``), so that its peak resident
 memory is its own. ``rounds`` > 1 measures the whole list that many times,
-interleaved (fp32, int8, fp32, int8, ...), and keeps each row's median
-round: on a noisy machine, drift then hits every row alike, so their ratios
-hold. On CUDA, device time comes from CUDA events and host
+interleaved (fp32, int8, fp32, int8, ...), and keeps the median of each
+timing over the rounds: on a noisy machine, drift then hits every row alike,
+so their ratios hold. On CUDA, device time comes from CUDA events and host
 latency from the wall clock; both are reported.
 """
 
@@ -297,21 +297,25 @@ TIMED_FIELDS = ("encoder_ms", "encoder_p90_ms", "decoder_ms", "decoder_p90_ms", 
 
 
 def combine_rounds(rows: list[BenchRow]) -> BenchRow:
-    """One row from the same target's rounds: the median of each latency, the highest peak memory.
-    A round that failed makes the row fail (its error kept)."""
+    """One row from the same target's rounds: the median of each timing over the rounds that have it, FPS from
+    the median end-to-end time, the highest peak memory. A round that failed makes the row fail (its error
+    kept). Prompt / batch scaling, when asked for, is the first round's."""
     failed = [r for r in rows if r.error]
     if failed or len(rows) == 1:
         return replace(failed[0] if failed else rows[0], rounds=len(rows))
-    merged = {f: statistics.median(getattr(r, f) for r in rows) if getattr(rows[0], f) is not None else None
-              for f in TIMED_FIELDS}
-    return replace(rows[0], **merged, fps=statistics.median(r.fps for r in rows),
+    merged: dict[str, float | None] = {}
+    for name in TIMED_FIELDS:
+        values = [getattr(r, name) for r in rows if getattr(r, name) is not None]
+        merged[name] = statistics.median(values) if values else None
+    e2e = merged["e2e_ms"]
+    return replace(rows[0], **merged, fps=1000.0 / e2e if e2e else float("nan"),
                    peak_mem_mib=max(r.peak_mem_mib for r in rows), iters=sum(r.iters for r in rows), rounds=len(rows))
 
 
 def run_rows(targets: list[Target], *, iters: int, warmup: int, scaling: bool = False, isolate: bool = True,
              progress: bool = True, workdir: str | None = None, rounds: int = 1) -> list[BenchRow]:
     """Measure every target, each in a fresh process (``isolate``) for honest peak memory; ``rounds`` times,
-    interleaved, keeping the median round of each (see the module docstring)."""
+    interleaved, keeping the median of each timing (see the module docstring)."""
     from tqdm.auto import tqdm
 
     if rounds < 1:

@@ -4,9 +4,12 @@ The layer search (``calib.sensitivity``) weighs what quantizing a layer
 saves against the noise it adds, and ``benchmarks/int8_ceiling.py`` splits
 an INT8 graph's time into its integer layers and the rest; both read kernel
 times from one profile here. ONNX Runtime's fused nodes keep the name of the
-node they start from (``.../attn/MatMul/MatMulScaleFusion/``, and
-``.../c/Conv_output_0_nchwc`` for a convolution in the blocked layout), so a
-layer's time is that of the kernels named after its node.
+node they start from (``.../attn/MatMul/MatMulScaleFusion/``), and a
+convolution in the blocked layout runs as a kernel named after its output
+tensor (``<output>_nchwc``), so a layer's time is that of the kernels named
+after its node or its output. A convolution fused with the activation after
+it is named after the activation's output and is not found: its time is
+``None``, and callers fall back to what does not need it.
 """
 
 from __future__ import annotations
@@ -63,8 +66,12 @@ def profile_graph(path: str | Path, feed: dict[str, np.ndarray], runs: int = 1,
         return kernel_times(session.end_profiling())
 
 
-def layer_ms(kernels: dict[str, tuple[str, float]], nodes: Iterable[str]) -> dict[str, float]:
-    """Each node's time: its kernels and the fused kernels that start from it."""
-    return {node: sum(ms for name, (_, ms) in kernels.items()
-                      if name == node or name.startswith((node + "/", node + "_output")))
-            for node in nodes}
+def layer_ms(kernels: dict[str, tuple[str, float]], layers: Iterable[tuple[str, str]]) -> dict[str, float | None]:
+    """Each layer's time, for (node name, output tensor) pairs: the kernels named after the node (and the
+    fused kernels that start from it) or after its output in the blocked layout; ``None`` when none is."""
+    out: dict[str, float | None] = {}
+    for node, output in layers:
+        found = [ms for name, (_, ms) in kernels.items()
+                 if name == node or name.startswith(node + "/") or name == output + "_nchwc"]
+        out[node] = sum(found) if found else None
+    return out

@@ -176,11 +176,20 @@ def layer_sensitivity(runner: SwitchRunner, targets: Sequence[QuantTarget]) -> l
     return [Sensitivity(t.node, t.op_type, runner.sqnr([i])) for i, t in enumerate(targets)]
 
 
+TIME_ORDER, HARM_ORDER = "fp32 time saved per unit of noise", "least harmful first"
+
+
+def order_kind(sensitivity: Sequence[Sensitivity]) -> str:
+    """By time per noise when every layer's fp32 time is known, else by harm alone."""
+    return TIME_ORDER if sensitivity and all(s.fp32_ms is not None for s in sensitivity) else HARM_ORDER
+
+
 def search_order(sensitivity: Sequence[Sensitivity]) -> list[int]:
-    """Layer indices, the best to quantize first: most fp32 time per unit of noise when every layer's time is
-    known, else least harmful first."""
-    if all(s.fp32_ms is not None for s in sensitivity):
-        return sorted(range(len(sensitivity)), key=lambda i: -(sensitivity[i].fp32_ms or 0.0) / max(sensitivity[i].noise, 1e-30))
+    """Layer indices, the best to quantize first (``order_kind``); ties go to the less harmful layer."""
+    if order_kind(sensitivity) == TIME_ORDER:
+        return sorted(range(len(sensitivity)),
+                      key=lambda i: (-(sensitivity[i].fp32_ms or 0.0) / max(sensitivity[i].noise, 1e-30),
+                                     -sensitivity[i].sqnr_db))
     return sorted(range(len(sensitivity)), key=lambda i: -sensitivity[i].sqnr_db)
 
 
@@ -217,8 +226,9 @@ class LayerSearch:
         path = switch_graph(fp32_path, Path(self._tmp.name) / "switch.onnx", ranges, targets, symmetric, weight_qmax)
         self.targets = list(targets)
         self.runner = SwitchRunner(path, len(targets), feeds)
-        times = layer_ms(profile_graph(fp32_path, feeds[0]), [t.node for t in targets])
+        times = layer_ms(profile_graph(fp32_path, feeds[0], runs=3), [(t.node, t.output) for t in targets])
         self.table = [replace(s, fp32_ms=times[s.node]) for s in layer_sensitivity(self.runner, targets)]
+        self.order = order_kind(self.table)
 
     def ranked(self) -> list[Sensitivity]:
         """Most harmful first."""

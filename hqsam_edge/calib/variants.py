@@ -51,7 +51,7 @@ class BuildSpec:
     dla_core: int | None = None
     version_compatible: bool = False
     flavour: str | None = None  # graphs laid out for this runtime (None: the backend's); see recipes.FLAVOUR_OPS
-    layer_search: bool = False  # INT8 missing its bound: keep the most harmful layers per ms saved in float (calib.sensitivity)
+    layer_search: bool = False  # INT8 missing its bound: keep in float the layers with the most harm per ms saved (calib.sensitivity)
     min_sqnr_db: float | None = None  # override the precision's bound (calib.check.BOUNDS)
     min_mask_iou: float | None = None
 
@@ -111,8 +111,8 @@ def calibrate(folder: Path, encoder: Path, spec: BuildSpec) -> tuple[dict[str, t
 
 def _int8_encoder(spec: BuildSpec, flavour: str, folder: Path, encoder: Path, staging: Path, extra: dict[str, Any],
                   check: Callable[[Path], dict[str, Any]]) -> tuple[Path, dict[str, Any]]:
-    """Calibrate, quantize every candidate layer and check; on a miss (``spec.layer_search``), keep the layers
-    that harm the result most in float, found by ``calib.sensitivity``, until the check passes."""
+    """Calibrate, quantize every candidate layer and check; on a miss (``spec.layer_search``), keep in float the
+    layers with the most harm per ms they would save, found by ``calib.sensitivity``, until the check passes."""
     from . import sensitivity
     from .recipes import FLAVOUR_OPS, weight_qmax
 
@@ -140,11 +140,13 @@ def _int8_encoder(spec: BuildSpec, flavour: str, folder: Path, encoder: Path, st
             extra["calibration"].update(
                 quantized_layers=len(chosen),
                 layer_search={"first_miss": first_miss, "goal_sqnr_db": float(goal), "search_sqnr_db": round(measured, 1),
-                              "order": "fp32 time saved per unit of noise",
+                              "order": search.order,
                               "quantized_fp32_ms": round(sum(s.fp32_ms or 0.0 for s in search.table
                                                              if s.node in chosen_nodes), 1),
                               "candidate_fp32_ms": round(sum(s.fp32_ms or 0.0 for s in search.table), 1),
-                              "kept_float": [[s.node, round(s.sqnr_db, 1), round(s.fp32_ms or 0.0, 2)] for s in kept]})
+                              # most harmful first: [node, SQNR dB with it alone in int8, its fp32 ms or None]
+                              "kept_float": [[s.node, round(s.sqnr_db, 1), None if s.fp32_ms is None else round(s.fp32_ms, 2)]
+                                             for s in kept]})
             if not chosen:
                 break
             try:
@@ -153,7 +155,7 @@ def _int8_encoder(spec: BuildSpec, flavour: str, folder: Path, encoder: Path, st
                 continue
     finally:
         search.close()
-    raise ParityError(f"the int8 variant misses its bound even with its most harmful layers in float "
+    raise ParityError(f"the int8 variant misses its bound even with the layer search's choice of layers in float "
                       f"({first_miss}); use fp16, or calibrate on more typical images")
 
 

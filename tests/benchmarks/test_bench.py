@@ -95,6 +95,19 @@ def test_rounds_are_interleaved_and_keep_the_median(folder, monkeypatch):
     assert int8.error and int8.rounds == 3  # no int8 graph in this folder: the failure is kept, not averaged away
 
 
+def test_combine_rounds_even_counts_and_missing_device_times():
+    def row(e2e, gpu):
+        return harness.BenchRow(model="m", backbone="vit_tiny", variant="hq", backend="torch", precision="fp32",
+                                device="cuda", params_mib=1.0, learnable_mib=None, encoder_ms=e2e - 5,
+                                encoder_p90_ms=e2e - 4, decoder_ms=5.0, decoder_p90_ms=6.0, decoder_10pt_ms=5.0,
+                                decoder_16box_ms=9.0, e2e_ms=e2e, e2e_p90_ms=e2e + 1, fps=1000 / e2e,
+                                peak_mem_mib=e2e * 10, memory_kind="gpu peak allocated", gpu_encoder_ms=gpu, iters=2)
+    merged = harness.combine_rounds([row(10.0, 4.0), row(20.0, None)])
+    assert merged.e2e_ms == 15.0 and merged.fps == pytest.approx(1000 / 15)  # FPS agrees with the e2e shown
+    assert merged.gpu_encoder_ms == 4.0 and merged.peak_mem_mib == 200.0 and merged.iters == 4 and merged.rounds == 2
+    assert harness.combine_rounds([row(10.0, None), row(30.0, None)]).gpu_encoder_ms is None
+
+
 def test_report_speed_vs_fp32_from_the_same_run(folder):
     from dataclasses import replace
 

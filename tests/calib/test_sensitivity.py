@@ -105,8 +105,9 @@ def test_with_times_the_search_quantizes_the_most_time_per_noise_first():
     assert S.choose_layers(AdditiveNoise(sqnr), harm_only, 36.0, margin_db=0.0)[0] == [0]
     chosen, measured = S.choose_layers(AdditiveNoise(sqnr), timed, 36.0, margin_db=0.0)
     assert chosen == [1] and measured == pytest.approx(37.0)
-    partial = [S.Sensitivity("a", "MatMul", 40.0, fp32_ms=1.0), S.Sensitivity("b", "MatMul", 37.0)]
-    assert S.search_order(partial) == [0, 1]  # a missing time: by harm alone
+    partial = [S.Sensitivity("b", "MatMul", 37.0, fp32_ms=10.0), S.Sensitivity("a", "MatMul", 40.0)]
+    assert S.order_kind(partial) == S.HARM_ORDER and S.search_order(partial) == [1, 0]  # a time missing: by harm
+    assert S.order_kind(timed) == S.TIME_ORDER
 
 
 def test_layer_search_keeps_the_harmful_layers_in_float(folder, calibrated):
@@ -125,6 +126,6 @@ def test_layer_search_keeps_the_harmful_layers_in_float(folder, calibrated):
     recorded = [a for a in manifest["artifacts"] if a["precision"] == "int8"][0]
     assert recorded["extra"]["calibration"]["layer_search"]["kept_float"] == search["kept_float"]
     # each layer's fp32 time came from a real profile: the quantized share is part of the whole
-    assert search["order"] == "fp32 time saved per unit of noise"
+    assert search["order"] == S.TIME_ORDER
     assert 0 < search["quantized_fp32_ms"] < search["candidate_fp32_ms"]
-    assert all(ms > 0 for _, _, ms in search["kept_float"])
+    assert all(ms is not None and ms > 0 for _, _, ms in search["kept_float"])
