@@ -177,7 +177,7 @@ def build(
         search = calibration["layer_search"]
         typer.echo(f"int8: {calibration['quantized_layers']} of {calibration['candidate_layers']} layers quantized "
                    f"({search['quantized_fp32_ms']} of their {search['candidate_fp32_ms']} fp32 ms); "
-                   f"{len(search['kept_float'])} kept in float (the most noise per ms saved, measured)")
+                   f"{len(search['kept_float'])} kept in float (chosen {search['order']}, each measured)")
     summary = ", ".join(f"{k} SQNR {v:.1f} dB" for k, v in figures.get("sqnr_db", {}).items())
     typer.echo(f"built {backend}/{precision} in {folder}: {', '.join(artifact.files.values())}; vs fp32 PyTorch: "
                f"{summary}, mean mask IoU {figures.get('mean_mask_iou', float('nan')):.4f}, "
