@@ -27,7 +27,7 @@ import torch
 
 from hqsam_edge.data import transforms as T
 from hqsam_edge.export import contract as C
-from hqsam_edge.export.onnx_export import ExportSpec, export_artifacts
+from hqsam_edge.pipeline.export import ExportSpec, export_artifacts
 
 
 def median_ms(fn, iters: int, warmup: int = 1) -> float:

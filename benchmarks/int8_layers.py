@@ -20,9 +20,19 @@ import tempfile
 from pathlib import Path
 
 from hqsam_edge.calib import recipes, variants
-from hqsam_edge.calib.check import sqnr_db
-from hqsam_edge.calib.variants import BuildSpec
-from hqsam_edge.export.parity import onnx_runners
+from hqsam_edge.calib.variants import HELDOUT_SEED, PrecisionSpec
+from hqsam_edge.export.manifest import read_manifest
+from hqsam_edge.runtime.base import ModelInfo
+from hqsam_edge.runtime.compare import sqnr_db
+from hqsam_edge.runtime.onnxruntime_backend import OnnxRuntimeBackend
+
+
+def encode(encoder: Path, decoder: Path, image, exact_qdq: bool = False) -> dict:
+    """Encoder outputs under ONNX Runtime on the CPU (``exact_qdq``: Q/DQ as written, TensorRT's arithmetic)."""
+    info = ModelInfo.from_manifest(read_manifest(encoder.parent))
+    backend = OnnxRuntimeBackend(info, encoder, decoder, providers=["cpu"], exact_qdq=exact_qdq)
+    with backend:
+        return backend.features_to_numpy(backend.encode(image))
 
 
 def main() -> None:
@@ -33,14 +43,14 @@ def main() -> None:
     args = ap.parse_args()
 
     encoder, decoder = args.folder / "encoder.onnx", args.folder / "decoder.onnx"
-    spec = BuildSpec(str(args.folder), precision="int8", calib_limit=args.calib_limit)
+    spec = PrecisionSpec(str(args.folder), precision="int8", calib_limit=args.calib_limit)
     ranges, targets = variants.calibrate(args.folder, encoder, spec)
     targets = [t for t in targets if t.op_type in recipes.FLAVOUR_OPS["onnxruntime"]][: args.limit]
-    image = next(iter(variants.CalibrationSet(None, limit=1, synthetic_seed=900)))["image"]
-    fp32 = onnx_runners(encoder, decoder)[0](image)
+    image = next(iter(variants.CalibrationSet(None, limit=1, synthetic_seed=HELDOUT_SEED)))["image"]
+    fp32 = encode(encoder, decoder, image)
 
     def sqnr(path: Path, exact: bool) -> str:
-        ours = onnx_runners(path, decoder, exact_qdq=exact)[0](image)
+        ours = encode(path, decoder, image, exact_qdq=exact)
         return " ".join(f"{sqnr_db(ours[k], fp32[k]):6.1f}" for k in fp32)
 
     print(f"{'layer':60s} {'fused 8-bit':>14s} {'fused 7-bit':>14s} {'exact 8-bit':>14s}   (dB: {', '.join(fp32)})")

@@ -73,7 +73,7 @@ def build_request(
 def prompts_from_args(boxes: Sequence[str], points: Sequence[str]) -> dict[str, np.ndarray]:
     """``--box`` / ``--point`` strings -> ``boxes`` / ``point_coords`` / ``point_labels`` arrays (as
     ``hqsam-edge predict``: several boxes, or points with at most one box)."""
-    from hqsam_edge.runtime.files import parse_prompts
+    from hqsam_edge.apps.files import parse_prompts
 
     box_list, point_list = parse_prompts(boxes, points)
     prompts = {}

@@ -7,14 +7,18 @@ exit code; heavy modules are imported inside the commands.
 from __future__ import annotations
 
 import functools
+import inspect
 import sys
 import warnings
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
 from .errors import HQSamEdgeError
+
+if TYPE_CHECKING:
+    from .runtime.choice import ModelChoice
 
 app = typer.Typer(
     name="hqsam-edge",
@@ -47,6 +51,32 @@ def cli_errors(fn):
             except MemoryError:
                 _fail("out of memory; try a smaller backbone or fewer prompts per call", 1)
 
+    return wrapper
+
+
+def model_options(fn):
+    """Add the options that name a model (an artifact folder with ``--backend`` / ``--precision``, or
+    ``--checkpoint`` / ``--random-weights`` of ``--backbone`` / ``--variant``) to a command, and hand it
+    one ``model: ModelChoice``."""
+    extra = [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default, annotation=annotation)
+             for name, default, annotation in (
+                 ("folder", FolderArg, Optional[Path]), ("backbone", BackboneOpt, str), ("variant", VariantOpt, str),
+                 ("checkpoint", CheckpointOpt, Optional[Path]), ("random_weights", RandomWeightsOpt, bool),
+                 ("backend", BackendOpt, str), ("precision", PrecisionOpt, Optional[str]))]
+    names = [p.name for p in extra]
+    sig = inspect.signature(fn)
+    params = [p for p in sig.parameters.values() if p.name != "model"]
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from .runtime.choice import ModelChoice
+
+        choice = ModelChoice(**{name: kwargs.pop(name) for name in names})
+        return fn(*args, model=choice, **kwargs)
+
+    wrapper.__signature__ = sig.replace(parameters=[*extra[:1], *params, *extra[1:]])  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {**{k: v for k, v in fn.__annotations__.items() if k != "model"},
+                               **{p.name: p.annotation for p in extra}}
     return wrapper
 
 
@@ -113,13 +143,13 @@ def export(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing artifact folder."),
 ):
     """Export the encoder and decoder ONNX graphs, verified against PyTorch, with a manifest."""
-    from .export.onnx_export import ExportSpec, export_artifacts
+    from .pipeline.export import ExportSpec, export_artifacts
 
     spec = ExportSpec(backbone=backbone, variant=variant, checkpoint=None if checkpoint is None else str(checkpoint),
                       random_weights=random_weights, out=None if out is None else str(out), opset=opset,
                       hq_token_only=hq_token_only, multimask_output=multimask, overwrite=overwrite)
     manifest = export_artifacts(spec)
-    worst = max(v for graph in ("box", "8_boxes") for k, v in manifest.parity["decoder"][graph].items() if "rel" in k)
+    worst = max(v for figures in manifest.parity["decoder"].values() for k, v in figures.items() if "rel" in k)
     typer.echo(f"wrote {spec.out_dir}: encoder.onnx, decoder.onnx, manifest.json "
                f"(ONNX Runtime vs PyTorch: max relative logit error {worst:.1e})")
 
@@ -147,65 +177,37 @@ def build(
                                       "harm per ms they would save (each measured end to end; minutes) until it is met."),
 ):
     """FP16 / INT8 graphs (checked against PyTorch on the CPU) and TensorRT engines."""
-    from .calib.variants import BuildSpec
+    from .pipeline import build as pipeline
 
-    spec = BuildSpec(folder=str(folder), backend=backend, precision=precision,
-                     calib_images=None if calib_images is None else str(calib_images), calib_limit=calib_limit,
-                     calib_method=calib_method, max_prompts=max_prompts, max_points=max_points,
-                     workspace_gb=workspace_gb, dla_core=dla_core, version_compatible=version_compatible,
-                     min_sqnr_db=min_sqnr_db, min_mask_iou=min_mask_iou, flavour=flavour, layer_search=layer_search)
+    spec = pipeline.BuildSpec(folder=str(folder), backend=backend, precision=precision,
+                              calib_images=None if calib_images is None else str(calib_images),
+                              calib_limit=calib_limit, calib_method=calib_method, max_prompts=max_prompts,
+                              max_points=max_points, workspace_gb=workspace_gb, dla_core=dla_core,
+                              version_compatible=version_compatible, min_sqnr_db=min_sqnr_db,
+                              min_mask_iou=min_mask_iou, flavour=flavour, layer_search=layer_search)
     if print_trtexec is not None:
-        from .engines.builder import trtexec_lines
-
-        typer.echo("\n".join(trtexec_lines(folder, spec, print_trtexec)))
+        typer.echo("\n".join(pipeline.trtexec_lines(spec, print_trtexec)))
         return
-    if backend == "tensorrt":
-        from .engines.builder import build_engines
-
-        artifact = build_engines(spec)
-    elif backend == "onnxruntime":
-        from .calib.variants import make_precision_graphs
-
-        artifact = make_precision_graphs(spec)
-    else:
-        from .errors import UsageError
-
-        raise UsageError(f"unknown backend {backend!r} for build; choose onnxruntime or tensorrt")
-    figures = artifact.parity
-    calibration = artifact.extra.get("calibration", {})
-    if "layer_search" in calibration:
-        search = calibration["layer_search"]
-        typer.echo(f"int8: {calibration['quantized_layers']} of {calibration['candidate_layers']} layers quantized "
-                   f"({search['quantized_fp32_ms']} of their {search['candidate_fp32_ms']} fp32 ms); "
-                   f"{len(search['kept_float'])} kept in float (chosen {search['order']}, each measured)")
-    summary = ", ".join(f"{k} SQNR {v:.1f} dB" for k, v in figures.get("sqnr_db", {}).items())
-    typer.echo(f"built {backend}/{precision} in {folder}: {', '.join(artifact.files.values())}; vs fp32 PyTorch: "
-               f"{summary}, mean mask IoU {figures.get('mean_mask_iou', float('nan')):.4f}, "
-               f"mean boundary IoU {figures.get('mean_boundary_iou', float('nan')):.4f}")
+    for line in pipeline.summary(spec, pipeline.build(spec)):
+        typer.echo(line)
 
 
 @app.command()
 @cli_errors
+@model_options
 def predict(
-    folder: Optional[Path] = FolderArg,
+    model: ModelChoice,
     image: Path = typer.Option(..., "--image", "-i", help="Image file (any format Pillow reads)."),
     box: list[str] = typer.Option([], "--box", help="x0,y0,x1,y1 in pixels; repeat for one mask per box."),
     point: list[str] = typer.Option([], "--point", help="x,y[,label] in pixels (label 1 fg, 0 bg); repeat."),
     out: Path = typer.Option(..., "--out", "-o", help="Mask PNG to write (0/255, union of the masks)."),
     overlay: Optional[Path] = typer.Option(None, "--overlay", help="Also write the image with the masks blended in."),
-    backbone: str = BackboneOpt,
-    variant: str = VariantOpt,
-    checkpoint: Optional[Path] = CheckpointOpt,
-    random_weights: bool = RandomWeightsOpt,
-    backend: str = BackendOpt,
-    precision: Optional[str] = PrecisionOpt,
     multimask: Optional[bool] = typer.Option(None, "--multimask/--single-mask", help="SAM's three masks (keep the best) or one; default: as exported."),
 ):
     """Segment an image from box and point prompts and write the mask."""
-    from .runtime.files import predict_to_files
-    from .runtime.open import ModelChoice
+    from .apps.files import predict_to_files
 
-    predictor = ModelChoice(folder, backend, precision, backbone, variant, checkpoint, random_weights).open()
+    predictor = model.open()
     result = predict_to_files(predictor, image, boxes=box, points=point, out=out, overlay=overlay,
                               multimask_output=multimask)
     typer.echo(result.summary())
@@ -269,7 +271,7 @@ def train(
 ):
     """Train the HQ parts on HQSeg-44K (one process, or under torchrun for many GPUs / nodes)."""
     from .data.augment import AugmentSpec
-    from .train.trainer import TrainSpec
+    from .train.spec import TrainSpec
     from .train.trainer import train as run_training
 
     spec = TrainSpec(backbone=backbone, checkpoint=str(checkpoint), data=str(data), out=str(out), epochs=epochs,
@@ -284,17 +286,12 @@ def train(
 
 @app.command("eval")
 @cli_errors
+@model_options
 def evaluate(
-    folder: Optional[Path] = FolderArg,
+    model: ModelChoice,
     data: Path = typer.Option(..., "--data", help="HQSeg-44K root in the official layout (validation sets)."),
     datasets: list[str] = typer.Option([], "--datasets", help="DIS5K-VD, COIFT, HRSOD, ThinObject5k-TE (repeat; default all four)."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Score only the first N images of each set."),
-    backbone: str = BackboneOpt,
-    variant: str = VariantOpt,
-    checkpoint: Optional[Path] = CheckpointOpt,
-    random_weights: bool = RandomWeightsOpt,
-    backend: str = BackendOpt,
-    precision: Optional[str] = PrecisionOpt,
     reference: bool = typer.Option(True, "--reference/--no-reference", help="With a folder, also score its fp32 PyTorch model, side by side."),
     protocol: str = typer.Option("official", "--protocol", help="official (HQ-SAM's: 1024x1024 resize) or predictor (SAM's resize)."),
     hq_token_only: Optional[bool] = typer.Option(None, "--hq-token-only/--sam-plus-hq", help="Score the HQ token alone or SAM + HQ logits (default: as exported)."),
@@ -302,11 +299,9 @@ def evaluate(
 ):
     """mIoU and boundary mIoU on the HQSeg-44K validation sets, with ground-truth box prompts."""
     from .eval.runner import EvalSpec, evaluate_deployment, format_table, write_json
-    from .runtime.open import ModelChoice
 
     spec = EvalSpec(data=str(data), datasets=tuple(datasets), limit=limit, protocol=protocol,
                     hq_token_only=hq_token_only, progress=sys.stderr.isatty())
-    model = ModelChoice(folder, backend, precision, backbone, variant, checkpoint, random_weights)
     reports = evaluate_deployment(spec, model, reference=reference)
     typer.echo(format_table(reports))
     if json_out:
@@ -341,24 +336,17 @@ def triton(
 
 @app.command()
 @cli_errors
+@model_options
 def segment(
-    folder: Optional[Path] = FolderArg,
+    model: ModelChoice,
     images: str = typer.Option(..., "--images", help="Glob of image files, quoted ('val2017/**/*.jpg'); paths count from the part before the first wildcard."),
     boxes: Path = typer.Option(..., "--boxes", help="COCO annotations file, or a JSON object: file name -> list of x,y,w,h boxes (COCO pixels)."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder: <image path>.json per image + results.json (COCO RLE results); rerun to resume."),
     queue_size: int = typer.Option(4, "--queue-size", min=1, help="Images waiting between reading, the model and writing."),
-    backbone: str = BackboneOpt,
-    variant: str = VariantOpt,
-    checkpoint: Optional[Path] = CheckpointOpt,
-    random_weights: bool = RandomWeightsOpt,
-    backend: str = BackendOpt,
-    precision: Optional[str] = PrecisionOpt,
 ):
     """Segment an image set from box prompts into COCO RLE results, streamed and resumable."""
-    from .runtime.open import ModelChoice
-    from .runtime.segment import SegmentSpec, segment_images
+    from .apps.segment import SegmentSpec, segment_images
 
-    model = ModelChoice(folder, backend, precision, backbone, variant, checkpoint, random_weights)
     spec = SegmentSpec(images=images, boxes=str(boxes), out=str(out), queue_size=queue_size,
                        progress=sys.stderr.isatty(), model=model.describe())
     summary = segment_images(spec, model.open)

@@ -117,7 +117,7 @@ test_image.__test__ = False  # not a test
 def tiny_folder(tmp_path_factory):
     """An artifact folder of Light HQ-SAM with random weights (export unverified, for speed).
     Tests may add artifacts to it but must not depend on others' additions."""
-    from hqsam_edge.export.onnx_export import ExportSpec, export_artifacts
+    from hqsam_edge.pipeline.export import ExportSpec, export_artifacts
 
     out = tmp_path_factory.mktemp("tiny") / "hq_vit_tiny"
     export_artifacts(ExportSpec(random_weights=True, out=str(out), verify=False))

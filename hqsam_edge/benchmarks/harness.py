@@ -133,50 +133,58 @@ def _prompt_feeds(predictor, p: int, points: int = 0) -> dict[str, np.ndarray]:
 
 
 def _open_predictor(target: Target, workdir: Path):
-    from ..runtime.open import open_backend
-    from ..runtime.predictor import Predictor
+    """The target's predictor: its folder, or its model (torch), or a folder exported here for it (random weights
+    or its checkpoint, unverified: speed does not depend on weights)."""
+    from ..runtime.choice import ModelChoice
 
     if target.folder:
-        return Predictor(open_backend(target.folder, backend=target.backend, precision=target.precision))
-    if target.backend == "tensorrt":
-        from ..errors import BackendUnavailableError
-        from ..runtime.environment import tensorrt_status
-
-        status = tensorrt_status()
-        if not status.usable:
-            raise BackendUnavailableError(f"tensorrt is not usable here: {status.detail}")
+        return ModelChoice(target.folder, target.backend, target.precision).open()
     if target.backend == "torch":
         import torch
 
-        from ..model import build_model
-
         torch.manual_seed(0)
-        model = build_model(target.backbone, target.variant, target.checkpoint)
-        return Predictor.from_model(model, precision=target.precision)
-    from ..export.onnx_export import ExportSpec, export_artifacts
+        return ModelChoice(backend="torch", precision=target.precision, backbone=target.backbone,
+                           variant=target.variant, checkpoint=target.checkpoint,
+                           random_weights=target.checkpoint is None).open()
+    if target.backend == "tensorrt":
+        from ..runtime.environment import require_tensorrt
+
+        require_tensorrt()  # before minutes of export
+    from ..pipeline.export import ExportSpec, export_artifacts
 
     folder = workdir / f"{target.variant}_{target.backbone}"
     if not (folder / "manifest.json").exists():
         export_artifacts(ExportSpec(backbone=target.backbone, variant=target.variant, checkpoint=target.checkpoint,
                                     random_weights=target.checkpoint is None, out=str(folder), verify=False))
-    return Predictor(open_backend(folder, backend=target.backend, precision=target.precision))
+    return ModelChoice(folder, target.backend, target.precision).open()
+
+
+REFERENCE_HINT = "pip install segment-anything-hq==0.3 timm (the official HQ-SAM package; hqsam-edge's dev extra has it)"
+
+
+def _official_builders(variant: str):
+    """``segment_anything_hq``'s builders (HQ-SAM, or its SAM baseline); ``BackendUnavailableError`` without it."""
+    import importlib
+    import warnings
+
+    from ..errors import BackendUnavailableError
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return importlib.import_module("segment_anything_hq.build_sam" if variant == "hq"
+                                           else "segment_anything_hq.build_sam_baseline")
+        except ImportError as exc:
+            raise BackendUnavailableError(f"--reference needs segment_anything_hq ({exc}): {REFERENCE_HINT}") from None
 
 
 def _reference_row(target: Target, iters: int, warmup: int) -> dict[str, Any]:
     """The official SamPredictor (segment_anything_hq), same image and box, torch on this device."""
-    import warnings
-
     import torch
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import importlib
+    builders = _official_builders(target.variant)
+    from segment_anything_hq import SamPredictor
 
-        from segment_anything_hq import SamPredictor
-
-        builders = importlib.import_module(
-            "segment_anything_hq.build_sam" if target.variant == "hq" else "segment_anything_hq.build_sam_baseline"
-        )
     build = {"vit_b": "build_sam_vit_b", "vit_l": "build_sam_vit_l", "vit_h": "build_sam_vit_h",
              "vit_tiny": "build_sam_vit_t"}[target.backbone]
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -193,83 +201,103 @@ def _reference_row(target: Target, iters: int, warmup: int) -> dict[str, Any]:
     return {"device": torch.cuda.get_device_name() if device == "cuda" else "cpu", "encoder": enc, "decoder": dec}
 
 
-def measure(target: Target, iters: int, warmup: int, scaling: bool, workdir: str) -> BenchRow:
-    """One row. Runs in its own process when called through ``run_rows``."""
-    from ..data import transforms as T
-    from ..data.synthetic import demo_image
+def _base_fields(target: Target, iters: int) -> dict[str, Any]:
+    """What every row of ``target`` says besides its timings."""
     from ..model.build import backbone_spec
     from .params import model_sizes
 
     params, learnable = model_sizes(backbone_spec(target.backbone), target.variant)
-    base = dict(model=model_name(target.backbone, target.variant) + (" (official)" if target.reference else ""),
+    return dict(model=model_name(target.backbone, target.variant) + (" (official)" if target.reference else ""),
                 backbone=target.backbone, variant=target.variant, backend=target.backend, precision=target.precision,
-                params_mib=params, learnable_mib=learnable, iters=iters, versions=_versions(), machine=_machine(),
-                folder=target.folder)
-    image = demo_image(*IMAGE_HW)
-    if target.reference:
-        ref = _reference_row(target, iters, warmup)
-        return BenchRow(**base, device=ref["device"], encoder_ms=ref["encoder"][0], encoder_p90_ms=ref["encoder"][1],
-                        decoder_ms=ref["decoder"][0], decoder_p90_ms=ref["decoder"][1], decoder_10pt_ms=float("nan"),
-                        decoder_16box_ms=float("nan"), e2e_ms=ref["encoder"][0] + ref["decoder"][0],
-                        e2e_p90_ms=ref["encoder"][1] + ref["decoder"][1],
-                        fps=1000 / (ref["encoder"][0] + ref["decoder"][0]), peak_mem_mib=_peak_rss_mib(),
-                        memory_kind="cpu peak RSS")
+                params_mib=params, learnable_mib=learnable, iters=iters, folder=target.folder)
 
-    predictor = _open_predictor(target, Path(workdir))
-    backend = predictor.backend
-    cuda = False
-    sync: Callable[[], None] = lambda: None  # noqa: E731
+
+def _measure_reference(target: Target, base: dict[str, Any], iters: int, warmup: int) -> BenchRow:
+    ref = _reference_row(target, iters, warmup)
+    (enc, enc90), (dec, dec90) = ref["encoder"], ref["decoder"]
+    nan = float("nan")
+    return BenchRow(**base, device=ref["device"], encoder_ms=enc, encoder_p90_ms=enc90, decoder_ms=dec,
+                    decoder_p90_ms=dec90, decoder_10pt_ms=nan, decoder_16box_ms=nan, e2e_ms=enc + dec,
+                    e2e_p90_ms=enc90 + dec90, fps=1000 / (enc + dec), peak_mem_mib=_peak_rss_mib(),
+                    memory_kind="cpu peak RSS")
+
+
+def _cuda_sync(backend) -> Callable[[], None] | None:
+    """``torch.cuda.synchronize`` for the torch backend on CUDA (peak memory counters reset), else None."""
     if backend.name == "torch" and backend.torch_device.type == "cuda":
         import torch
 
-        cuda = True
-        sync = torch.cuda.synchronize
         torch.cuda.reset_peak_memory_stats()
-    tensor, _ = T.preprocess_image(image, predictor.info.image_size)
-    predictor.set_image(image)
-    features = predictor._features
-    opts = dict(multimask_output=predictor.info.multimask_output, hq_token_only=predictor.info.hq_token_only)
-    enc = timed(lambda: backend.encode(tensor), iters, warmup, sync)
-    gpu_encoder_ms = None
-    if cuda:
-        import torch
+        return torch.cuda.synchronize
+    return None
 
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        for _ in range(max(1, iters)):
-            backend.encode(tensor)
-        end.record()
-        torch.cuda.synchronize()
-        gpu_encoder_ms = start.elapsed_time(end) / max(1, iters)
-    one, ten, sixteen = _prompt_feeds(predictor, 1), _prompt_feeds(predictor, 1, points=10), _prompt_feeds(predictor, 16)
-    dec = timed(lambda: backend.decode(features, one, **opts), iters, warmup, sync)
-    dec10 = timed(lambda: backend.decode(features, ten, **opts), iters, warmup, sync)
-    dec16 = timed(lambda: backend.decode(features, sixteen, **opts), max(1, iters // 2), 1, sync)
 
-    def end_to_end():
+def _gpu_encoder_ms(backend, tensor: np.ndarray, iters: int) -> float:
+    """Device time of one encoder call by CUDA events (torch on CUDA)."""
+    import torch
+
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(max(1, iters)):
+        backend.encode(tensor)
+    end.record()
+    torch.cuda.synchronize()
+    return start.elapsed_time(end) / max(1, iters)
+
+
+def _scaling(predictor, tensor: np.ndarray, opts: dict, iters: int, sync) -> dict[str, dict[str, float]]:
+    """Decoder ms by prompts per call, encoder images/s by batch."""
+    backend, features = predictor.backend, predictor._features
+    out: dict[str, dict[str, float]] = {"decoder_ms_by_prompts": {}, "encoder_images_per_s_by_batch": {}}
+    for p in PROMPT_SCALING:
+        feeds = _prompt_feeds(predictor, p)
+        out["decoder_ms_by_prompts"][str(p)] = timed(lambda: backend.decode(features, feeds, **opts),
+                                                     max(1, iters // 2), 1, sync)[0]
+    for b in BATCH_SCALING:
+        batch = np.repeat(tensor, b, axis=0)
+        ms = timed(lambda batch=batch: backend.encode(batch), max(1, iters // 2), 1, sync)[0]
+        out["encoder_images_per_s_by_batch"][str(b)] = 1000 * b / ms
+    return out
+
+
+def measure(target: Target, iters: int, warmup: int, scaling: bool, workdir: str) -> BenchRow:
+    """One row. Runs in its own process when called through ``run_rows``."""
+    from ..data import transforms as T
+    from ..data.synthetic import demo_image
+
+    base = {**_base_fields(target, iters), "versions": _versions(), "machine": _machine()}
+    if target.reference:
+        return _measure_reference(target, base, iters, warmup)
+    image = demo_image(*IMAGE_HW)
+    with _open_predictor(target, Path(workdir)) as predictor:
+        backend = predictor.backend
+        cuda_sync = _cuda_sync(backend)
+        sync = cuda_sync or (lambda: None)
+        tensor, _ = T.preprocess_image(image, predictor.info.image_size)
         predictor.set_image(image)
-        predictor.predict(box=BOX)
+        features = predictor._features
+        opts = dict(multimask_output=predictor.info.multimask_output, hq_token_only=predictor.info.hq_token_only)
+        enc = timed(lambda: backend.encode(tensor), iters, warmup, sync)
+        gpu_encoder_ms = _gpu_encoder_ms(backend, tensor, iters) if cuda_sync else None
+        one, ten, sixteen = (_prompt_feeds(predictor, 1), _prompt_feeds(predictor, 1, points=10),
+                             _prompt_feeds(predictor, 16))
+        dec = timed(lambda: backend.decode(features, one, **opts), iters, warmup, sync)
+        dec10 = timed(lambda: backend.decode(features, ten, **opts), iters, warmup, sync)
+        dec16 = timed(lambda: backend.decode(features, sixteen, **opts), max(1, iters // 2), 1, sync)
 
-    e2e = timed(end_to_end, iters, warmup, sync)
-    row_scaling: dict[str, dict[str, float]] = {}
-    if scaling:
-        row_scaling["decoder_ms_by_prompts"] = {
-            str(p): timed(lambda p=p: backend.decode(features, _prompt_feeds(predictor, p), **opts), max(1, iters // 2), 1, sync)[0]
-            for p in PROMPT_SCALING
-        }
-        row_scaling["encoder_images_per_s_by_batch"] = {}
-        for b in BATCH_SCALING:
-            batch = np.repeat(tensor, b, axis=0)
-            ms = timed(lambda batch=batch: backend.encode(batch), max(1, iters // 2), 1, sync)[0]
-            row_scaling["encoder_images_per_s_by_batch"][str(b)] = 1000 * b / ms
-    if cuda:
-        import torch
+        def end_to_end():
+            predictor.set_image(image)
+            predictor.predict(box=BOX)
 
-        peak, kind = torch.cuda.max_memory_allocated() / 2**20, "gpu peak allocated"
-    else:
-        peak, kind = _peak_rss_mib(), "cpu peak RSS"
-    device = backend.device
-    backend.deactivate()
+        e2e = timed(end_to_end, iters, warmup, sync)
+        row_scaling = _scaling(predictor, tensor, opts, iters, sync) if scaling else {}
+        if cuda_sync:
+            import torch
+
+            peak, kind = torch.cuda.max_memory_allocated() / 2**20, "gpu peak allocated"
+        else:
+            peak, kind = _peak_rss_mib(), "cpu peak RSS"
+        device = backend.device
     return BenchRow(**base, device=device, encoder_ms=enc[0], encoder_p90_ms=enc[1], decoder_ms=dec[0],
                     decoder_p90_ms=dec[1], decoder_10pt_ms=dec10[0], decoder_16box_ms=dec16[0], e2e_ms=e2e[0],
                     e2e_p90_ms=e2e[1], fps=1000 / e2e[0], peak_mem_mib=peak, memory_kind=kind,
@@ -280,14 +308,8 @@ def _measure_safely(target: Target, iters: int, warmup: int, scaling: bool, work
     try:
         return measure(target, iters, warmup, scaling, workdir)
     except HQSamEdgeError as exc:
-        from ..model.build import backbone_spec
-        from .params import model_sizes
-
-        params, learnable = model_sizes(backbone_spec(target.backbone), target.variant)
         nan = float("nan")
-        return BenchRow(model=model_name(target.backbone, target.variant), backbone=target.backbone, folder=target.folder,
-                        variant=target.variant, backend=target.backend, precision=target.precision, device="-",
-                        params_mib=params, learnable_mib=learnable, encoder_ms=nan, encoder_p90_ms=nan,
+        return BenchRow(**_base_fields(target, iters), device="-", encoder_ms=nan, encoder_p90_ms=nan,
                         decoder_ms=nan, decoder_p90_ms=nan, decoder_10pt_ms=nan, decoder_16box_ms=nan, e2e_ms=nan,
                         e2e_p90_ms=nan, fps=nan, peak_mem_mib=nan, memory_kind="-", error=str(exc))
 
@@ -372,6 +394,12 @@ def plan_targets(*, folders: list[str], backbones: list[str], variants: list[str
             targets.append(Target(backbone, variant, "torch", "fp32", reference=True))
     if not targets:
         raise UsageError("nothing to benchmark: give artifact folders, --backbone, or --table10")
+    if reference:
+        import importlib.util
+
+        if importlib.util.find_spec("segment_anything_hq") is None:
+            raise UsageError(f"--reference times the official segment_anything_hq, which is not installed: "
+                             f"{REFERENCE_HINT}")
     return targets
 
 

@@ -89,14 +89,14 @@ def markdown(rows: list[BenchRow]) -> str:
 
 
 def write_json(rows: list[BenchRow], path: str | Path) -> None:
-    from ..runtime.files import atomic_write
+    from ..atomic import atomic_write
 
     text = json.dumps(rows_to_dicts(rows), indent=2, default=str)
     atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
 def write_markdown(rows: list[BenchRow], path: str | Path) -> None:
-    from ..runtime.files import atomic_write
+    from ..atomic import atomic_write
 
     text = markdown(rows) + "\n"
     atomic_write(path, lambda tmp: Path(tmp).write_text(text))
@@ -111,7 +111,7 @@ def plot(rows: list[BenchRow], path: str | Path) -> None:
         import matplotlib.pyplot as plt
     except ImportError:
         raise UsageError("--plot needs matplotlib: pip install matplotlib") from None
-    from ..runtime.files import atomic_write
+    from ..atomic import atomic_write
 
     ok = [r for r in rows if not r.error]
     scaled = [r for r in ok if r.scaling]

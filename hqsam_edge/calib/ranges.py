@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UsageError
+from ..export.onnx_files import save_onnx
 
 METHODS = ("max", "percentile", "entropy")
 QUANTIZED_OPS = ("Conv", "Gemm", "MatMul")
@@ -65,8 +66,7 @@ def _augmented_session(model_path: Path, tensors: list[str], workdir: Path):
     for name in tensors:
         if name not in existing:
             model.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
-    path = workdir / "augmented.onnx"
-    onnx.save(model, str(path), save_as_external_data=model.ByteSize() > 2**30, location="augmented.data")
+    path = save_onnx(model, workdir / "augmented.onnx")
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep every named tensor
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

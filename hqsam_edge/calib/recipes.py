@@ -24,15 +24,17 @@ float32 in every variant, so runtimes feed and fetch the same arrays.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import tempfile
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import UsageError
+from ..export.onnx_files import needs_external_data, save_onnx
 from .ranges import QUANTIZED_OPS, QuantTarget
 
 FP16_KEEP_FP32 = (
@@ -49,17 +51,21 @@ FLAVOUR_OPS = {"tensorrt": ("Conv", "Gemm", "MatMul"), "onnxruntime": ("Gemm", "
 DEFAULT_INT8_EXCLUDE = ("patch_embed", "neck")
 
 
+@contextlib.contextmanager
+def _quiet_root_logger() -> Iterator[None]:
+    """ONNX Runtime's quantizer logs advice through the root logger: errors only while it runs."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
 def weight_qmax(flavour: str) -> int:
     """Largest int8 weight level of a flavour: 127, or 64 for ONNX Runtime's 7-bit weights (``reduce_range``)."""
     return 127 if flavour == "tensorrt" else 64
-
-
-def _save(model, path: Path) -> None:
-    import onnx
-
-    external = model.ByteSize() > 2**31 - 2**20
-    onnx.save(model, str(path), save_as_external_data=external, all_tensors_to_one_file=True,
-              location=path.name + ".data")
 
 
 def _unshare_initializers(model, keep_fp32: set[str]) -> None:
@@ -144,9 +150,7 @@ def fp16_graph(fp32_path: str | Path, out_path: str | Path, keep_fp32: Sequence[
         half = float16.convert_float_to_float16(model, keep_io_types=True, op_block_list=list(keep_fp32),
                                                 disable_shape_infer=False)
     _fix_casts(half, set(keep_fp32))
-    out_path = Path(out_path)
-    _save(half, out_path)
-    return out_path
+    return save_onnx(half, out_path)
 
 
 def int8_graph(fp32_path: str | Path, out_path: str | Path, ranges: dict[str, tuple[float, float]],
@@ -176,10 +180,7 @@ def int8_graph(fp32_path: str | Path, out_path: str | Path, ranges: dict[str, tu
     with tempfile.TemporaryDirectory(prefix="hqsam-int8-") as tmp:
         cache = Path(tmp) / "ranges.json"
         save_tensors_data(TensorsData(CalibrationMethod.MinMax, data), cache)
-        root = logging.getLogger()
-        level = root.level
-        root.setLevel(logging.ERROR)  # ONNX Runtime's quantizer logs advice through the root logger
-        with warnings.catch_warnings():
+        with _quiet_root_logger(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             quantize_static(
                 str(fp32_path),
@@ -194,7 +195,7 @@ def int8_graph(fp32_path: str | Path, out_path: str | Path, ranges: dict[str, tu
                 activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
                 weight_type=QuantType.QInt8,
                 calibrate_method=CalibrationMethod.MinMax,
-                use_external_data_format=Path(fp32_path).stat().st_size > 2**31 - 2**20,
+                use_external_data_format=needs_external_data(fp32_path),
                 extra_options={
                     "ActivationSymmetric": symmetric,
                     "WeightSymmetric": True,
@@ -209,5 +210,4 @@ def int8_graph(fp32_path: str | Path, out_path: str | Path, ranges: dict[str, tu
                     "OpTypesToExcludeOutputQuantization": list(QUANTIZED_OPS),
                 },
             )
-        root.setLevel(level)
     return out_path

@@ -42,6 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..export.onnx_files import save_onnx
 from .costs import layer_ms, profile_graph
 from .ranges import QuantTarget
 
@@ -136,10 +137,7 @@ def switch_graph(fp32_path: str | Path, out_path: str | Path, ranges: dict[str, 
         nodes.append(n)
     del graph.node[:]
     graph.node.extend(nodes)
-    out_path = Path(out_path)
-    onnx.save(model, str(out_path), save_as_external_data=model.ByteSize() > 2**31 - 2**20,
-              location=out_path.name + ".data")
-    return out_path
+    return save_onnx(model, out_path)
 
 
 class SwitchRunner:
@@ -160,7 +158,7 @@ class SwitchRunner:
 
     def sqnr(self, layers: Sequence[int]) -> float:
         """Worst encoder-output SQNR (dB) over the feeds with ``layers`` quantized."""
-        from .check import sqnr_db
+        from ..runtime.compare import sqnr_db
 
         switch = np.zeros(self.count, np.float32)
         switch[list(layers)] = 1.0

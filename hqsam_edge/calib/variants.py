@@ -1,16 +1,18 @@
 """Make a precision variant of an artifact folder: graphs, check, manifest entry.
 
-``make_precision_graphs(BuildSpec(folder, precision="int8"))`` writes
-``encoder.int8.<flavour>.onnx`` (decoder kept in fp32 by default) or
+``make_precision_graphs(PrecisionSpec(folder, precision="int8"))`` writes
+``encoder.int8.<flavour>.onnx`` (the decoder stays fp32) or
 ``encoder.fp16.onnx`` + ``decoder.fp16.onnx``, checks them on the CPU with
-ONNX Runtime against the fp32 PyTorch model on held-out images, and records
-them with their figures in ``manifest.json``. A variant that misses its
-bound is deleted and the build fails.
+ONNX Runtime against the fp32 PyTorch model on held-out images
+(``runtime.compare``), and records them with their figures in
+``manifest.json``: as an ``onnxruntime`` artifact, or, laid out for TensorRT
+(``flavour="tensorrt"``), as a ``tensorrt`` artifact of ``format`` ``onnx``
+that TensorRT builds its engines from. A variant that misses its bound is
+deleted and the build fails.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
 import os
 import shutil
 import tempfile
@@ -22,53 +24,50 @@ from typing import Any
 import numpy as np
 
 from ..errors import ArtifactError, ParityError, UsageError
-from ..export.manifest import Artifact, read_manifest
-from ..export.onnx_export import tool_versions
-from ..hardware import this_platform
+from ..export.manifest import Artifact, graph_file, provenance, read_manifest, tool_versions
 from .images import CalibrationSet
 from .ranges import collect_ranges, load_ranges, quantizable_nodes, save_ranges
-from .recipes import DEFAULT_INT8_EXCLUDE, fp16_graph, int8_graph
+from .recipes import DEFAULT_INT8_EXCLUDE, FLAVOUR_OPS, fp16_graph, int8_graph
 
 PRECISIONS = ("fp32", "fp16", "int8")
+HELDOUT_SEED = 900  # synthetic held-out pictures (random weights only) are seeded apart from calibration's (100)
+# The layer search raises its SQNR goal above the bound in these steps until the real graph's check (which
+# also decodes masks, and may need a cleaner embedding than the SQNR bound) passes.
+SEARCH_GOAL_RAISES_DB = tuple(np.arange(1.0, 25.0, 3.0))
 
 
 @dataclass(frozen=True)
-class BuildSpec:
-    """Everything ``hqsam-edge build`` decides; the defaults are the real ones."""
+class PrecisionSpec:
+    """How to make one precision variant's graphs; the defaults are the real ones.
+
+    ``flavour``: the runtime the graphs are laid out for (``recipes.FLAVOUR_OPS``): ``onnxruntime``
+    (U8S8 GEMMs) or ``tensorrt`` (symmetric Q/DQ on convolutions and GEMMs, checked with exact Q/DQ
+    arithmetic)."""
 
     folder: str
-    backend: str = "onnxruntime"
     precision: str = "fp16"
+    flavour: str = "onnxruntime"
     calib_images: str | None = None  # a folder of the user's images; None: synthetic (random weights only)
     calib_limit: int = 16
     calib_method: str = "max"
     heldout: int = 2  # images for the check, never used for calibration
     int8_exclude: tuple[str, ...] = DEFAULT_INT8_EXCLUDE
-    quantize_decoder: bool = False  # the decoder stays in higher precision by default
-    max_prompts: int = 64
-    max_points: int = 16
-    workspace_gb: float = 4.0
-    dla_core: int | None = None
-    version_compatible: bool = False
-    flavour: str | None = None  # graphs laid out for this runtime (None: the backend's); see recipes.FLAVOUR_OPS
-    layer_search: bool = False  # INT8 missing its bound: keep in float the layers with the most harm per ms saved (calib.sensitivity)
-    min_sqnr_db: float | None = None  # override the precision's bound (calib.check.BOUNDS)
+    layer_search: bool = False  # INT8 missing its bound: keep in float the layers with the most harm per ms saved
+    min_sqnr_db: float | None = None  # override the precision's bound (runtime.compare.PRECISION_BOUNDS)
     min_mask_iou: float | None = None
 
     def bounds(self):
-        from .check import BOUNDS, Bounds
+        from dataclasses import replace
 
-        default = BOUNDS[self.precision]
-        return Bounds(default.min_sqnr_db if self.min_sqnr_db is None else self.min_sqnr_db,
-                      default.min_mean_mask_iou if self.min_mask_iou is None else self.min_mask_iou)
+        from ..runtime.compare import PRECISION_BOUNDS
 
-
-def graph_file(graph: str, precision: str, flavour: str = "onnxruntime") -> str:
-    """The file name ``build`` gives a precision graph: ``encoder.fp16.onnx``, ``encoder.int8.tensorrt.onnx``."""
-    return f"{graph}.int8.{flavour}.onnx" if precision == "int8" else f"{graph}.{precision}.onnx"
+        default = PRECISION_BOUNDS[self.precision]
+        return replace(default, min_sqnr_db=default.min_sqnr_db if self.min_sqnr_db is None else self.min_sqnr_db,
+                       min_mean_mask_iou=default.min_mean_mask_iou if self.min_mask_iou is None
+                       else self.min_mask_iou)
 
 
-def split_images(spec: BuildSpec) -> tuple[list[Path], list[Path]]:
+def split_images(spec: PrecisionSpec) -> tuple[list[Path], list[Path]]:
     """The user's images as (calibration, held-out): up to ``calib_limit`` to calibrate, ``heldout`` never
     used for calibration (taken from the end of a folder that has too few for both)."""
     from .images import list_images
@@ -81,16 +80,23 @@ def split_images(spec: BuildSpec) -> tuple[list[Path], list[Path]]:
     return calib, files[len(calib) : len(calib) + spec.heldout]
 
 
-def heldout_images(spec: BuildSpec):
+def heldout_images(spec: PrecisionSpec) -> list[np.ndarray]:
     """Images the check uses: the user's images never used for calibration, else synthetic ones."""
     if spec.calib_images is not None:
         from ..data.transforms import load_image
 
         return [load_image(str(p)) for p in split_images(spec)[1]]
-    return list(CalibrationSet(None, limit=spec.heldout, synthetic_seed=900).images())
+    return list(CalibrationSet(None, limit=spec.heldout, synthetic_seed=HELDOUT_SEED).images())
 
 
-def calibrate(folder: Path, encoder: Path, spec: BuildSpec) -> tuple[dict[str, tuple[float, float]], list]:
+def calibration_set(spec: PrecisionSpec) -> CalibrationSet:
+    """The images that calibrate: the user's (minus the held-out ones), else synthetic ones."""
+    if spec.calib_images is not None:
+        return CalibrationSet(files=split_images(spec)[0])
+    return CalibrationSet(None, limit=spec.calib_limit)
+
+
+def calibrate(folder: Path, encoder: Path, spec: PrecisionSpec) -> tuple[dict[str, tuple[float, float]], list]:
     """Ranges for the encoder's quantizable layers, from the cache when images and method match."""
     import onnx
 
@@ -109,48 +115,40 @@ def calibrate(folder: Path, encoder: Path, spec: BuildSpec) -> tuple[dict[str, t
     return ranges, targets
 
 
-def _int8_encoder(spec: BuildSpec, flavour: str, folder: Path, encoder: Path, staging: Path, extra: dict[str, Any],
-                  check: Callable[[Path], dict[str, Any]]) -> tuple[Path, dict[str, Any]]:
-    """Calibrate, quantize every candidate layer and check; on a miss (``spec.layer_search``), keep in float the
-    layers with the most harm per ms they would save, found by ``calib.sensitivity``, until the check passes."""
-    from . import sensitivity
-    from .recipes import FLAVOUR_OPS, weight_qmax
+Check = Callable[[Path], dict[str, Any]]
 
-    ranges, targets = calibrate(folder, encoder, spec)
-    candidates = [t for t in targets if t.op_type in FLAVOUR_OPS[flavour]]
-    out = staging / graph_file("encoder", "int8", flavour)
-    extra["calibration"] = {"method": spec.calib_method, "images": spec.calib_images or "synthetic",
-                            "count": spec.calib_limit, "quantized_layers": len(candidates),
-                            "candidate_layers": len(candidates), "excluded": list(spec.int8_exclude)}
-    try:
-        return int8_graph(encoder, out, ranges, candidates, flavour), check(out)
-    except ParityError as miss:
-        if not spec.layer_search:
-            raise ParityError(f"{miss}; --layer-search keeps the layers with the most harm per ms saved in float "
-                              "(measured one by one: minutes), or try more typical calibration images") from None
-        first_miss = str(miss)
+
+def _search_record(search, chosen, goal: float, measured: float, first_miss: str) -> dict[str, Any]:
+    """What the manifest says of a layer search's choice (most harmful kept layer first)."""
+    chosen_nodes = {t.node for t in chosen}
+    kept = [s for s in search.ranked() if s.node not in chosen_nodes]
+    return {"first_miss": first_miss, "goal_sqnr_db": float(goal), "search_sqnr_db": round(measured, 1),
+            "order": search.order,
+            "quantized_fp32_ms": round(sum(s.fp32_ms or 0.0 for s in search.table if s.node in chosen_nodes), 1),
+            "candidate_fp32_ms": round(sum(s.fp32_ms or 0.0 for s in search.table), 1),
+            # [node, SQNR dB with it alone in int8, its fp32 ms or None]
+            "kept_float": [[s.node, round(s.sqnr_db, 1), None if s.fp32_ms is None else round(s.fp32_ms, 2)]
+                           for s in kept]}
+
+
+def _layer_search(spec: PrecisionSpec, encoder: Path, out: Path, ranges, candidates, record: dict[str, Any],
+                  check: Check, first_miss: str) -> tuple[Path, dict[str, Any]]:
+    """Keep in float the layers with the most harm per ms they would save (``calib.sensitivity``), raising the
+    goal until the real graph's check passes."""
+    from . import sensitivity
+    from .recipes import weight_qmax
+
     search = sensitivity.LayerSearch(encoder, ranges, candidates, [next(iter(calibration_set(spec)))],
-                                     symmetric=flavour == "tensorrt", weight_qmax=weight_qmax(flavour))
+                                     symmetric=spec.flavour == "tensorrt", weight_qmax=weight_qmax(spec.flavour))
     try:
-        # the check also decodes masks, which may need a cleaner embedding than the SQNR bound: raise the goal
-        for goal in spec.bounds().min_sqnr_db + np.arange(1.0, 25.0, 3.0):
+        for goal in spec.bounds().min_sqnr_db + np.asarray(SEARCH_GOAL_RAISES_DB):
             chosen, measured = search.choose(goal)
-            chosen_nodes = {t.node for t in chosen}
-            kept = [s for s in search.ranked() if s.node not in chosen_nodes]
-            extra["calibration"].update(
-                quantized_layers=len(chosen),
-                layer_search={"first_miss": first_miss, "goal_sqnr_db": float(goal), "search_sqnr_db": round(measured, 1),
-                              "order": search.order,
-                              "quantized_fp32_ms": round(sum(s.fp32_ms or 0.0 for s in search.table
-                                                             if s.node in chosen_nodes), 1),
-                              "candidate_fp32_ms": round(sum(s.fp32_ms or 0.0 for s in search.table), 1),
-                              # most harmful first: [node, SQNR dB with it alone in int8, its fp32 ms or None]
-                              "kept_float": [[s.node, round(s.sqnr_db, 1), None if s.fp32_ms is None else round(s.fp32_ms, 2)]
-                                             for s in kept]})
+            record.update(quantized_layers=len(chosen),
+                          layer_search=_search_record(search, chosen, goal, measured, first_miss))
             if not chosen:
                 break
             try:
-                return int8_graph(encoder, out, ranges, chosen, flavour), check(out)
+                return int8_graph(encoder, out, ranges, chosen, spec.flavour), check(out)
             except ParityError:
                 continue
     finally:
@@ -159,15 +157,26 @@ def _int8_encoder(spec: BuildSpec, flavour: str, folder: Path, encoder: Path, st
                       f"({first_miss}); use fp16, or calibrate on more typical images")
 
 
-def calibration_set(spec: BuildSpec) -> CalibrationSet:
-    """The images that calibrate: the user's (minus the held-out ones), else synthetic ones."""
-    if spec.calib_images is not None:
-        return CalibrationSet(files=split_images(spec)[0])
-    return CalibrationSet(None, limit=spec.calib_limit)
+def _int8_encoder(spec: PrecisionSpec, folder: Path, encoder: Path, staging: Path, extra: dict[str, Any],
+                  check: Check) -> tuple[Path, dict[str, Any]]:
+    """Calibrate, quantize every candidate layer and check; on a miss, the layer search (``spec.layer_search``)."""
+    ranges, targets = calibrate(folder, encoder, spec)
+    candidates = [t for t in targets if t.op_type in FLAVOUR_OPS[spec.flavour]]
+    out = staging / graph_file("encoder", "int8", spec.flavour)
+    extra["calibration"] = {"method": spec.calib_method, "images": spec.calib_images or "synthetic",
+                            "count": len(calibration_set(spec)), "quantized_layers": len(candidates),
+                            "candidate_layers": len(candidates), "excluded": list(spec.int8_exclude)}
+    try:
+        return int8_graph(encoder, out, ranges, candidates, spec.flavour), check(out)
+    except ParityError as miss:
+        if not spec.layer_search:
+            raise ParityError(f"{miss}; --layer-search keeps the layers with the most harm per ms saved in float "
+                              "(measured one by one: minutes), or try more typical calibration images") from None
+        return _layer_search(spec, encoder, out, ranges, candidates, extra["calibration"], check, str(miss))
 
 
-def ensure_precision_graphs(spec: BuildSpec, flavour: str) -> Artifact:
-    """The checked ``spec.precision`` graphs for ``flavour``: the ones the manifest already records, else new ones.
+def ensure_precision_graphs(spec: PrecisionSpec) -> Artifact:
+    """The checked ``spec.precision`` graphs for ``spec.flavour``: the ones the manifest records, else new ones.
 
     This is how INT8 graphs calibrated on a workstation (``build --backend
     onnxruntime --precision int8 --flavour tensorrt``) are used by a Jetson's
@@ -176,20 +185,35 @@ def ensure_precision_graphs(spec: BuildSpec, flavour: str) -> Artifact:
     """
     if spec.calib_images is None:
         try:
-            return read_manifest(spec.folder).find("onnxruntime", spec.precision, flavour=flavour)
+            return read_manifest(spec.folder).find(spec.flavour, spec.precision, format="onnx")
         except ArtifactError:
             pass
-    return make_precision_graphs(spec, flavour=flavour)
+    return make_precision_graphs(spec)
 
 
-def make_precision_graphs(spec: BuildSpec, flavour: str | None = None) -> Artifact:
-    """Write, check and record the ``spec.precision`` graphs of ``spec.folder`` (laid out for ``flavour``)."""
-    from .check import check_variant
-    from .recipes import FLAVOUR_OPS
+def _checker(spec: PrecisionSpec, manifest, heldout: list[np.ndarray]) -> Callable[[Path, Path], dict[str, Any]]:
+    """``check(encoder, decoder)``: the graphs under ONNX Runtime on the CPU vs the fp32 PyTorch model."""
+    from ..runtime.base import ModelInfo
+    from ..runtime.compare import check, compare
+    from ..runtime.onnxruntime_backend import OnnxRuntimeBackend
+    from ..runtime.torch_backend import TorchBackend
 
-    flavour = flavour or spec.flavour or "onnxruntime"
-    if flavour not in FLAVOUR_OPS:
-        raise UsageError(f"unknown --flavour {flavour!r}; choose one of: {', '.join(FLAVOUR_OPS)}")
+    info = ModelInfo.from_manifest(manifest)
+    reference = TorchBackend(manifest.build_model(), device="cpu", info=info)
+    exact_qdq = spec.flavour == "tensorrt" and spec.precision == "int8"
+
+    def run(encoder: Path, decoder: Path) -> dict[str, Any]:
+        candidate = OnnxRuntimeBackend(info, encoder, decoder, precision=spec.precision, providers=["cpu"],
+                                       exact_qdq=exact_qdq)
+        return check(compare(reference, candidate, heldout), spec.bounds(), f"the {spec.precision} variant")
+
+    return run
+
+
+def make_precision_graphs(spec: PrecisionSpec) -> Artifact:
+    """Write, check and record the ``spec.precision`` graphs of ``spec.folder`` (laid out for ``spec.flavour``)."""
+    if spec.flavour not in FLAVOUR_OPS:
+        raise UsageError(f"unknown --flavour {spec.flavour!r}; choose one of: {', '.join(FLAVOUR_OPS)}")
     if spec.precision not in PRECISIONS:
         raise UsageError(f"unknown precision {spec.precision!r}; choose one of: {', '.join(PRECISIONS)}")
     folder = Path(spec.folder)
@@ -199,15 +223,8 @@ def make_precision_graphs(spec: BuildSpec, flavour: str | None = None) -> Artifa
     if spec.precision == "fp32":
         return base
     staging = Path(tempfile.mkdtemp(prefix=".build-", dir=folder))
-    extra: dict[str, Any] = {"flavour": flavour}
-    model = manifest.build_model()
-    heldout = heldout_images(spec)
-
-    def check(enc_out: Path, dec_out: Path) -> dict[str, Any]:
-        return check_variant(model, enc_out, dec_out, heldout, precision=spec.precision,
-                             multimask_output=manifest.multimask_output, hq_token_only=manifest.hq_token_only,
-                             bounds=spec.bounds(), exact_qdq=flavour == "tensorrt" and spec.precision == "int8")
-
+    extra: dict[str, Any] = {}
+    check = _checker(spec, manifest, heldout_images(spec))
     try:
         if spec.precision == "fp16":
             enc_out = fp16_graph(encoder, staging / graph_file("encoder", "fp16"))
@@ -215,15 +232,12 @@ def make_precision_graphs(spec: BuildSpec, flavour: str | None = None) -> Artifa
             figures = check(enc_out, dec_out)
         else:
             dec_out = decoder
-            enc_out, figures = _int8_encoder(spec, flavour, folder, encoder, staging, extra,
-                                             lambda path: check(path, dec_out))
+            enc_out, figures = _int8_encoder(spec, folder, encoder, staging, extra, lambda path: check(path, dec_out))
         for path in staging.iterdir():  # graphs and their external data, into place
             os.replace(path, folder / path.name)
         files = {"encoder": enc_out.name, "decoder": dec_out.name}
-        extra["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-        extra["platform"] = this_platform().to_dict()
-        artifact = Artifact("onnxruntime", spec.precision, files, tool_versions=tool_versions(),
-                            device="cpu (onnxruntime check)", parity=figures, extra=extra)
+        artifact = Artifact(spec.flavour, spec.precision, files, format="onnx", tool_versions=tool_versions(),
+                            device="cpu (onnxruntime check)", parity=figures, extra={**extra, **provenance()})
         manifest.add(artifact)
         manifest.write(folder)
         return artifact

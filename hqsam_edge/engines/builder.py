@@ -4,7 +4,9 @@ One plan serves the real build and ``--print-trtexec``: which graph each
 precision starts from on each TensorRT generation, the profiles, and the
 engine names. The build itself is a short recipe over TensorRT's Python API
 (builder, ONNX parser, profiles, timing cache in the folder, DLA with GPU
-fallback); ``tensorrt`` is imported inside the functions that need it.
+fallback); ``tensorrt`` is imported inside the functions that need them.
+The precision graphs a plan reads (``source_graphs``) are made and checked
+on the CPU first (``hqsam_edge.pipeline.build``).
 
 | precision | TensorRT 8.5 / 8.6 / 10.x (weakly typed)  | TensorRT 11.x (strongly typed) |
 |-----------|-------------------------------------------|--------------------------------|
@@ -15,19 +17,32 @@ fallback); ``tensorrt`` is imported inside the functions that need it.
 
 from __future__ import annotations
 
-import datetime as _dt
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from ..atomic import write_bytes
-from ..calib.variants import BuildSpec, graph_file
 from ..errors import BackendUnavailableError, UsageError
-from ..export.manifest import Artifact, Manifest, read_manifest
-from ..hardware import this_platform
-from .profiles import Profile, profile_for
+from ..export.manifest import Artifact, Manifest, engine_file, graph_file, provenance, read_manifest
+from ..export.profiles import Profile, profile_for
 from .trtexec import trtexec_command
 
 TIMING_CACHE = "timing.cache"
+GRAPHS = ("encoder", "decoder")
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """The TensorRT side of ``hqsam-edge build``; the defaults are the real ones."""
+
+    folder: str
+    precision: str = "fp16"
+    max_prompts: int = 64  # decoder profile: prompts per call
+    max_points: int = 16  # decoder profile: points per prompt
+    workspace_gb: float = 4.0
+    dla_core: int | None = None
+    version_compatible: bool = False
 
 
 def generation_of(version: str) -> str:
@@ -47,55 +62,44 @@ class EngineJob:
     precision: str
 
 
-def plan(manifest: Manifest, folder: Path, spec: BuildSpec, generation: str) -> list[EngineJob]:
-    """Which graph to build for each of encoder and decoder (see the module table).
-
-    Needs the precision graphs the generation wants (``make_precision_graphs``
-    makes them first); the decoder stays fp32/fp16 unless ``quantize_decoder``.
-    """
-    jobs = []
-    for graph in ("encoder", "decoder"):
-        source = manifest.find("onnxruntime", "fp32")
-        if spec.precision == "fp16" and generation == "11":
-            source = manifest.find("onnxruntime", "fp16")
-        elif spec.precision == "int8" and graph == "encoder":
-            source = manifest.find("onnxruntime", "int8", flavour="tensorrt")
-        elif spec.precision == "int8" and generation == "11":
-            source = manifest.find("onnxruntime", "fp16")  # the decoder in fp16
-        engine = folder / f"{graph}.{spec.precision}.engine"
-        jobs.append(EngineJob(graph, folder / source.files[graph], engine,
-                              profile_for(graph, spec.max_prompts, spec.max_points), spec.precision))
-    return jobs
+def source_graphs(precision: str, generation: str) -> list[tuple[str, str]]:
+    """The precision graphs (precision, backend they are laid out for) a plan reads besides the fp32 ones."""
+    needed = [("int8", "tensorrt")] if precision == "int8" else []
+    if generation == "11" and precision in ("fp16", "int8"):
+        needed.append(("fp16", "onnxruntime"))
+    return needed
 
 
-def trtexec_lines(folder: str | Path, spec: BuildSpec, generation: str) -> list[str]:
+def _source(graph: str, precision: str, generation: str) -> str:
+    """The graph file an engine is built from (see the module table); the decoder is never int8."""
+    if precision == "int8" and graph == "encoder":
+        return graph_file("encoder", "int8", "tensorrt")
+    if generation == "11" and precision in ("fp16", "int8"):
+        return graph_file(graph, "fp16")
+    return graph_file(graph)
+
+
+def plan(folder: Path, spec: EngineSpec, generation: str) -> list[EngineJob]:
+    """Which graph to build for each of encoder and decoder, and into which engine file."""
+    return [EngineJob(graph, folder / _source(graph, spec.precision, generation),
+                      folder / engine_file(graph, spec.precision),
+                      profile_for(graph, spec.max_prompts, spec.max_points), spec.precision)
+            for graph in GRAPHS]
+
+
+def trtexec_lines(spec: EngineSpec, generation: str) -> list[str]:
     """The trtexec command lines equivalent to ``build``, for each graph (files named as the plan names them)."""
-    folder = Path(folder)
-    manifest = read_manifest(folder)
-    jobs = plan_for_print(manifest, folder, spec, generation)
+    folder = Path(spec.folder)
+    read_manifest(folder)  # a folder of ours
     return [
         " ".join(trtexec_command(job.onnx, job.engine, job.profile, precision=job.precision, generation=generation,
                                  workspace_gb=spec.workspace_gb, timing_cache=folder / TIMING_CACHE,
                                  dla_core=spec.dla_core, version_compatible=spec.version_compatible))
-        for job in jobs
+        for job in plan(folder, spec, generation)
     ]
 
 
-def plan_for_print(manifest: Manifest, folder: Path, spec: BuildSpec, generation: str) -> list[EngineJob]:
-    """Like ``plan``, naming the precision graphs ``build`` would make when they do not exist yet."""
-    jobs = []
-    for graph in ("encoder", "decoder"):
-        name = manifest.graphs[graph]["file"]
-        if spec.precision == "int8" and graph == "encoder":
-            name = graph_file(graph, "int8", "tensorrt")
-        elif generation == "11" and spec.precision in ("fp16", "int8"):
-            name = graph_file(graph, "fp16")
-        jobs.append(EngineJob(graph, folder / name, folder / f"{graph}.{spec.precision}.engine",
-                              profile_for(graph, spec.max_prompts, spec.max_points), spec.precision))
-    return jobs
-
-
-def _build_one(job: EngineJob, spec: BuildSpec, generation: str, cache_path: Path) -> bytes:
+def _build_one(job: EngineJob, spec: EngineSpec, generation: str, cache_path: Path) -> bytes:
     import tensorrt as trt
 
     logger = trt.Logger(trt.Logger.WARNING)
@@ -148,63 +152,40 @@ def device_description() -> dict[str, str]:
     return {"gpu": dev.name(), "compute_capability": f"{major}.{minor}"}
 
 
-def check_engines(manifest: Manifest, folder: Path, files: dict[str, str], spec: BuildSpec) -> dict:
-    """Run the new engines against the fp32 PyTorch model on held-out images (as the CPU graphs are checked)."""
-    from ..calib.check import check_runners
-    from ..calib.variants import heldout_images
+def check_engines(manifest: Manifest, folder: Path, files: dict[str, str], spec: EngineSpec,
+                  images: list[np.ndarray], bounds) -> dict:
+    """The new engines against the fp32 PyTorch model on held-out images (as the CPU graphs are checked)."""
     from ..runtime.base import ModelInfo
+    from ..runtime.compare import check, compare
     from ..runtime.tensorrt_backend import TensorRTBackend
+    from ..runtime.torch_backend import TorchBackend
 
-    info = ModelInfo(manifest.backbone, manifest.variant, manifest.image_size, manifest.multimask_output,
-                     manifest.hq_token_only)
-    backend = TensorRTBackend(info, folder / files["encoder"], folder / files["decoder"], precision=spec.precision)
-    with backend:
-        def encode(tensor):
-            generation = backend.encode(tensor)
-            return {"generation": generation, **backend.features_to_numpy(generation)}
-
-        def decode(features, feeds):
-            return backend.decode(features["generation"], feeds, multimask_output=info.multimask_output,
-                                  hq_token_only=info.hq_token_only)
-
-        return check_runners(manifest.build_model(), encode, decode, heldout_images(spec),
-                             precision=spec.precision, multimask_output=info.multimask_output,
-                             hq_token_only=info.hq_token_only, bounds=spec.bounds())
+    info = ModelInfo.from_manifest(manifest)
+    candidate = TensorRTBackend(info, folder / files["encoder"], folder / files["decoder"], precision=spec.precision)
+    reference = TorchBackend(manifest.build_model(), device="cpu", info=info)
+    return check(compare(reference, candidate, images), bounds, f"the {spec.precision} TensorRT engines")
 
 
-def build_engines(spec: BuildSpec) -> Artifact:
-    """Precision graphs (made and checked on the CPU first), then one engine per graph, recorded in the manifest."""
-    from ..calib.variants import ensure_precision_graphs
-    from ..runtime.environment import tensorrt_status
-
-    status = tensorrt_status()
-    if not status.usable:
-        raise BackendUnavailableError(f"--backend tensorrt is not usable here: {status.detail}")
+def build_engines(spec: EngineSpec, generation: str, images: list[np.ndarray], bounds) -> Artifact:
+    """One engine per graph (its precision graphs already made and checked), checked on ``images`` against
+    ``bounds`` and recorded in the manifest."""
     import tensorrt as trt
 
     folder = Path(spec.folder)
-    generation = generation_of(trt.__version__)
-    if spec.precision == "int8":
-        ensure_precision_graphs(spec, flavour="tensorrt")
-    if generation == "11" and spec.precision in ("fp16", "int8"):
-        from dataclasses import replace
-
-        ensure_precision_graphs(replace(spec, precision="fp16"), flavour="onnxruntime")
     manifest = read_manifest(folder)
     files = {}
-    for job in plan(manifest, folder, spec, generation):
+    for job in plan(folder, spec, generation):
         write_bytes(job.engine, _build_one(job, spec, generation, folder / TIMING_CACHE))
         files[job.graph] = job.engine.name
     device = device_description()
-    parity = check_engines(manifest, folder, files, spec)
+    parity = check_engines(manifest, folder, files, spec, images, bounds)
     artifact = Artifact(
-        "tensorrt", spec.precision, files,
+        "tensorrt", spec.precision, files, format="engine",
         tool_versions={"tensorrt": trt.__version__, "generation": generation},
         device=device["gpu"], parity=parity,
         extra={"compute_capability": device["compute_capability"], "max_prompts": spec.max_prompts,
                "max_points": spec.max_points, "dla_core": spec.dla_core, "version_compatible": spec.version_compatible,
-               "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-               "platform": this_platform().to_dict()},
+               **provenance()},
     )
     manifest.add(artifact)
     manifest.write(folder)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import UsageError
-from .profiles import Profile
+from ..export.profiles import Profile
 
 GENERATIONS = ("8", "10", "11")
 

@@ -32,11 +32,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import DataError, UsageError
-from .metrics import boundary_iou, mask_iou
+from ..metrics import boundary_iou, mask_iou
 
 if TYPE_CHECKING:
     from ..data.hqseg import Sample
-    from ..runtime.open import ModelChoice
+    from ..runtime.choice import ModelChoice
     from ..runtime.predictor import Predictor
 
 PROTOCOLS = ("official", "predictor")
@@ -119,8 +119,10 @@ def _box_for_predictor(box: np.ndarray) -> np.ndarray:
 
 
 def _pick(masks: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    """One mask per prompt: the only one, or the best-scored of SAM's three (``[1,M,...]`` -> ``[...]``)."""
-    return masks[0, int(np.argmax(scores[0]))] if masks.shape[1] > 1 else masks[0, 0]
+    """The one prompt's best mask (``[1,M,...]`` -> ``[...]``)."""
+    from ..runtime.predictor import best_masks
+
+    return best_masks(masks, scores)[0][0]
 
 
 def predict_mask(predictor: Predictor, image: np.ndarray, gt: np.ndarray, spec: EvalSpec,

@@ -2,10 +2,18 @@
 
 Every command that reads a folder reads this file; nothing is inferred from
 file names. Written atomically (temporary name, then rename).
+
+An artifact is one variant a runtime uses: a ``backend`` (``onnxruntime`` or
+``tensorrt``), a ``precision``, a ``format`` (``onnx`` graphs or TensorRT
+``engine`` plans) and its files by graph. ONNX Runtime runs ``onnx``
+artifacts; TensorRT builds its engines from ``onnx`` artifacts (its own, such
+as the symmetric INT8 Q/DQ graph, or ONNX Runtime's fp32 / fp16 graphs) and
+runs ``engine`` ones.
 """
 
 from __future__ import annotations
 
+import datetime as _dt
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -16,24 +24,65 @@ from ..errors import ArtifactError
 from . import contract as C
 
 MANIFEST = "manifest.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+FORMATS = {"onnxruntime": ("onnx",), "tensorrt": ("engine", "onnx")}  # the first is what the backend runs
 
 
 def tensor_entries(specs: tuple[C.TensorSpec, ...]) -> list[dict[str, Any]]:
     return [{"name": s.name, "dtype": s.dtype.__name__, "shape": list(s.shape)} for s in specs]
 
 
+def graph_file(graph: str, precision: str = "fp32", backend: str = "onnxruntime") -> str:
+    """The file name of a graph: ``encoder.onnx`` (fp32), ``encoder.fp16.onnx``, ``encoder.int8.tensorrt.onnx``."""
+    if precision == "fp32":
+        return f"{graph}.onnx"
+    return f"{graph}.int8.{backend}.onnx" if precision == "int8" else f"{graph}.{precision}.onnx"
+
+
+def engine_file(graph: str, precision: str) -> str:
+    return f"{graph}.{precision}.engine"
+
+
+def tool_versions() -> dict[str, str]:
+    """Versions of the libraries that make and check artifacts on this machine."""
+    import onnx
+    import onnxruntime
+    import torch
+
+    from .._version import __version__
+
+    return {"hqsam_edge": __version__, "torch": torch.__version__, "onnx": onnx.__version__,
+            "onnxruntime": onnxruntime.__version__}
+
+
+def provenance() -> dict[str, Any]:
+    """When and where an artifact is made: ``created`` (UTC) and ``platform`` (``hardware.this_platform``)."""
+    from ..hardware import this_platform
+
+    return {"created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "platform": this_platform().to_dict()}
+
+
 @dataclass
 class Artifact:
-    """One runnable variant: a backend, a precision and the files it needs (by graph)."""
+    """One variant a runtime uses: a backend, a precision, a format and the files it needs (by graph)."""
 
     backend: str  # "onnxruntime" or "tensorrt"
     precision: str  # "fp32", "fp16", "int8"
     files: dict[str, str]  # {"encoder": "encoder.onnx", "decoder": "decoder.onnx"}
+    format: str = "onnx"  # "onnx" graphs, or "engine" (TensorRT plans)
     tool_versions: dict[str, str] = field(default_factory=dict)
     device: str = "cpu"
     parity: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return self.backend, self.precision, self.format
+
+    def describe(self) -> str:
+        return f"{self.backend}/{self.precision}" + (" (onnx graphs)" if self.backend == "tensorrt" and
+                                                      self.format == "onnx" else "")
 
 
 @dataclass
@@ -59,17 +108,14 @@ class Manifest:
     def is_hq(self) -> bool:
         return self.variant == "hq"
 
-    def find(self, backend: str, precision: str | None = None, flavour: str | None = None) -> Artifact:
-        """The artifact for ``backend`` (``precision`` None: the first listed, fp32 before others).
-
-        Graph variants made for another runtime (``extra["flavour"]``, e.g. the
-        symmetric INT8 graph TensorRT wants) are found only when asked for.
-        """
-        flavour = flavour or backend
-        matches = [a for a in self.artifacts if a.backend == backend and precision in (None, a.precision)
-                   and a.extra.get("flavour", backend) == flavour]
+    def find(self, backend: str, precision: str | None = None, format: str | None = None) -> Artifact:
+        """The artifact ``backend`` runs (``format`` None: what it runs: engines for TensorRT, ONNX graphs for
+        ONNX Runtime; ``precision`` None: the first listed, fp32 before others)."""
+        format = format or FORMATS.get(backend, ("onnx",))[0]
+        matches = [a for a in self.artifacts if a.backend == backend and a.format == format
+                   and precision in (None, a.precision)]
         if not matches:
-            have = ", ".join(f"{a.backend}/{a.precision}" for a in self.artifacts) or "none"
+            have = ", ".join(a.describe() for a in self.artifacts) or "none"
             want = f"{backend}/{precision}" if precision else backend
             raise ArtifactError(
                 f"no {want} artifact in this folder (it has: {have}); make one with "
@@ -78,11 +124,8 @@ class Manifest:
         return matches[0]
 
     def add(self, artifact: Artifact) -> None:
-        """Add or replace the artifact of the same backend and precision."""
-        def key(a: Artifact) -> tuple:
-            return a.backend, a.precision, a.extra.get("flavour", a.backend)
-
-        self.artifacts = [a for a in self.artifacts if key(a) != key(artifact)] + [artifact]
+        """Add or replace the artifact of the same backend, precision and format."""
+        self.artifacts = [a for a in self.artifacts if a.key != artifact.key] + [artifact]
 
     def build_model(self):
         """The exported PyTorch model again: from its checkpoint (sha256 checked) or its random-weight seed."""
@@ -116,10 +159,10 @@ def read_manifest(folder: str | Path) -> Manifest:
     if not path.is_file():
         raise ArtifactError(f"{folder} has no {MANIFEST}: not an artifact folder of `hqsam-edge export`")
     try:
-        data = json.loads(path.read_text())
+        data = _upgrade(json.loads(path.read_text()))
         data["artifacts"] = [Artifact(**a) for a in data.get("artifacts", [])]
         manifest = Manifest(**data)
-    except (json.JSONDecodeError, TypeError, KeyError) as exc:
+    except (json.JSONDecodeError, TypeError, KeyError, AttributeError) as exc:
         raise ArtifactError(f"{path} is damaged or from another version ({exc}); export the folder again") from None
     if manifest.format != FORMAT_VERSION:
         raise ArtifactError(f"{path} has format {manifest.format}; this hqsam-edge reads {FORMAT_VERSION}")
@@ -128,3 +171,17 @@ def read_manifest(folder: str | Path) -> Manifest:
             if not (folder / name).is_file():
                 raise ArtifactError(f"{folder / name} is listed in {MANIFEST} but missing; export/build again")
     return manifest
+
+
+def _upgrade(data: dict[str, Any]) -> dict[str, Any]:
+    """Format 1 -> 2: an artifact's ``extra["flavour"]`` became its backend (the INT8 graph laid out for
+    TensorRT is a ``tensorrt`` artifact of ``format`` ``onnx``), and every artifact names its format."""
+    if data.get("format") != 1:
+        return data
+    for a in data.get("artifacts", []):
+        flavour = a.get("extra", {}).pop("flavour", None)
+        if a["backend"] == "tensorrt":
+            a["format"] = "engine"
+        else:
+            a["backend"], a["format"] = flavour or a["backend"], "onnx"
+    return {**data, "format": 2}

@@ -1,79 +1,28 @@
-"""Export a model to the two ONNX graphs, check, simplify and verify them.
+"""Export a model to the two ONNX graphs: trace, check, simplify, save.
 
-``export_artifacts(ExportSpec(...))`` writes ``encoder.onnx``,
-``decoder.onnx`` and ``manifest.json`` into a temporary folder beside the
-target, verifies the graphs under ONNX Runtime against the PyTorch model, and
-only then renames the folder into place: a failure leaves nothing behind.
+``export_model(model, folder, ...)`` writes ``encoder.onnx`` and
+``decoder.onnx`` (names, dtypes and dynamic axes from ``contract``) and returns
+their manifest entries. Verifying them against the PyTorch model and writing
+the artifact folder is ``hqsam_edge.pipeline.export``'s job.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
 import shutil
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from ..atomic import staged_folder
-from ..errors import UsageError
 from . import contract as C
-from .manifest import Artifact, Manifest, tensor_entries
+from .manifest import graph_file, tensor_entries
+from .onnx_files import EXTERNAL_DATA_THRESHOLD, save_onnx
 from .wrappers import DecoderGraph, EncoderGraph, export_copy
 
-ENCODER_FILE = "encoder.onnx"
-DECODER_FILE = "decoder.onnx"
-TWO_GIB = 2**31
+ENCODER_FILE = graph_file("encoder")
+DECODER_FILE = graph_file("decoder")
 MIN_OPSET = 17  # LayerNormalization
-
-
-@dataclass(frozen=True)
-class ExportSpec:
-    """Everything ``hqsam-edge export`` decides; the defaults are the real ones."""
-
-    backbone: str = "vit_tiny"
-    variant: str = "hq"
-    checkpoint: str | None = None
-    random_weights: bool = False
-    out: str | None = None  # default build/<variant>_<backbone>
-    opset: int = 17
-    hq_token_only: bool = False
-    multimask_output: bool = False
-    seed: int = 0  # random weights are reproducible: the torch backend can rebuild them
-    simplify: bool = True
-    verify: bool = True
-    overwrite: bool = False
-
-    @property
-    def out_dir(self) -> Path:
-        return Path(self.out or f"build/{self.variant}_{self.backbone}")
-
-
-def tool_versions() -> dict[str, str]:
-    import onnx
-    import onnxruntime
-
-    import hqsam_edge
-
-    return {"hqsam_edge": hqsam_edge.__version__, "torch": torch.__version__, "onnx": onnx.__version__,
-            "onnxruntime": onnxruntime.__version__}
-
-
-def _check_spec(spec: ExportSpec) -> None:
-    from ..model.build import backbone_spec, check_variant
-    from ..model.checkpoint import check_weights_choice
-
-    backbone_spec(spec.backbone)
-    check_variant(spec.variant)
-    check_weights_choice(spec.checkpoint, spec.random_weights)
-    if spec.opset < MIN_OPSET:
-        raise UsageError(f"--opset {spec.opset} is too old: LayerNormalization needs opset {MIN_OPSET} or newer")
-    if spec.hq_token_only and spec.variant != "hq":
-        raise UsageError("--hq-token-only applies to HQ-SAM only (--variant hq)")
-    out = spec.out_dir
-    if out.exists() and not spec.overwrite and any(out.iterdir()):
-        raise UsageError(f"{out} exists and is not empty; pass --overwrite or choose another --out")
+TRACE_PROMPTS, TRACE_POINTS = 2, 3  # the decoder is traced with P=2 prompts of N=3 points (both stay dynamic)
 
 
 def _export_graph(module: torch.nn.Module, args: tuple, path: Path, inputs, outputs, opset: int) -> None:
@@ -108,13 +57,21 @@ def _finish_graph(raw: Path, path: Path, simplify: bool) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             model = onnxslim.slim(model)
-    if large or model.ByteSize() >= TWO_GIB:
-        onnx.save(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
-                  location=path.name + ".data", size_threshold=1024)
-    else:
-        onnx.save(model, str(path))
+    save_onnx(model, path, external=large or model.ByteSize() >= EXTERNAL_DATA_THRESHOLD)
     shutil.rmtree(raw.parent)
     onnx.checker.check_model(str(path))
+
+
+def _trace_prompts() -> tuple[torch.Tensor, ...]:
+    """Decoder inputs to trace with: points, box corners and padding in P prompts of N points."""
+    p, n = TRACE_PROMPTS, TRACE_POINTS
+    return (
+        torch.rand(C.POINT_COORDS.concrete(P=p, N=n)) * C.IMAGE_SIZE,
+        torch.tensor([[C.LABEL_POSITIVE, C.LABEL_NEGATIVE, C.LABEL_PAD],
+                      [C.LABEL_BOX_TOP_LEFT, C.LABEL_BOX_BOTTOM_RIGHT, C.LABEL_PAD]], dtype=torch.float32),
+        torch.zeros(C.MASK_INPUT.concrete(P=p)),
+        torch.zeros(C.HAS_MASK_INPUT.concrete(P=p)),
+    )
 
 
 def export_model(model: torch.nn.Module, folder: Path, *, opset: int, multimask_output: bool,
@@ -130,15 +87,8 @@ def export_model(model: torch.nn.Module, folder: Path, *, opset: int, multimask_
     _export_graph(encoder, (image,), raw[ENCODER_FILE], C.encoder_inputs(), C.encoder_outputs(is_hq), opset)
     with torch.no_grad():
         features = encoder(image)
-    p, n = 2, 3
-    prompts = (
-        torch.rand(C.POINT_COORDS.concrete(P=p, N=n)) * C.IMAGE_SIZE,
-        torch.tensor([[1.0, 0.0, -1.0], [2.0, 3.0, -1.0]]),
-        torch.zeros(C.MASK_INPUT.concrete(P=p)),
-        torch.zeros(C.HAS_MASK_INPUT.concrete(P=p)),
-    )
     decoder = DecoderGraph(graph_model, multimask_output=multimask_output, hq_token_only=hq_token_only)
-    _export_graph(decoder, (*features, *prompts), raw[DECODER_FILE], C.decoder_inputs(is_hq),
+    _export_graph(decoder, (*features, *_trace_prompts()), raw[DECODER_FILE], C.decoder_inputs(is_hq),
                   C.decoder_outputs(), opset)
     for name, path in raw.items():
         _finish_graph(path, folder / name, simplify)
@@ -149,45 +99,3 @@ def export_model(model: torch.nn.Module, folder: Path, *, opset: int, multimask_
                     "outputs": tensor_entries(C.encoder_outputs(is_hq))},
         "decoder": {"file": DECODER_FILE, "inputs": tensor_entries(C.decoder_inputs(is_hq)), "outputs": outputs},
     }
-
-
-def export_artifacts(spec: ExportSpec) -> Manifest:
-    """Build the model, export, verify, and move the finished folder to ``spec.out_dir``."""
-    from ..model import build_model
-    from ..model.checkpoint import sha256_file
-    from ..hardware import this_platform
-    from .parity import verify_onnx_export
-
-    _check_spec(spec)
-    out = spec.out_dir
-    with staged_folder(out, "artifact folder") as tmp:
-        if spec.random_weights:
-            torch.manual_seed(spec.seed)
-        model = build_model(spec.backbone, spec.variant, spec.checkpoint)
-        graphs = export_model(model, tmp, opset=spec.opset, multimask_output=spec.multimask_output,
-                              hq_token_only=spec.hq_token_only, simplify=spec.simplify)
-        parity = {}
-        if spec.verify:
-            parity = verify_onnx_export(model, tmp / ENCODER_FILE, tmp / DECODER_FILE,
-                                        multimask_output=spec.multimask_output, hq_token_only=spec.hq_token_only)
-        versions = tool_versions()
-        manifest = Manifest(
-            backbone=spec.backbone,
-            variant=spec.variant,
-            image_size=C.IMAGE_SIZE,
-            checkpoint=None if spec.checkpoint is None else str(Path(spec.checkpoint).resolve()),
-            checkpoint_sha256=None if spec.checkpoint is None else sha256_file(spec.checkpoint),
-            random_seed=spec.seed if spec.random_weights else None,
-            hq_token_only=spec.hq_token_only,
-            multimask_output=spec.multimask_output,
-            opset=spec.opset,
-            graphs=graphs,
-            parity=parity,
-            artifacts=[Artifact("onnxruntime", "fp32", {"encoder": ENCODER_FILE, "decoder": DECODER_FILE},
-                                tool_versions=versions, device="cpu", parity=parity)],
-            tool_versions=versions,
-            created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            platform=this_platform().to_dict(),
-        )
-        manifest.write(tmp)
-    return manifest

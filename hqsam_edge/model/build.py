@@ -20,7 +20,7 @@ from ..data.transforms import PIXEL_MEAN, PIXEL_STD
 from ..errors import UsageError
 from .image_encoder import ImageEncoderViT
 from .mask_decoder import MaskDecoder
-from .mask_decoder_hq import MaskDecoderHQ
+from .mask_decoder_hq import HQ_PARAMETER_PREFIXES, MaskDecoderHQ
 from .sam import Sam
 from .tiny_vit import TinyViT
 
@@ -160,9 +160,8 @@ def build_from_spec(spec: BackboneSpec, variant: str = "hq") -> Sam:
         mask_decoder=_mask_decoder(spec, hq),
         pixel_mean=PIXEL_MEAN,
         pixel_std=PIXEL_STD,
+        backbone=spec.name,
     )
-    model.backbone = spec.name  # type: ignore[assignment]
-    model.variant = variant  # type: ignore[assignment]
     return model.eval()
 
 
@@ -193,7 +192,3 @@ def learnable_hq_parameters(model: Sam) -> list[torch.nn.Parameter]:
     """The HQ parts that HQ-SAM trains: HQ token, its MLP, and the three fusion convs."""
     return [p for name, p in model.named_parameters() if name.startswith(HQ_PARAMETER_PREFIXES)]
 
-
-HQ_PARAMETER_PREFIXES = tuple(
-    f"mask_decoder.{n}" for n in ("hf_token", "hf_mlp", "compress_vit_feat", "embedding_encoder", "embedding_maskfeature")
-)

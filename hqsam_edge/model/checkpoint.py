@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from ..errors import CheckpointError, UsageError
+from .mask_decoder_hq import HQ_PARAMETER_PREFIXES
 
 _VIT_DIMS = {768: "vit_b", 1024: "vit_l", 1280: "vit_h"}
 
@@ -119,8 +120,6 @@ def load_checkpoint(model: torch.nn.Module, path: str | Path, *, backbone: str, 
         raise CheckpointError(f"{path}: tensor shapes differ from the {backbone} model: {_names(mismatched, 3)}")
     missing = [k for k in own if k not in state_dict]
     unexpected = [k for k in state_dict if k not in own]
-    from .build import HQ_PARAMETER_PREFIXES
-
     untrained_hq = info.variant == "sam" and variant == "hq"
     if untrained_hq:
         missing = [k for k in missing if not k.startswith(HQ_PARAMETER_PREFIXES)]

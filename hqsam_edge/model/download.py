@@ -198,14 +198,14 @@ def _fetch(url: str, part: Path, *, size: int | None, progress: bool, timeout: f
         _fetch_once(url, part, size=size, progress=progress, timeout=timeout)
 
 
-def _fetch_once(url: str, part: Path, *, size: int | None, progress: bool, timeout: float) -> None:
-    offset = part.stat().st_size if part.exists() else 0
+def _open(url: str, part: Path, offset: int, timeout: float):
+    """The HTTP response for ``url``, from byte ``offset`` on when it is not 0."""
     headers = {"User-Agent": _USER_AGENT, "Accept-Encoding": "identity"}
     if offset:
         headers["Range"] = f"bytes={offset}-"
     request = urllib.request.Request(url, headers=headers)
     try:
-        response = urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 (URL is http(s) by design)
+        return urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 (URL is http(s) by design)
     except urllib.error.HTTPError as exc:
         exc.close()
         if exc.code == 416 and offset:  # the range starts at or past the end: the .part is stale
@@ -214,7 +214,28 @@ def _fetch_once(url: str, part: Path, *, size: int | None, progress: bool, timeo
     except (OSError, http.client.HTTPException) as exc:
         raise _network_error(url, _describe(exc), part) from None
 
-    with response:
+
+def _copy_body(response, url: str, part: Path, out, start: int, bar) -> int:
+    """Append the response body to ``out``; the bytes received."""
+    received = 0
+    while True:
+        try:
+            block = response.read(_CHUNK)
+        except (OSError, http.client.HTTPException) as exc:
+            raise _network_error(url, f"{_describe(exc)} after {start + received} bytes", part) from None
+        if not block:
+            return received
+        try:
+            out.write(block)
+        except OSError as exc:
+            raise DownloadError(f"cannot write {part}: {exc.strerror or exc}") from None
+        received += len(block)
+        bar.update(len(block))
+
+
+def _fetch_once(url: str, part: Path, *, size: int | None, progress: bool, timeout: float) -> None:
+    offset = part.stat().st_size if part.exists() else 0
+    with _open(url, part, offset, timeout) as response:
         status = response.status
         length_header = response.headers.get("Content-Length")
         length = int(length_header) if length_header and length_header.isdigit() else None
@@ -228,35 +249,15 @@ def _fetch_once(url: str, part: Path, *, size: int | None, progress: bool, timeo
                 logger.info("%s does not support resuming; downloading %s from the start", url, part.name)
             mode, start = "wb", 0
         total = start + length if length is not None else size
-        received = 0
         try:
             out = open(part, mode)  # noqa: SIM115 (closed below, after the loop)
         except OSError as exc:
             raise DownloadError(f"cannot write {part}: {exc.strerror or exc}") from None
-        bar = tqdm(
-            total=total,
-            initial=start,
-            unit="B",
-            unit_scale=True,
-            unit_divisor=1024,
-            desc=part.name[: -len(".part")],
-            disable=None if progress else True,  # None: off when stderr is not a terminal
-            leave=False,
-        )
+        bar = tqdm(total=total, initial=start, unit="B", unit_scale=True, unit_divisor=1024,
+                   desc=part.name[: -len(".part")], leave=False,
+                   disable=None if progress else True)  # None: off when stderr is not a terminal
         try:
-            while True:
-                try:
-                    block = response.read(_CHUNK)
-                except (OSError, http.client.HTTPException) as exc:
-                    raise _network_error(url, f"{_describe(exc)} after {start + received} bytes", part) from None
-                if not block:
-                    break
-                try:
-                    out.write(block)
-                except OSError as exc:
-                    raise DownloadError(f"cannot write {part}: {exc.strerror or exc}") from None
-                received += len(block)
-                bar.update(len(block))
+            received = _copy_body(response, url, part, out, start, bar)
         finally:
             out.close()
             bar.close()
@@ -264,6 +265,23 @@ def _fetch_once(url: str, part: Path, *, size: int | None, progress: bool, timeo
             raise _network_error(
                 url, f"the connection closed after {start + received} of {start + length} bytes", part
             )
+
+
+def _expected(source, sha256: str | None, size: int | None) -> _Expected:
+    """What the file must be: the table's size and digest, or those given (a ``sha256`` names another file)."""
+    if sha256 is not None:
+        return _Expected(size=size, sha256=sha256.strip().lower(), prefix=None)
+    return _Expected(size=size if size is not None else source.size, sha256=source.sha256, prefix=source.sha256_prefix)
+
+
+def _resume(url: str, part: Path, expected: _Expected, *, progress: bool, timeout: float) -> None:
+    """Bring ``part`` to the whole file: continue what it holds, or start again if it cannot be a prefix."""
+    partial = part.stat().st_size if part.exists() else 0
+    if expected.size is not None and partial > expected.size:
+        part.unlink()  # longer than the file can be: not a prefix of it
+        partial = 0
+    if not (expected.size is not None and partial == expected.size):  # else complete already: just verify
+        _fetch(url, part, size=expected.size, progress=progress, timeout=timeout)
 
 
 def download_checkpoint(
@@ -300,12 +318,7 @@ def download_checkpoint(
     """
     source = _source(backbone, variant)
     url = url or source.url
-    if sha256 is not None:
-        expected = _Expected(size=size, sha256=sha256.strip().lower(), prefix=None)
-    else:
-        expected = _Expected(
-            size=size if size is not None else source.size, sha256=source.sha256, prefix=source.sha256_prefix
-        )
+    expected = _expected(source, sha256, size)
     folder = Path(dest).expanduser() if dest is not None else cache_dir()
     final = folder / source.filename
     part = folder / (source.filename + ".part")
@@ -322,13 +335,7 @@ def download_checkpoint(
     except OSError as exc:
         raise DownloadError(f"cannot create the download folder {folder}: {exc.strerror or exc}") from None
 
-    partial = part.stat().st_size if part.exists() else 0
-    if expected.size is not None and partial > expected.size:
-        part.unlink()  # longer than the file can be: not a prefix of it
-        partial = 0
-    if not (expected.size is not None and partial == expected.size):  # else complete already: just verify
-        _fetch(url, part, size=expected.size, progress=progress, timeout=timeout)
-
+    _resume(url, part, expected, progress=progress, timeout=timeout)
     problem, digest = _mismatch(part, expected)
     if problem is not None:
         part.unlink(missing_ok=True)

@@ -18,6 +18,10 @@ from torch import nn
 
 from .mask_decoder import MaskDecoder
 
+HQ_PARTS = ("hf_token", "hf_mlp", "compress_vit_feat", "embedding_encoder", "embedding_maskfeature")
+# The parameters HQ-SAM adds to SAM (and trains), as state-dict prefixes of a whole ``Sam`` model.
+HQ_PARAMETER_PREFIXES = tuple(f"mask_decoder.{name}" for name in HQ_PARTS)
+
 
 class MaskDecoderHQ(MaskDecoder):
     """SAM decoder + HQ output token.

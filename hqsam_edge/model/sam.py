@@ -26,6 +26,7 @@ class Sam(nn.Module):
       prompt_encoder: SAM's prompt encoder.
       mask_decoder: ``MaskDecoder`` (SAM) or ``MaskDecoderHQ`` (HQ-SAM).
       pixel_mean, pixel_std: RGB normalisation of the 0..255 input.
+      backbone: the registry name of the image encoder (``vit_b`` ... ``vit_tiny``), for reports.
     """
 
     mask_threshold: float = 0.0
@@ -39,8 +40,10 @@ class Sam(nn.Module):
         mask_decoder: MaskDecoder,
         pixel_mean: Sequence[float],
         pixel_std: Sequence[float],
+        backbone: str = "custom",
     ) -> None:
         super().__init__()
+        self.backbone = backbone
         self.image_encoder = image_encoder
         self.prompt_encoder = prompt_encoder
         self.mask_decoder = mask_decoder
@@ -50,6 +53,11 @@ class Sam(nn.Module):
     @property
     def is_hq(self) -> bool:
         return self.mask_decoder.is_hq
+
+    @property
+    def variant(self) -> str:
+        """``"hq"`` (HQ-SAM) or ``"sam"`` (plain SAM / MobileSAM)."""
+        return "hq" if self.is_hq else "sam"
 
     @property
     def image_size(self) -> int:

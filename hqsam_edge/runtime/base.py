@@ -6,15 +6,22 @@ backend's own memory (host arrays, torch tensors, device buffers),
 ``decode(features, prompts)`` runs the decoder graph for P prompts against
 those features, ``deactivate()`` frees everything. Feeds and fetches are
 named by ``hqsam_edge.export.contract``. ``Predictor`` sits on top.
+
+A backend collected while still active warns (``ResourceWarning``, as an
+unclosed file does) and frees what it holds: close it, or use ``with``.
 """
 
 from __future__ import annotations
 
 import abc
+import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from ..export.manifest import Manifest
 
 
 @dataclass(frozen=True)
@@ -31,6 +38,11 @@ class ModelInfo:
     def is_hq(self) -> bool:
         return self.variant == "hq"
 
+    @classmethod
+    def from_manifest(cls, manifest: Manifest) -> ModelInfo:
+        return cls(manifest.backbone, manifest.variant, manifest.image_size, manifest.multimask_output,
+                   manifest.hq_token_only)
+
 
 class Backend(abc.ABC):
     """One way to run the two graphs. Subclasses set ``name`` and ``precision``."""
@@ -41,6 +53,8 @@ class Backend(abc.ABC):
     def __init__(self, info: ModelInfo) -> None:
         self.info = info
         self.is_active = False
+        # bounds of one call (a TensorRT profile's); None: no bound
+        self.max_points: int | None = None  # decoder points per prompt
 
     def activate(self) -> None:
         if not self.is_active:
@@ -59,10 +73,20 @@ class Backend(abc.ABC):
     def __exit__(self, *exc: object) -> None:
         self.deactivate()
 
+    def __del__(self) -> None:
+        if getattr(self, "is_active", False):
+            warnings.warn(f"the {self.name} backend was garbage-collected while active; call .deactivate() "
+                          "(Predictor.close()) or use it in a `with` block", ResourceWarning, stacklevel=2)
+            try:
+                self.deactivate()
+            except Exception:  # noqa: BLE001 - at interpreter exit its libraries may be gone already
+                pass
+
     @property
     def device(self) -> str:
         """Human-readable device name (for reports)."""
         return "cpu"
+
 
     @abc.abstractmethod
     def _activate(self) -> None: ...

@@ -62,6 +62,16 @@ def tensorrt_status() -> BackendStatus:
     return BackendStatus("tensorrt", True, f"TensorRT {trt.__version__}; {names}")
 
 
+def require_tensorrt() -> BackendStatus:
+    """TensorRT's status when it is usable here; else ``BackendUnavailableError`` saying why and how to fix."""
+    status = tensorrt_status()
+    if not status.usable:
+        from ..errors import BackendUnavailableError
+
+        raise BackendUnavailableError(f"--backend tensorrt is not usable here: {status.detail}")
+    return status
+
+
 def backend_statuses() -> list[BackendStatus]:
     return [torch_status(), onnxruntime_status(), tensorrt_status()]
 

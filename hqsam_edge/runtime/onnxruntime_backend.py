@@ -22,7 +22,7 @@ def tensorrt_provider_options(cache_dir: Path, *, fp16: bool, max_prompts: int, 
     """TensorRT EP options: engine and timing caches in the artifact folder, and
     the decoder's profile over P prompts and N points (read from the contract)."""
 
-    from ..engines.profiles import decoder_profile
+    from ..export.profiles import decoder_profile
 
     profile = decoder_profile(max_prompts, max_points)
 
@@ -46,19 +46,24 @@ class OnnxRuntimeBackend(Backend):
 
     ``providers``: names or aliases (cpu, cuda, tensorrt) in order of preference;
     ``None`` picks TensorRT > CUDA > CPU from what this onnxruntime offers.
+    ``exact_qdq``: no graph fusions, so Q/DQ graphs run as written
+    (dequantized values into float layers): the arithmetic TensorRT's int8
+    kernels give up to rounding, instead of ONNX Runtime's x86 integer kernels
+    (how INT8 graphs made for TensorRT are checked on a CPU).
     """
 
     name = "onnxruntime"
 
     def __init__(self, info: ModelInfo, encoder_path: str | Path, decoder_path: str | Path, *,
                  precision: str = "fp32", providers: list[str] | None = None, threads: int | None = None,
-                 max_prompts: int = 64, max_points: int = 16) -> None:
+                 max_prompts: int = 64, max_points: int = 16, exact_qdq: bool = False) -> None:
         super().__init__(info)
+        self.exact_qdq = exact_qdq
         self.encoder_path, self.decoder_path = Path(encoder_path), Path(decoder_path)
         self.precision = precision
         self.requested_providers = providers
         self.threads = threads
-        self.max_prompts, self.max_points = max_prompts, max_points
+        self.trt_profile = (max_prompts, max_points)  # decoder profile of the TensorRT provider
         self.sessions: dict[str, Any] = {}
 
     def _providers(self) -> list[Any]:
@@ -79,7 +84,7 @@ class OnnxRuntimeBackend(Backend):
         for name in wanted:
             if name == "TensorrtExecutionProvider":
                 opts = tensorrt_provider_options(self.encoder_path.parent, fp16=self.precision == "fp16",
-                                                 max_prompts=self.max_prompts, max_points=self.max_points)
+                                                 max_prompts=self.trt_profile[0], max_points=self.trt_profile[1])
                 result.append((name, opts))
             else:
                 result.append(name)
@@ -96,7 +101,8 @@ class OnnxRuntimeBackend(Backend):
         import onnxruntime as ort
 
         options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_DISABLE_ALL if self.exact_qdq
+                                            else ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
         if self.threads:
             options.intra_op_num_threads = self.threads
         providers = self._providers()

@@ -19,11 +19,21 @@ from ..export import contract as C
 from .base import Backend
 
 
+def best_masks(masks: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One mask per prompt: of ``masks`` ``[P,M,...]`` with ``scores`` ``[P,M]``, each prompt's best-scored
+    one -> ``[P,...]`` and ``[P]`` (the only one when M is 1)."""
+    best = np.argmax(scores, axis=1)
+    rows = np.arange(len(masks))
+    return masks[rows, best], scores[rows, best]
+
+
 class Predictor:
     """Set an image once, then ask for masks from points, boxes or a mask.
 
     Build with ``Predictor.from_model(model)`` (PyTorch) or
     ``Predictor.from_artifacts(folder, backend="auto")`` (exported graphs).
+    ``close()`` (or a ``with`` block) frees the backend's sessions, engines and
+    device memory.
     """
 
     mask_threshold = 0.0
@@ -47,6 +57,17 @@ class Predictor:
         from .open import open_backend
 
         return cls(open_backend(folder, backend=backend, precision=precision))
+
+    def close(self) -> None:
+        """Free the backend (sessions, engines, device memory); the predictor cannot be used afterwards."""
+        self.reset_image()
+        self.backend.deactivate()
+
+    def __enter__(self) -> Predictor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # -- image ----------------------------------------------------------------
     @property
@@ -115,6 +136,49 @@ class Predictor:
             if x1 <= 0 or y1 <= 0 or x0 >= w or y0 >= h:
                 raise UsageError(f"box ({x0:g},{y0:g},{x1:g},{y1:g}) lies entirely outside the {w}x{h} image")
 
+    def _point_feeds(self, point_coords, point_labels) -> tuple[np.ndarray, np.ndarray]:
+        """Points ``[P,N,2]`` (pixels) and labels ``[P,N]`` -> the resized frame, checked."""
+        if point_labels is None:
+            raise UsageError("point_labels must be given with point_coords (1 foreground, 0 background)")
+        coords = np.asarray(point_coords, dtype=np.float64)
+        labels = np.asarray(point_labels, dtype=np.float32)
+        if coords.ndim != 3 or coords.shape[-1] != 2 or labels.shape != coords.shape[:2]:
+            raise UsageError(f"point_coords must be [P,N,2] and point_labels [P,N]; got {coords.shape}, {labels.shape}")
+        if not np.isin(labels, (0, 1)).all():
+            raise UsageError("point labels must be 1 (foreground) or 0 (background)")
+        self._check_points(coords, "point")
+        return T.apply_coords(coords, self.original_size, self.info.image_size), labels
+
+    def _box_feeds(self, boxes, p: int | None) -> tuple[np.ndarray, np.ndarray]:
+        """Boxes ``[P,4]`` (x0,y0,x1,y1 pixels) -> two corner points each (labels 2, 3) in the resized frame."""
+        boxes = np.asarray(boxes, dtype=np.float64)
+        if boxes.ndim != 2 or boxes.shape[-1] != 4:
+            raise UsageError(f"boxes must be [K,4] (x0,y0,x1,y1); got shape {boxes.shape}")
+        self._check_boxes(boxes)
+        if p is not None and p != boxes.shape[0]:
+            raise UsageError(f"{p} point prompts but {boxes.shape[0]} boxes: give one box per point prompt")
+        corners = T.apply_coords(boxes.reshape(-1, 2, 2), self.original_size, self.info.image_size)
+        labels = np.tile(np.array([[C.LABEL_BOX_TOP_LEFT, C.LABEL_BOX_BOTTOM_RIGHT]], np.float32), (len(boxes), 1))
+        return corners, labels
+
+    @staticmethod
+    def _mask_feeds(mask_input, p: int | None) -> tuple[np.ndarray, np.ndarray, int]:
+        """``mask_input`` ``[P,1,256,256]`` (or one ``[1,256,256]`` for every prompt) or None -> the decoder's
+        ``mask_input`` and ``has_mask_input`` for P prompts, and P."""
+        if mask_input is None:
+            if p is None:
+                raise UsageError("give at least one prompt: points, a box or a mask input")
+            return np.zeros(C.MASK_INPUT.concrete(P=p), np.float32), np.zeros((p,), np.float32), p
+        mask_input = np.asarray(mask_input, dtype=np.float32)
+        if mask_input.ndim == 3:
+            mask_input = mask_input[None]
+        if mask_input.shape != C.MASK_INPUT.concrete(P=mask_input.shape[0]):
+            raise UsageError(f"mask_input must be [P,1,256,256] low-res logits; got {mask_input.shape}")
+        if p is not None and mask_input.shape[0] not in (1, p):
+            raise UsageError(f"{mask_input.shape[0]} masks for {p} prompts")
+        p = mask_input.shape[0] if p is None else p
+        return np.array(np.broadcast_to(mask_input, C.MASK_INPUT.concrete(P=p))), np.ones((p,), np.float32), p
+
     def encode_prompts(
         self,
         point_coords: np.ndarray | None = None,
@@ -131,58 +195,24 @@ class Predictor:
         (label -1) is appended, which is what ``SamPredictor`` does.
         """
         self._require_image()
-        size = self.info.image_size
-        parts_c: list[np.ndarray] = []
-        parts_l: list[np.ndarray] = []
+        coords: list[np.ndarray] = []
+        labels: list[np.ndarray] = []
         p = None
         if point_coords is not None:
-            if point_labels is None:
-                raise UsageError("point_labels must be given with point_coords (1 foreground, 0 background)")
-            coords = np.asarray(point_coords, dtype=np.float64)
-            labels = np.asarray(point_labels, dtype=np.float32)
-            if coords.ndim != 3 or coords.shape[-1] != 2 or labels.shape != coords.shape[:2]:
-                raise UsageError(f"point_coords must be [P,N,2] and point_labels [P,N]; got {coords.shape}, {labels.shape}")
-            if not np.isin(labels, (0, 1)).all():
-                raise UsageError("point labels must be 1 (foreground) or 0 (background)")
-            self._check_points(coords, "point")
-            parts_c.append(T.apply_coords(coords, self.original_size, size))
-            parts_l.append(labels)
-            p = coords.shape[0]
+            for part, value in zip((coords, labels), self._point_feeds(point_coords, point_labels)):
+                part.append(value)
+            p = coords[0].shape[0]
         if boxes is not None:
-            boxes = np.asarray(boxes, dtype=np.float64)
-            if boxes.ndim != 2 or boxes.shape[-1] != 4:
-                raise UsageError(f"boxes must be [K,4] (x0,y0,x1,y1); got shape {boxes.shape}")
-            self._check_boxes(boxes)
-            if p is not None and p != boxes.shape[0]:
-                raise UsageError(f"{p} point prompts but {boxes.shape[0]} boxes: give one box per point prompt")
-            p = boxes.shape[0]
-            parts_c.append(T.apply_coords(boxes.reshape(-1, 2, 2), self.original_size, size))
-            parts_l.append(np.tile(np.array([[C.LABEL_BOX_TOP_LEFT, C.LABEL_BOX_BOTTOM_RIGHT]], np.float32), (p, 1)))
-        if mask_input is not None:
-            mask_input = np.asarray(mask_input, dtype=np.float32)
-            if mask_input.ndim == 3:
-                mask_input = mask_input[None]
-            expected = C.MASK_INPUT.concrete(P=mask_input.shape[0])
-            if mask_input.shape != expected:
-                raise UsageError(f"mask_input must be [P,1,256,256] low-res logits; got {mask_input.shape}")
-            if p is not None and mask_input.shape[0] not in (1, p):
-                raise UsageError(f"{mask_input.shape[0]} masks for {p} prompts")
-        if p is None:
-            if mask_input is None:
-                raise UsageError("give at least one prompt: points, a box or a mask input")
-            p = mask_input.shape[0]
+            for part, value in zip((coords, labels), self._box_feeds(boxes, p)):
+                part.append(value)
+            p = coords[-1].shape[0]
+        masks, has_mask, p = self._mask_feeds(mask_input, p)
         if boxes is None:
-            parts_c.append(np.zeros((p, 1, 2), np.float32))
-            parts_l.append(np.full((p, 1), C.LABEL_PAD, np.float32))
-        if mask_input is None:
-            masks = np.zeros(C.MASK_INPUT.concrete(P=p), np.float32)
-            has_mask = np.zeros((p,), np.float32)
-        else:
-            masks = np.array(np.broadcast_to(mask_input, C.MASK_INPUT.concrete(P=p)))
-            has_mask = np.ones((p,), np.float32)
+            coords.append(np.zeros((p, 1, 2), np.float32))
+            labels.append(np.full((p, 1), C.LABEL_PAD, np.float32))
         return {
-            C.POINT_COORDS.name: np.concatenate(parts_c, axis=1).astype(np.float32),
-            C.POINT_LABELS.name: np.concatenate(parts_l, axis=1).astype(np.float32),
+            C.POINT_COORDS.name: np.concatenate(coords, axis=1).astype(np.float32),
+            C.POINT_LABELS.name: np.concatenate(labels, axis=1).astype(np.float32),
             C.MASK_INPUT.name: masks,
             C.HAS_MASK_INPUT.name: has_mask,
         }

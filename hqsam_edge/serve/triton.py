@@ -46,6 +46,8 @@ import numpy as np
 from ..atomic import staged_folder
 from ..errors import ArtifactError, UsageError
 from ..export import contract as C
+from ..export.manifest import FORMATS
+from ..export.onnx_files import external_data_files
 from . import triton_model as S
 
 BACKENDS = ("onnxruntime", "tensorrt")
@@ -194,29 +196,6 @@ def python_config(name: str, params: S.ServeParameters, num_masks: int, *, insta
 
 # -- files -----------------------------------------------------------------------------------------
 
-def _external_data(path: Path) -> list[str]:
-    """The external data files an ONNX graph names (relative to it), read from the graph itself."""
-    import onnx
-    from onnx.external_data_helper import ExternalDataInfo, uses_external_data
-
-    def tensors(graph):
-        yield from graph.initializer
-        for node in graph.node:
-            for attr in node.attribute:
-                if attr.HasField("t"):
-                    yield attr.t
-                yield from attr.tensors
-                for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
-                    yield from tensors(sub)
-
-    model = onnx.load(str(path), load_external_data=False)
-    names = sorted({ExternalDataInfo(t).location for t in tensors(model.graph) if uses_external_data(t)})
-    for name in names:
-        if Path(name).is_absolute() or ".." in Path(name).parts:
-            raise ArtifactError(f"{path} names external data outside its folder ({name}); export it again")
-    return names
-
-
 def _copy_graph(folder: Path, file: str, backend: str, version_dir: Path) -> None:
     """``folder/file`` -> ``version_dir/model.onnx`` (a folder ``model.onnx/`` holding the graph and its
     external data when it has some, as Triton's ONNX Runtime backend wants) or ``model.plan``."""
@@ -225,7 +204,7 @@ def _copy_graph(folder: Path, file: str, backend: str, version_dir: Path) -> Non
     if backend == "tensorrt":
         shutil.copyfile(source, version_dir / MODEL_FILES[backend])
         return
-    data = _external_data(source)
+    data = external_data_files(source)
     if not data:
         shutil.copyfile(source, version_dir / MODEL_FILES[backend])
         return
@@ -252,9 +231,9 @@ def _check_replaceable(out: Path, overwrite: bool) -> None:
 
 def _find_artifact(manifest, folder: Path, backend: str, precision: str | None):
     have = [a for a in manifest.artifacts if a.backend == backend and precision in (None, a.precision)
-            and a.extra.get("flavour", backend) == backend]
+            and a.format == FORMATS[backend][0]]
     if not have:
-        listed = ", ".join(f"{a.backend}/{a.precision}" for a in manifest.artifacts) or "none"
+        listed = ", ".join(a.describe() for a in manifest.artifacts) or "none"
         what = "TensorRT engines" if backend == "tensorrt" else "ONNX Runtime graphs"
         raise ArtifactError(f"{folder} has no {precision or ''}{' ' if precision else ''}{what} (it has: {listed}); "
                             f"make them with `hqsam-edge build {folder} --backend {backend} "
@@ -294,7 +273,7 @@ def _bound(asked: int | None, engine: int | None, default: int, what: str, optio
 
 def write_repository(spec: TritonSpec) -> Repository:
     """Write the model repository ``spec.out`` for the artifact folder ``spec.folder``."""
-    from ..engines.profiles import profile_for
+    from ..export.profiles import profile_for
     from ..export.manifest import read_manifest
 
     _check_spec(spec)

@@ -140,7 +140,7 @@ class CallableBackend(Backend):
         if max_prompts < 1:
             raise UsageError(f"max_prompts must be at least 1, not {max_prompts}")
         self.encoder, self.decoder = encoder, decoder
-        self.max_prompts, self.max_points = max_prompts, max_points
+        self.max_prompts, self.max_points = max_prompts, max_points or None
 
     def _activate(self) -> None:
         return None

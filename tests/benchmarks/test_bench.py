@@ -125,3 +125,17 @@ def test_report_speed_vs_fp32_from_the_same_run(folder):
     text = report.markdown([fp32, int8, *other])
     assert f"| Light HQ-SAM ({fp32.folder}) | onnxruntime | int8 | 2.00x |" in text
     assert "| Light HQ-SAM (/x/b) | onnxruntime | int8 | 1.25x |" in text
+
+
+def test_cli_bench_reference_without_the_official_package(monkeypatch):
+    """--reference times segment_anything_hq (the dev extra's test oracle): without it, one line saying how to
+    install it, before any row runs."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "segment_anything_hq" else real(name, *a))
+    result = CliRunner().invoke(app, ["bench", "--reference", "--backend", "torch", "--iters", "1"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    err = result.stderr.strip()
+    assert len(err.splitlines()) == 1 and "segment_anything_hq" in err and "pip install segment-anything-hq" in err

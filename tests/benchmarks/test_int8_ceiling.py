@@ -10,8 +10,8 @@ from pathlib import Path
 import onnx
 import pytest
 
-from hqsam_edge.calib.variants import BuildSpec, make_precision_graphs
-from hqsam_edge.export.onnx_export import ExportSpec, export_artifacts
+from hqsam_edge.calib.variants import PrecisionSpec, make_precision_graphs
+from hqsam_edge.pipeline.export import ExportSpec, export_artifacts
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "int8_ceiling.py"
 
@@ -28,8 +28,8 @@ def _script():
 def test_ceiling_splits_the_recipes_layers(tmp_path):
     folder = tmp_path / "hq_vit_tiny"
     export_artifacts(ExportSpec(random_weights=True, out=str(folder), verify=False))
-    spec = BuildSpec(str(folder), precision="int8", calib_limit=2, heldout=1, min_sqnr_db=0.0, min_mask_iou=0.0)
-    artifact = make_precision_graphs(spec, flavour="onnxruntime")
+    spec = PrecisionSpec(str(folder), precision="int8", calib_limit=2, heldout=1, min_sqnr_db=0.0, min_mask_iou=0.0)
+    artifact = make_precision_graphs(spec)
 
     # the layers it counts as quantized are exactly those the recipe quantized (all GEMMs, no convolution)
     layers = _script()._quantized_layers(onnx.load(str(folder / artifact.files["encoder"])))

@@ -11,10 +11,10 @@ import pytest
 from hqsam_edge import Predictor
 from hqsam_edge.calib import ranges as R
 from hqsam_edge.calib import variants
-from hqsam_edge.calib.check import Bounds, sqnr_db
-from hqsam_edge.calib.variants import BuildSpec, make_precision_graphs
+from hqsam_edge.calib.variants import PrecisionSpec, make_precision_graphs
+from hqsam_edge.runtime.compare import Bounds, sqnr_db
 from hqsam_edge.errors import ParityError, UsageError
-from hqsam_edge.export.onnx_export import ExportSpec, export_artifacts
+from hqsam_edge.pipeline.export import ExportSpec, export_artifacts
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +30,7 @@ def _initializer_types(path):
 
 
 def test_fp16_graphs_keep_norms_in_fp32_and_match(folder):
-    artifact = make_precision_graphs(BuildSpec(str(folder), precision="fp16", heldout=1))
+    artifact = make_precision_graphs(PrecisionSpec(str(folder), precision="fp16", heldout=1))
     assert artifact.files == {"encoder": "encoder.fp16.onnx", "decoder": "decoder.fp16.onnx"}
     types, model = _initializer_types(folder / "encoder.fp16.onnx")
     assert "FLOAT16" in types
@@ -41,7 +41,7 @@ def test_fp16_graphs_keep_norms_in_fp32_and_match(folder):
             src = producers.get(node.input[0])
             assert src is not None and src.op_type == "Cast", f"{node.name} is fed by {src and src.op_type}"
     fig = artifact.parity
-    assert fig["mean_mask_iou"] >= 0.99 and fig["sqnr_db"]["image_embeddings"] >= 40
+    assert fig["mean_mask_iou"] >= 0.99 and fig["encoder"]["image_embeddings"]["sqnr_db"] >= 40
     manifest = json.loads((folder / "manifest.json").read_text())
     assert {(a["backend"], a["precision"]) for a in manifest["artifacts"]} >= {("onnxruntime", "fp16")}
     p = Predictor.from_artifacts(folder, backend="onnxruntime", precision="fp16")
@@ -56,14 +56,14 @@ def test_int8_on_random_weights_misses_the_default_bound_and_says_by_how_much(fo
     """Every GEMM of random (untrained) TinyViT weights in int8: the embedding keeps ~21 dB but the masks of the
     random decoder move (IoU ~0.94 < 0.97; see RESULTS.md): the build must refuse, say by how much, and what to try."""
     with pytest.raises(ParityError, match=r"int8 variant misses .*short by .*--layer-search"):
-        make_precision_graphs(BuildSpec(str(folder), precision="int8", calib_limit=3, heldout=1))
+        make_precision_graphs(PrecisionSpec(str(folder), precision="int8", calib_limit=3, heldout=1))
     assert not list(folder.glob("encoder.int8*"))
 
 
 def test_int8_onnxruntime_flavour(folder):
     # relaxed bounds: random weights are pessimistic; the structure and the recorded figures are what is tested
-    spec = BuildSpec(str(folder), precision="int8", calib_limit=3, heldout=1, min_sqnr_db=3.0, min_mask_iou=0.5)
-    artifact = make_precision_graphs(spec, flavour="onnxruntime")
+    spec = PrecisionSpec(str(folder), precision="int8", calib_limit=3, heldout=1, min_sqnr_db=3.0, min_mask_iou=0.5)
+    artifact = make_precision_graphs(spec)
     assert artifact.files["encoder"] == "encoder.int8.onnxruntime.onnx" and artifact.files["decoder"] == "decoder.onnx"
     model = onnx.load(str(folder / artifact.files["encoder"]))
     ops = [n.op_type for n in model.graph.node]
@@ -76,16 +76,17 @@ def test_int8_onnxruntime_flavour(folder):
     quantized_ops = {n.op_type for n in model.graph.node if any(i.endswith("_DequantizeLinear_Output") for i in n.input)}
     assert quantized_ops & {"Gemm", "MatMul"} and "Conv" not in quantized_ops
     fig = artifact.parity
-    assert 3.0 <= fig["sqnr_db"]["image_embeddings"] < 60 and 0.5 <= fig["mean_mask_iou"] <= 1.0
+    assert 3.0 <= fig["encoder"]["image_embeddings"]["sqnr_db"] < 60 and 0.5 <= fig["mean_mask_iou"] <= 1.0
     assert fig["bounds"] == {"min_sqnr_db": 3.0, "min_mean_mask_iou": 0.5}
     assert artifact.extra["calibration"]["quantized_layers"] > 10
 
 
 def test_int8_tensorrt_flavour_is_symmetric_and_excludes_sensitive_layers(folder, monkeypatch):
-    spec = BuildSpec(str(folder), precision="int8", calib_limit=3, heldout=1, min_sqnr_db=3.0, min_mask_iou=0.5)
+    spec = PrecisionSpec(str(folder), precision="int8", flavour="tensorrt", calib_limit=3, heldout=1, min_sqnr_db=3.0,
+                         min_mask_iou=0.5)
     # the ranges are cached from the previous test: calibrating again would be a bug
     monkeypatch.setattr(variants, "collect_ranges", lambda *a, **k: pytest.fail("calibration cache not reused"))
-    artifact = make_precision_graphs(spec, flavour="tensorrt")
+    artifact = make_precision_graphs(spec)
     model = onnx.load(str(folder / artifact.files["encoder"]))
     for init in model.graph.initializer:
         if init.name.endswith("_zero_point"):
@@ -99,22 +100,22 @@ def test_int8_tensorrt_flavour_is_symmetric_and_excludes_sensitive_layers(folder
     ops = {n.op_type for n in model.graph.node if n.name in quantized}
     assert "Conv" in ops and ops & {"Gemm", "MatMul"}
     manifest = json.loads((folder / "manifest.json").read_text())
-    flavours = {(a["precision"], a["extra"].get("flavour")) for a in manifest["artifacts"]}
-    assert ("int8", "tensorrt") in flavours and ("int8", "onnxruntime") in flavours
+    kinds = {(a["backend"], a["precision"], a["format"]) for a in manifest["artifacts"]}
+    assert ("tensorrt", "int8", "onnx") in kinds and ("onnxruntime", "int8", "onnx") in kinds
 
     # a Jetson's `build --backend tensorrt` uses these checked graphs (made on a workstation), without calibrating
     monkeypatch.setattr(variants, "make_precision_graphs", lambda *a, **k: pytest.fail("graphs made again"))
-    assert variants.ensure_precision_graphs(spec, "tensorrt") == artifact
+    assert variants.ensure_precision_graphs(spec) == artifact
 
 
 def test_missed_bound_fails_and_leaves_nothing(folder, monkeypatch):
-    from hqsam_edge.calib import check
+    from hqsam_edge.runtime import compare
 
-    monkeypatch.setitem(check.BOUNDS, "fp16", Bounds(min_sqnr_db=500.0, min_mean_mask_iou=1.0))
+    monkeypatch.setitem(compare.PRECISION_BOUNDS, "fp16", Bounds(min_sqnr_db=500.0, min_mean_mask_iou=1.0))
     before = sorted(p.name for p in folder.iterdir())
     manifest_before = (folder / "manifest.json").read_text()
     with pytest.raises(ParityError, match=r"fp16 variant misses .*SQNR.*short by"):
-        make_precision_graphs(BuildSpec(str(folder), precision="fp16", heldout=1))
+        make_precision_graphs(PrecisionSpec(str(folder), precision="fp16", heldout=1))
     assert sorted(p.name for p in folder.iterdir()) == before
     assert (folder / "manifest.json").read_text() == manifest_before
 
@@ -150,9 +151,9 @@ def test_percentile_and_entropy_ranges_are_within_max(folder):
 
 def test_calibration_folder_errors(folder, tmp_path):
     with pytest.raises(UsageError, match="calibration folder not found"):
-        make_precision_graphs(BuildSpec(str(folder), precision="int8", calib_images=str(tmp_path / "none")))
+        make_precision_graphs(PrecisionSpec(str(folder), precision="int8", calib_images=str(tmp_path / "none")))
     with pytest.raises(UsageError, match="no images"):
-        make_precision_graphs(BuildSpec(str(folder), precision="int8", calib_images=str(tmp_path)))
+        make_precision_graphs(PrecisionSpec(str(folder), precision="int8", calib_images=str(tmp_path)))
 
 
 def test_heldout_images_are_never_calibration_images(tmp_path):
@@ -162,15 +163,15 @@ def test_heldout_images_are_never_calibration_images(tmp_path):
 
     for i in range(5):
         Image.fromarray(test_image(60, 80, seed=i)).save(tmp_path / f"img{i}.png")
-    spec = BuildSpec("unused", precision="int8", calib_images=str(tmp_path), calib_limit=16, heldout=2)
+    spec = PrecisionSpec("unused", precision="int8", calib_images=str(tmp_path), calib_limit=16, heldout=2)
     calib, heldout = variants.split_images(spec)
     assert [p.name for p in calib] == ["img0.png", "img1.png", "img2.png"]
     assert [p.name for p in heldout] == ["img3.png", "img4.png"]  # a small folder still holds out its last images
     assert len(variants.heldout_images(spec)) == 2
-    calib, heldout = variants.split_images(BuildSpec("unused", calib_images=str(tmp_path), calib_limit=2, heldout=2))
+    calib, heldout = variants.split_images(PrecisionSpec("unused", calib_images=str(tmp_path), calib_limit=2, heldout=2))
     assert len(calib) == 2 and len(heldout) == 2
     with pytest.raises(UsageError, match="need at least 6"):
-        variants.split_images(BuildSpec("unused", calib_images=str(tmp_path), heldout=5))
+        variants.split_images(PrecisionSpec("unused", calib_images=str(tmp_path), heldout=5))
 
 
 @pytest.mark.slow
@@ -179,8 +180,8 @@ def test_vit_b_int8_meets_the_accuracy_bounds(tmp_path):
     random weights (measured: embedding SQNR 32.5 dB, mask IoU 0.987). Speed: benchmarks/RESULTS.md."""
     out = tmp_path / "hq_vit_b"
     export_artifacts(ExportSpec(backbone="vit_b", random_weights=True, out=str(out), verify=False))
-    artifact = make_precision_graphs(BuildSpec(str(out), precision="int8", calib_limit=4, heldout=2))
-    assert min(artifact.parity["sqnr_db"].values()) >= 20.0 and artifact.parity["mean_mask_iou"] >= 0.97
+    artifact = make_precision_graphs(PrecisionSpec(str(out), precision="int8", calib_limit=4, heldout=2))
+    assert min(e["sqnr_db"] for e in artifact.parity["encoder"].values()) >= 20.0 and artifact.parity["mean_mask_iou"] >= 0.97
     calibration = artifact.extra["calibration"]
     assert calibration["quantized_layers"] == calibration["candidate_layers"] >= 48  # 12 blocks x 4 GEMMs
     model = onnx.load(str(out / artifact.files["encoder"]))

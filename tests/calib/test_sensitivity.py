@@ -10,15 +10,23 @@ import pytest
 
 from hqsam_edge.calib import sensitivity as S
 from hqsam_edge.calib import variants
-from hqsam_edge.calib.check import sqnr_db
 from hqsam_edge.calib.recipes import FLAVOUR_OPS, int8_graph, weight_qmax
-from hqsam_edge.calib.variants import BuildSpec, make_precision_graphs
+from hqsam_edge.calib.variants import PrecisionSpec, make_precision_graphs
 from hqsam_edge.errors import ParityError
-from hqsam_edge.export.onnx_export import ExportSpec, export_artifacts
-from hqsam_edge.export.parity import onnx_runners
+from hqsam_edge.runtime.base import ModelInfo
+from hqsam_edge.runtime.compare import sqnr_db
+from hqsam_edge.runtime.onnxruntime_backend import OnnxRuntimeBackend
+from hqsam_edge.pipeline.export import ExportSpec, export_artifacts
 
 # Light HQ-SAM's first attention stage only (8 GEMMs, 22 layers with the convolutions): seconds, not minutes
 SMALL = ("patch_embed", "neck", "layers.2", "layers.3")
+
+
+def encode(encoder, decoder, image, exact_qdq=False) -> dict:
+    """The encoder outputs of ``image`` from ONNX Runtime on the CPU (``exact_qdq``: Q/DQ as written)."""
+    backend = OnnxRuntimeBackend(ModelInfo("vit_tiny", "hq"), encoder, decoder, providers=["cpu"], exact_qdq=exact_qdq)
+    with backend:
+        return backend.features_to_numpy(backend.encode(image))
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +38,7 @@ def folder(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def calibrated(folder):
-    spec = BuildSpec(str(folder), precision="int8", calib_limit=2, heldout=1, int8_exclude=SMALL)
+    spec = PrecisionSpec(str(folder), precision="int8", calib_limit=2, heldout=1, int8_exclude=SMALL)
     ranges, targets = variants.calibrate(folder, folder / "encoder.onnx", spec)
     return spec, ranges, targets, list(variants.calibration_set(spec))[:1]
 
@@ -42,15 +50,13 @@ def test_switch_graph_computes_the_qdq_graph(folder, calibrated, tmp_path, flavo
     path = S.switch_graph(folder / "encoder.onnx", tmp_path / "switch.onnx", ranges, targets,
                           flavour == "tensorrt", weight_qmax(flavour))
     runner = S.SwitchRunner(path, len(targets), feeds)
-    fp32, _ = onnx_runners(folder / "encoder.onnx", folder / "decoder.onnx")
     image = feeds[0]["image"]
-    for ours, ref in zip(runner.reference[0], fp32(image).values()):
+    for ours, ref in zip(runner.reference[0], encode(folder / "encoder.onnx", folder / "decoder.onnx", image).values()):
         np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-5)  # switches off: the fp32 graph
 
     def qdq(layers):  # the real Q/DQ graph, run with its arithmetic exact
         int8_graph(folder / "encoder.onnx", tmp_path / "qdq.onnx", ranges, [targets[i] for i in layers], flavour)
-        encode, _ = onnx_runners(tmp_path / "qdq.onnx", folder / "decoder.onnx", exact_qdq=True)
-        return list(encode(image).values())
+        return list(encode(tmp_path / "qdq.onnx", folder / "decoder.onnx", image, exact_qdq=True).values())
 
     def switched(layers):
         switch = np.zeros(len(targets), np.float32)
@@ -114,14 +120,14 @@ def test_layer_search_keeps_the_harmful_layers_in_float(folder, calibrated):
     base = dict(precision="int8", calib_limit=2, heldout=1, int8_exclude=SMALL, min_sqnr_db=32.0, min_mask_iou=0.5)
     # all eight GEMMs quantized: about 29 dB, short of 32
     with pytest.raises(ParityError, match="--layer-search"):
-        make_precision_graphs(BuildSpec(str(folder), **base))
-    artifact = make_precision_graphs(BuildSpec(str(folder), layer_search=True, **base))
+        make_precision_graphs(PrecisionSpec(str(folder), **base))
+    artifact = make_precision_graphs(PrecisionSpec(str(folder), layer_search=True, **base))
     calibration = artifact.extra["calibration"]
     search = calibration["layer_search"]
     assert 0 < calibration["quantized_layers"] < calibration["candidate_layers"] == 8
     assert len(search["kept_float"]) == 8 - calibration["quantized_layers"]
     assert "short by" in search["first_miss"] and search["goal_sqnr_db"] >= 33.0
-    assert min(artifact.parity["sqnr_db"].values()) >= 32.0  # the real graph's check, on a held-out image
+    assert min(e["sqnr_db"] for e in artifact.parity["encoder"].values()) >= 32.0  # the real graph's check, on a held-out image
     manifest = json.loads((Path(folder) / "manifest.json").read_text())
     recorded = [a for a in manifest["artifacts"] if a["precision"] == "int8"][0]
     assert recorded["extra"]["calibration"]["layer_search"]["kept_float"] == search["kept_float"]

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from hqsam_edge.calib.variants import BuildSpec
 from hqsam_edge.cli import app
-from hqsam_edge.engines.builder import generation_of, trtexec_lines
-from hqsam_edge.engines.profiles import decoder_profile
+from hqsam_edge.engines.builder import generation_of
+from hqsam_edge.export.profiles import decoder_profile
 from hqsam_edge.errors import BackendUnavailableError
+from hqsam_edge.pipeline.build import BuildSpec, build, trtexec_lines
 from hqsam_edge.runtime.environment import tensorrt_status
 
 TRT = tensorrt_status()
@@ -37,7 +37,7 @@ def test_decoder_profile_from_contract():
 @pytest.mark.parametrize("generation", ["8", "10", "11"])
 @pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
 def test_print_trtexec(folder, generation, precision):
-    lines = trtexec_lines(folder, BuildSpec(str(folder), backend="tensorrt", precision=precision, max_prompts=16,
+    lines = trtexec_lines(BuildSpec(str(folder), backend="tensorrt", precision=precision, max_prompts=16,
                                             max_points=8, dla_core=0 if generation == "8" else None), generation)
     assert len(lines) == 2
     enc, dec = lines
@@ -78,10 +78,9 @@ def test_cli_print_trtexec_and_missing_tensorrt(folder):
 @pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
 def test_build_and_run_engines(folder, precision):
     from hqsam_edge import Predictor
-    from hqsam_edge.engines.builder import build_engines
     from tests.conftest import test_image
 
-    artifact = build_engines(BuildSpec(str(folder), backend="tensorrt", precision=precision, calib_limit=4,
+    artifact = build(BuildSpec(str(folder), backend="tensorrt", precision=precision, calib_limit=4,
                                        heldout=1, max_prompts=8, max_points=4))
     assert (folder / artifact.files["encoder"]).exists() and artifact.extra["compute_capability"]
     assert artifact.parity["mean_mask_iou"] >= {"fp32": 0.999, "fp16": 0.99, "int8": 0.97}[precision]

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from hqsam_edge import Predictor, build_model
 from hqsam_edge.cli import app
 from hqsam_edge.data.synthetic import write_synthetic_hqseg
-from hqsam_edge.eval.metrics import boundary_iou
+from hqsam_edge.metrics import boundary_iou
 from hqsam_edge.eval.runner import EvalReport, EvalSpec, SetScore, evaluate, format_table, validation_samples
 from tests.conftest import load_official
 
@@ -115,7 +115,7 @@ def test_cli_eval_checkpoint_prints_the_per_set_table(root, ckpt, tmp_path):
 
 
 def test_cli_eval_onnxruntime_folder_side_by_side(root, ckpt, tmp_path):
-    from hqsam_edge.export.onnx_export import ExportSpec, export_artifacts
+    from hqsam_edge.pipeline.export import ExportSpec, export_artifacts
 
     folder = tmp_path / "hq_vit_tiny"
     export_artifacts(ExportSpec(backbone="vit_tiny", variant="hq", checkpoint=str(ckpt), out=str(folder)))

@@ -19,10 +19,11 @@ import torch
 
 from hqsam_edge import Predictor
 from hqsam_edge.errors import ArtifactError, CheckpointError, UsageError
-from hqsam_edge.eval.metrics import mask_iou
+from hqsam_edge.metrics import mask_iou
 from hqsam_edge.export import contract as C
-from hqsam_edge.export.onnx_export import ExportSpec, export_artifacts, export_model
-from hqsam_edge.export.parity import verify_onnx_export
+from hqsam_edge.export.onnx_export import export_model
+from hqsam_edge.pipeline.export import ExportSpec, export_artifacts
+from hqsam_edge.pipeline.export import verify_export
 from tests.conftest import load_official, official_predictor, test_image
 
 IMAGE = test_image(480, 640)
@@ -145,8 +146,7 @@ def test_multimask_and_hq_token_only_exports(make_checkpoint, tmp_path):
         folder = tmp_path / f"m{multimask}_h{hq_only}"
         folder.mkdir()
         export_model(model, folder, opset=17, multimask_output=multimask, hq_token_only=hq_only)
-        parity = verify_onnx_export(model, folder / "encoder.onnx", folder / "decoder.onnx",
-                                    multimask_output=multimask, hq_token_only=hq_only)
+        parity = verify_export(model, folder, multimask_output=multimask, hq_token_only=hq_only)
         assert parity["decoder"]["8_boxes"]["min_mask_iou"] >= 0.999
 
 
@@ -156,19 +156,18 @@ def test_reduced_vit_b_export(make_checkpoint, tmp_path):
 
     model = build_model("vit_b", "hq", make_checkpoint("vit_b", "hq", 4), spec=reduced_spec("vit_b", 4))
     export_model(model, tmp_path, opset=17, multimask_output=False, hq_token_only=False)
-    parity = verify_onnx_export(model, tmp_path / "encoder.onnx", tmp_path / "decoder.onnx",
-                                multimask_output=False, hq_token_only=False)
-    assert parity["encoder"]["hq_features_rel_error"] < 1e-3
+    parity = verify_export(model, tmp_path, multimask_output=False, hq_token_only=False)
+    assert parity["encoder"]["hq_features"]["rel_error"] < 1e-3
 
 
 def test_failed_parity_leaves_nothing(monkeypatch, tmp_path):
     from hqsam_edge.errors import ParityError
-    from hqsam_edge.export import parity
+    from hqsam_edge.runtime import compare
 
     # no graph can meet a zero error bound
-    monkeypatch.setattr(parity.verify_onnx_export, "__kwdefaults__", {"max_rel_error": 0.0, "min_mask_iou": 0.999})
+    monkeypatch.setattr(compare, "EXPORT_BOUNDS", compare.Bounds(max_rel_error=0.0, min_mask_iou=0.999))
     out = tmp_path / "x"
-    with pytest.raises(ParityError, match="misses the PyTorch model"):
+    with pytest.raises(ParityError, match="misses the fp32 PyTorch model"):
         export_artifacts(ExportSpec(random_weights=True, out=str(out)))
     assert not out.exists() and list(tmp_path.iterdir()) == []
 

@@ -138,7 +138,7 @@ def variant_folder(tiny_folder, tmp_path_factory):
         (folder / f"{graph_name}.test.engine").write_bytes(f"plan of the {graph_name}".encode())
     manifest.add(Artifact("onnxruntime", "fp16", {"encoder": "encoder.external.onnx", "decoder": "decoder.onnx"}))
     manifest.add(Artifact("tensorrt", "fp16", {"encoder": "encoder.test.engine", "decoder": "decoder.test.engine"},
-                          tool_versions={"tensorrt": "10.3.0"}, device="Orin",
+                          format="engine", tool_versions={"tensorrt": "10.3.0"}, device="Orin",
                           extra={"max_prompts": 8, "max_points": 4}))
     manifest.write(folder)
     return folder

@@ -24,16 +24,12 @@ from hqsam_edge.data.hqseg import HQSegTrainSet, collate_train, list_split
 from hqsam_edge.data.prompts import PromptSpec
 from hqsam_edge.data.synthetic import write_synthetic_hqseg
 from hqsam_edge.model import build_model
-from hqsam_edge.model.build import HQ_PARAMETER_PREFIXES
+from hqsam_edge.model.mask_decoder_hq import HQ_PARAMETER_PREFIXES
 from hqsam_edge.train.losses import LossSpec, mask_losses
-from hqsam_edge.train.trainer import (
-    HQHead,
-    TrainSpec,
-    encode_frozen,
-    epoch_checkpoints,
-    freeze_all_but_hq,
-    train,
-)
+from hqsam_edge.train.checkpoints import epoch_checkpoints
+from hqsam_edge.train.features import encode_frozen
+from hqsam_edge.train.spec import TrainSpec
+from hqsam_edge.train.trainer import HQHead, freeze_all_but_hq, train
 from tests.conftest import load_official
 
 REPO = Path(__file__).resolve().parents[2]

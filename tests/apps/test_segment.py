@@ -21,11 +21,11 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from hqsam_edge.cli import app
-from hqsam_edge.data import coco
+from hqsam_edge.apps import rle
 from hqsam_edge.data.transforms import load_image
 from hqsam_edge.errors import DataError, UsageError
 from hqsam_edge.runtime.predictor import Predictor
-from hqsam_edge.runtime.segment import SegmentSpec, find_images, output_path, segment_images
+from hqsam_edge.apps.segment import SegmentSpec, find_images, output_path, segment_images
 from tests.conftest import test_image
 
 N_IMAGES, H, W = 20, 120, 160
@@ -79,12 +79,12 @@ def assert_matches_reference(entries, logits, scores):
     """Masks from RLE equal the Predictor's, up to pixels whose logit is within rounding of 0."""
     assert len(entries) == len(logits)
     for e, lg, s in zip(entries, logits, scores):
-        mask = coco.rle_decode(e["segmentation"])
+        mask = rle.rle_decode(e["segmentation"])
         assert e["segmentation"]["size"] == [H, W] and mask.any()
         differ = mask != (lg > 0)
         assert not differ.any() or np.abs(lg[differ]).max() < 1e-3, np.abs(lg[differ]).max()
         assert e["score"] == pytest.approx(float(s), abs=1e-5)
-        assert e["area"] == int(mask.sum()) and e["bbox"] == coco.rle_bbox(e["segmentation"])
+        assert e["area"] == int(mask.sum()) and e["bbox"] == rle.rle_bbox(e["segmentation"])
 
 
 def listing(out: Path) -> list[str]:
@@ -236,8 +236,8 @@ def test_segment_resumes_after_kill_and_loses_nothing(dataset, tiny_folder, refe
     loaded = gt.loadRes(str(out / "results.json"))  # the COCO tools accept the file as it is
     assert len(loaded.getAnnIds()) == 3 * N_IMAGES
     for e in results[::7]:
-        rle = {"size": e["segmentation"]["size"], "counts": e["segmentation"]["counts"].encode()}
-        np.testing.assert_array_equal(coco_mask.decode(rle).astype(bool), coco.rle_decode(e["segmentation"]))
+        ref = {"size": e["segmentation"]["size"], "counts": e["segmentation"]["counts"].encode()}
+        np.testing.assert_array_equal(coco_mask.decode(ref).astype(bool), rle.rle_decode(e["segmentation"]))
 
 
 def test_resume_with_another_model_is_refused(dataset, predictor, tmp_path):

@@ -16,7 +16,7 @@ from PIL import Image
 from ..atomic import atomic_write
 from ..data.transforms import load_image
 from ..errors import UsageError
-from .predictor import Predictor
+from ..runtime.predictor import Predictor, best_masks
 
 _COLORS = np.array(
     [[30, 144, 255], [255, 99, 71], [50, 205, 50], [255, 215, 0], [186, 85, 211], [0, 206, 209]], np.float32
@@ -111,11 +111,7 @@ def predict_to_files(
         labels = np.array([[lab for _, _, lab in point_list]])
     box_arr = np.array(box_list) if box_list else None
     masks, scores, _ = predictor.predict_batch(coords, labels, box_arr, multimask_output=multimask_output)
-    if masks.shape[1] > 1:  # keep each prompt's best mask
-        best = scores.argmax(axis=1)
-        masks = masks[np.arange(len(masks)), best][:, None]
-        scores = scores[np.arange(len(scores)), best][:, None]
-    masks, scores = masks[:, 0], scores[:, 0]
+    masks, scores = best_masks(masks, scores)
     out_path = _save_png(out, (masks.any(axis=0) * 255).astype(np.uint8))
     overlay_path = _save_png(overlay, overlay_image(image, masks)) if overlay else None
     return PredictResult(masks, scores, out_path, overlay_path)

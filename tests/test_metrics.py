@@ -16,7 +16,7 @@ import math
 import numpy as np
 import pytest
 
-from hqsam_edge.eval.metrics import boundary_iou, mask_boundary, mask_iou
+from hqsam_edge.metrics import boundary_iou, mask_boundary, mask_iou
 
 
 def reference_band_width(h: int, w: int, ratio: float = 0.02) -> int:

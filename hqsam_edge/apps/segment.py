@@ -12,7 +12,7 @@ Images come from a glob (``spec.images``, ``**`` recurses); an image's path is
 taken relative to the *image root*, the part of the glob before its first
 wildcard (``data/val/**/*.jpg`` -> ``data/val``). Boxes come from a COCO
 annotations file or a ``{"file_name": [[x, y, w, h], ...]}`` mapping
-(``hqsam_edge.data.coco``), matched by that relative path or by base name.
+(``hqsam_edge.apps.boxes``), matched by that relative path or by base name.
 
 Output, for an image ``sub/a.jpg``: ``OUT/sub/a.jpg.json``, a JSON list of COCO
 result entries, one per box in the boxes file's order::
@@ -58,10 +58,11 @@ from typing import Any
 import numpy as np
 
 from ..atomic import TMP_SUFFIX, atomic_write, write_text
-from ..data import coco
 from ..data import transforms as T
 from ..errors import DataError, UsageError
-from .predictor import Predictor
+from ..runtime.predictor import Predictor, best_masks
+from . import boxes as box_files
+from . import rle
 
 RESULTS_NAME = "results.json"
 RUN_NAME = ".segment.json"  # the model that wrote OUT, so that a resume cannot mix two models' masks
@@ -105,10 +106,10 @@ class SegmentSummary:
 class _Job:
     rel: str  # POSIX path relative to the image root
     path: Path
-    entry: coco.ImageBoxes | None
+    entry: box_files.ImageBoxes | None
 
     @property
-    def boxes(self) -> tuple[coco.BoxPrompt, ...]:
+    def boxes(self) -> tuple[box_files.BoxPrompt, ...]:
         return () if self.entry is None else self.entry.boxes
 
 
@@ -167,14 +168,14 @@ def make_plan(spec: SegmentSpec) -> _Plan:
     out = Path(spec.out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file; give a folder (it is created if missing)")
-    boxes = coco.read_boxes_file(spec.boxes)
+    boxes = box_files.read_boxes_file(spec.boxes)
     root, rels = find_images(spec.images, exclude=out)
     if "results" in rels:
         raise UsageError(f"an image named 'results' at the image root would overwrite {out / RESULTS_NAME}; rename it")
-    matched = coco.match_images(boxes, rels)
+    matched = box_files.match_images(boxes, rels)
     for rel, entry in matched.items():  # sizes the COCO file gives: check boxes now, before any output
         if entry.width is not None and entry.height is not None:
-            coco.check_boxes_inside(entry, entry.width, entry.height, boxes.path, rel)
+            box_files.check_boxes_inside(entry, entry.width, entry.height, boxes.path, rel)
     jobs = tuple(_Job(rel, root.joinpath(*rel.split("/")), matched.get(rel)) for rel in rels)
     return _Plan(spec, boxes.path, out, jobs)
 
@@ -240,9 +241,9 @@ def result_entries(job: _Job, masks: np.ndarray, scores: np.ndarray) -> list[dic
     """Masks ``[K,H,W]`` bool and scores ``[K]`` of ``job``'s K boxes -> COCO result entries."""
     entries = []
     for box, mask, score in zip(job.boxes, masks, scores):
-        rle, area, bbox = coco.encode_with_stats(mask)
+        encoded, area, bbox = rle.encode_with_stats(mask)
         e = {"image_id": job.entry.image_id, "file_name": job.entry.file_name,  # type: ignore[union-attr]
-             "category_id": box.category_id, "segmentation": rle, "score": float(score),
+             "category_id": box.category_id, "segmentation": encoded, "score": float(score),
              "bbox": bbox, "area": area, "prompt_bbox": list(box.bbox)}
         if box.annotation_id is not None:
             e["annotation_id"] = box.annotation_id
@@ -271,11 +272,11 @@ _DONE = object()
 def _read(job: _Job, boxes_path: str, image_size: int) -> _Read:
     image = T.load_image(str(job.path))
     h, w = image.shape[:2]
-    entry: coco.ImageBoxes = job.entry  # type: ignore[assignment]  # only jobs with boxes are read
+    entry: box_files.ImageBoxes = job.entry  # type: ignore[assignment]  # only jobs with boxes are read
     if entry.width is not None and entry.height is not None and (entry.width, entry.height) != (w, h):
         raise DataError(f"{boxes_path}: image {job.rel} is {w}x{h} but the boxes file says "
                              f"{entry.width}x{entry.height}; check that it is the right image")
-    coco.check_boxes_inside(entry, w, h, boxes_path, job.rel)
+    box_files.check_boxes_inside(entry, w, h, boxes_path, job.rel)
     tensor, input_size = T.preprocess_image(image, image_size)
     return _Read(tensor, (h, w), input_size)
 
@@ -284,9 +285,7 @@ def _predict(predictor: Predictor, job: _Job, read: _Read) -> tuple[np.ndarray, 
     """All boxes of one image in one decoder call -> masks ``[K,H,W]`` bool, scores ``[K]``."""
     predictor.set_image_tensor(read.tensor, read.original_size, read.input_size)
     masks, scores, _ = predictor.predict_boxes(np.array([b.xyxy for b in job.boxes], dtype=np.float64))
-    best = scores.argmax(axis=1)  # one mask per box (several only with multimask graphs)
-    k = np.arange(len(masks))
-    return masks[k, best], scores[k, best]
+    return best_masks(masks, scores)
 
 
 def _put(q: queue.Queue, item: Any, alive: Callable[[], bool]) -> bool:
@@ -313,72 +312,80 @@ def _get(q: queue.Queue, alive: Callable[[], bool]) -> Any:
                     return _Failed(RuntimeError("the image reader thread ended without finishing"))
 
 
-def _pipeline(plan: _Plan, jobs: list[_Job], predictor: Predictor | None, busy: dict[str, float],
-              on_written: Callable[[_Job, int], None]) -> None:
-    """Run ``jobs`` through reader -> predictor -> writer; raise the first error after the stages stopped."""
-    q_in: queue.Queue = queue.Queue(plan.spec.queue_size)
-    q_out: queue.Queue = queue.Queue(plan.spec.queue_size)
-    stop = threading.Event()  # set: the reader stops producing
-    writer_errors: list[BaseException] = []
-    image_size = predictor.info.image_size if predictor is not None else 0
+class _Pipeline:
+    """``jobs`` through reader thread -> the calling thread's predictor -> writer thread (see the module doc)."""
 
-    def reader() -> None:
-        for job in jobs:
-            if stop.is_set():
+    def __init__(self, plan: _Plan, jobs: list[_Job], predictor: Predictor | None, busy: dict[str, float],
+                 on_written: Callable[[_Job, int], None]) -> None:
+        self.plan, self.jobs, self.predictor, self.busy, self.on_written = plan, jobs, predictor, busy, on_written
+        self.q_in: queue.Queue = queue.Queue(plan.spec.queue_size)
+        self.q_out: queue.Queue = queue.Queue(plan.spec.queue_size)
+        self.stop = threading.Event()  # set: the reader stops producing
+        self.writer_errors: list[BaseException] = []
+        self.image_size = predictor.info.image_size if predictor is not None else 0
+
+    def _reader(self) -> None:
+        for job in self.jobs:
+            if self.stop.is_set():
                 return
             t0 = time.perf_counter()
             try:
-                item: Any = (job, _read(job, plan.boxes_path, image_size) if job.boxes else None)
+                item: Any = (job, _read(job, self.plan.boxes_path, self.image_size) if job.boxes else None)
             except BaseException as exc:  # handed on in order: images before it still get written
                 item = _Failed(exc)
-            busy["read"] += time.perf_counter() - t0
-            if not _put(q_in, item, lambda: not stop.is_set()) or isinstance(item, _Failed):
+            self.busy["read"] += time.perf_counter() - t0
+            if not _put(self.q_in, item, lambda: not self.stop.is_set()) or isinstance(item, _Failed):
                 return
-        _put(q_in, _DONE, lambda: not stop.is_set())
+        _put(self.q_in, _DONE, lambda: not self.stop.is_set())
 
-    def writer() -> None:
+    def _writer(self) -> None:
         try:
-            while (item := q_out.get()) is not _DONE:
+            while (item := self.q_out.get()) is not _DONE:
                 job, masks, scores = item
                 t0 = time.perf_counter()
                 entries = [] if masks is None else result_entries(job, masks, scores)
-                _write_atomic(output_path(plan.out, job.rel), lambda f: _dump_entries(f, entries))
-                busy["write"] += time.perf_counter() - t0
-                on_written(job, len(entries))
+                _write_atomic(output_path(self.plan.out, job.rel), lambda f: _dump_entries(f, entries))
+                self.busy["write"] += time.perf_counter() - t0
+                self.on_written(job, len(entries))
         except BaseException as exc:
-            writer_errors.append(exc)
-            stop.set()
+            self.writer_errors.append(exc)
+            self.stop.set()
 
-    threads = [threading.Thread(target=reader, name="segment-reader", daemon=True),
-               threading.Thread(target=writer, name="segment-writer", daemon=True)]
-    for t in threads:
-        t.start()
-    failed: BaseException | None = None
-    try:
-        while not writer_errors:
-            item = _get(q_in, threads[0].is_alive)
+    def _model(self, reader: threading.Thread, writer: threading.Thread) -> BaseException | None:
+        """The calling thread's stage; the reader's error, if it sent one."""
+        while not self.writer_errors:
+            item = _get(self.q_in, reader.is_alive)
             if item is _DONE:
-                break
+                return None
             if isinstance(item, _Failed):
-                failed = item.error
-                break
+                return item.error
             job, read = item
             masks = scores = None
             if read is not None:
                 t0 = time.perf_counter()
-                masks, scores = _predict(predictor, job, read)  # type: ignore[arg-type]
-                busy["encode"] += time.perf_counter() - t0
-            if not _put(q_out, (job, masks, scores), threads[1].is_alive):
-                break
-    finally:  # on any exit: stop the reader, let the writer finish what is queued
-        stop.set()
-        _put(q_out, _DONE, threads[1].is_alive)
-        for t in threads:
-            t.join()
-    if writer_errors:
-        raise writer_errors[0]
-    if failed is not None:
-        raise failed
+                masks, scores = _predict(self.predictor, job, read)  # type: ignore[arg-type]
+                self.busy["encode"] += time.perf_counter() - t0
+            if not _put(self.q_out, (job, masks, scores), writer.is_alive):
+                return None
+        return None
+
+    def run(self) -> None:
+        """Run every job; raise the first error after the stages stopped."""
+        reader = threading.Thread(target=self._reader, name="segment-reader", daemon=True)
+        writer = threading.Thread(target=self._writer, name="segment-writer", daemon=True)
+        reader.start()
+        writer.start()
+        try:
+            failed = self._model(reader, writer)
+        finally:  # on any exit: stop the reader, let the writer finish what is queued
+            self.stop.set()
+            _put(self.q_out, _DONE, writer.is_alive)
+            reader.join()
+            writer.join()
+        if self.writer_errors:
+            raise self.writer_errors[0]
+        if failed is not None:
+            raise failed
 
 
 def _merge(plan: _Plan) -> int:
@@ -438,7 +445,7 @@ def segment_images(spec: SegmentSpec, predictor: Predictor | Callable[[], Predic
             bar.update(1)
 
         if todo:
-            _pipeline(plan, todo, predictor if isinstance(predictor, Predictor) else None, busy, on_written)
+            _Pipeline(plan, todo, predictor if isinstance(predictor, Predictor) else None, busy, on_written).run()
     total = _merge(plan)
     return SegmentSummary(len(plan.jobs), counts["segmented"], counts["empty"], skipped, counts["masks"], total,
                           out / RESULTS_NAME, time.perf_counter() - start, busy)

@@ -1,74 +1,13 @@
-"""COCO RLE against pycocotools (the oracle), and reading box files."""
+"""Reading box files (COCO annotations or a file-name mapping) and matching them to images."""
 
 from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
-from pycocotools import mask as coco_mask
 
-from hqsam_edge.data import coco
+from hqsam_edge.apps import boxes as box_files
 from hqsam_edge.errors import DataError, UsageError
-
-
-def _edge_masks():
-    rng = np.random.default_rng(0)
-    for h, w in [(1, 1), (1, 7), (9, 1), (7, 3), (13, 17), (120, 160), (333, 251)]:
-        yield f"empty {h}x{w}", np.zeros((h, w), bool)
-        yield f"full {h}x{w}", np.ones((h, w), bool)
-        for y, x in {(0, 0), (h - 1, w - 1), (h // 2, w // 2), (0, w - 1), (h - 1, 0)}:
-            m = np.zeros((h, w), bool)
-            m[y, x] = True
-            yield f"pixel {y},{x} of {h}x{w}", m
-            yield f"all but {y},{x} of {h}x{w}", ~m
-        for p in (0.5, 0.03, 0.97):
-            yield f"random {p} {h}x{w}", rng.random((h, w)) < p
-        m = np.zeros((h, w), bool)
-        m[h // 4: 3 * h // 4 + 1, w // 3: 2 * w // 3 + 1] = True
-        yield f"rectangle {h}x{w}", m
-        yield f"rows {h}x{w}", np.broadcast_to((np.arange(h) % 3 == 0)[:, None], (h, w))
-    big = np.zeros((1500, 2000), bool)  # long runs: multi-character numbers and large negative deltas
-    big[:, 700:1900] = True
-    big[3, 5] = big[1499, 0] = True
-    yield "big", big
-
-
-@pytest.mark.parametrize("name,mask", list(_edge_masks()), ids=lambda v: v if isinstance(v, str) else "")
-def test_rle_matches_pycocotools(name, mask):
-    ref = coco_mask.encode(np.asfortranarray(mask.astype(np.uint8)))
-    ours = coco.rle_encode(mask)
-    assert ours == {"size": [int(s) for s in ref["size"]], "counts": ref["counts"].decode("ascii")}
-    assert isinstance(ours["counts"], str)
-    np.testing.assert_array_equal(coco.rle_decode(ours), mask)
-    np.testing.assert_array_equal(coco.rle_decode(ref), mask)  # bytes counts too
-    assert coco.rle_area(ours) == int(coco_mask.area(ref))
-    assert coco.rle_bbox(ours) == [float(v) for v in coco_mask.toBbox(ref)]
-    json.dumps(ours)  # serialisable as is
-
-
-def test_rle_decodes_uncompressed_counts():
-    mask = np.zeros((5, 4), bool)
-    mask[1:3, 1] = mask[4, 3] = True
-    rle = {"size": [5, 4], "counts": [6, 2, 11, 1]}  # COCO's iscrowd ground-truth form
-    np.testing.assert_array_equal(coco.rle_decode(rle), mask)
-    ref = coco_mask.frPyObjects(rle, 5, 4)
-    assert coco.rle_encode(mask)["counts"] == ref["counts"].decode()
-    assert coco.rle_area(rle) == 3 and coco.rle_bbox(rle) == [1.0, 1.0, 3.0, 4.0]
-
-
-def test_rle_rejects_bad_input():
-    with pytest.raises(UsageError, match="one HxW mask"):
-        coco.rle_encode(np.zeros((2, 3, 4), bool))
-    with pytest.raises(DataError, match="not h\\*w"):
-        coco.rle_decode({"size": [4, 4], "counts": [3, 2]})
-    with pytest.raises(DataError, match="ends in the middle"):
-        coco.rle_decode({"size": [4, 4], "counts": "0P"})  # 'P' = 32 + 0: "more follows"
-    with pytest.raises(DataError, match="size"):
-        coco.rle_decode({"counts": "4"})
-
-
-# -- box files --------------------------------------------------------------------
 
 COCO_FILE = {
     "images": [
@@ -92,7 +31,7 @@ def write(tmp_path, data, name="boxes.json"):
 
 
 def test_read_coco_file(tmp_path):
-    boxes = coco.read_boxes_file(write(tmp_path, COCO_FILE))
+    boxes = box_files.read_boxes_file(write(tmp_path, COCO_FILE))
     assert boxes.kind == "coco"
     a, b, c = boxes.images
     assert (a.file_name, a.image_id, a.width, a.height) == ("a.jpg", 10, 160, 120)
@@ -103,7 +42,7 @@ def test_read_coco_file(tmp_path):
 
 
 def test_read_mapping_file(tmp_path):
-    boxes = coco.read_boxes_file(write(tmp_path, {"x/a.png": [[1, 2, 3, 4], [5, 6, 7, 8]], "b.png": []}))
+    boxes = box_files.read_boxes_file(write(tmp_path, {"x/a.png": [[1, 2, 3, 4], [5, 6, 7, 8]], "b.png": []}))
     assert boxes.kind == "mapping"
     a, b = boxes.images
     assert (a.file_name, a.image_id, b.image_id) == ("x/a.png", 1, 2)
@@ -139,7 +78,7 @@ def _bad_coco(**changes):
 def test_bad_box_files(tmp_path, data, fragments):
     path = write(tmp_path, data)
     with pytest.raises(DataError) as info:
-        coco.read_boxes_file(path)
+        box_files.read_boxes_file(path)
     message = str(info.value)
     assert message.startswith(str(path)) and "\n" not in message
     for fragment in fragments:
@@ -148,31 +87,31 @@ def test_bad_box_files(tmp_path, data, fragments):
 
 def test_missing_box_file(tmp_path):
     with pytest.raises(UsageError, match="boxes file not found"):
-        coco.read_boxes_file(tmp_path / "none.json")
+        box_files.read_boxes_file(tmp_path / "none.json")
 
 
 def test_match_images_by_path_then_base_name(tmp_path):
-    boxes = coco.read_boxes_file(write(tmp_path, {"a.png": [[0, 0, 5, 5]], "./sub\\b.png": [], "other/c.png": [],
+    boxes = box_files.read_boxes_file(write(tmp_path, {"a.png": [[0, 0, 5, 5]], "./sub\\b.png": [], "other/c.png": [],
                                                   "gone.png": []}))
-    matched = coco.match_images(boxes, ["a.png", "sub/b.png", "c.png", "d.png"])
+    matched = box_files.match_images(boxes, ["a.png", "sub/b.png", "c.png", "d.png"])
     assert {rel: e.file_name for rel, e in matched.items()} == {
         "a.png": "a.png", "sub/b.png": "./sub\\b.png", "c.png": "other/c.png"}  # gone.png: not selected, left out
 
 
 def test_match_images_errors(tmp_path):
-    ambiguous = coco.read_boxes_file(write(tmp_path, {"a.png": []}))
+    ambiguous = box_files.read_boxes_file(write(tmp_path, {"a.png": []}))
     with pytest.raises(DataError, match="'a.png' is ambiguous: it matches x/a.png, y/a.png; give paths relative"):
-        coco.match_images(ambiguous, ["x/a.png", "y/a.png"])
-    assert list(coco.match_images(ambiguous, ["a.png", "y/a.png"])) == ["a.png"]  # the exact path wins
-    twice = coco.read_boxes_file(write(tmp_path, {"a.png": [], "x/a.png": []}))
+        box_files.match_images(ambiguous, ["x/a.png", "y/a.png"])
+    assert list(box_files.match_images(ambiguous, ["a.png", "y/a.png"])) == ["a.png"]  # the exact path wins
+    twice = box_files.read_boxes_file(write(tmp_path, {"a.png": [], "x/a.png": []}))
     with pytest.raises(DataError, match="'a.png' and 'x/a.png' both name image x/a.png"):
-        coco.match_images(twice, ["x/a.png"])
+        box_files.match_images(twice, ["x/a.png"])
     with pytest.raises(DataError, match="none of its 1 file names matches any of the 2 images"):
-        coco.match_images(ambiguous, ["b.png", "c.png"])
+        box_files.match_images(ambiguous, ["b.png", "c.png"])
 
 
 def test_boxes_inside_image(tmp_path):
-    entry = coco.read_boxes_file(write(tmp_path, {"a.png": [[0, 0, 160, 120], [-0.5, 10, 161, 5]]})).images[0]
-    coco.check_boxes_inside(entry, 160, 120, "boxes.json", "a.png")  # within 1 px of slack
+    entry = box_files.read_boxes_file(write(tmp_path, {"a.png": [[0, 0, 160, 120], [-0.5, 10, 161, 5]]})).images[0]
+    box_files.check_boxes_inside(entry, 160, 120, "boxes.json", "a.png")  # within 1 px of slack
     with pytest.raises(DataError, match="entry 'a.png' box 0: .* reaches outside the 100x120 image a.png"):
-        coco.check_boxes_inside(entry, 100, 120, "boxes.json", "a.png")
+        box_files.check_boxes_inside(entry, 100, 120, "boxes.json", "a.png")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..export import contract as C
+from . import contract as C
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,116 @@
+"""``hqsam-edge build``: precision variants of an artifact folder, for ONNX Runtime or TensorRT.
+
+``build(BuildSpec(folder, backend=..., precision=...))`` makes and checks the
+FP16 / INT8 graphs on the CPU (``calib.variants``); for ``--backend
+tensorrt`` it then builds engines from the graphs the TensorRT generation
+wants (``engines.builder``) and checks them on the GPU against the same fp32
+PyTorch model, on the same held-out images.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..calib.recipes import DEFAULT_INT8_EXCLUDE
+from ..errors import UsageError
+from ..export.manifest import Artifact
+
+BACKENDS = ("onnxruntime", "tensorrt")
+
+
+@dataclass(frozen=True)
+class BuildSpec:
+    """Everything ``hqsam-edge build`` decides; the defaults are the real ones.
+
+    Graph options go to ``calib.variants.PrecisionSpec``, TensorRT options to
+    ``engines.builder.EngineSpec``."""
+
+    folder: str
+    backend: str = "onnxruntime"
+    precision: str = "fp16"
+    # the graphs
+    calib_images: str | None = None  # a folder of the user's images; None: synthetic (random weights only)
+    calib_limit: int = 16
+    calib_method: str = "max"
+    heldout: int = 2  # images for the check, never used for calibration
+    int8_exclude: tuple[str, ...] = DEFAULT_INT8_EXCLUDE
+    flavour: str | None = None  # lay the graphs out for this runtime (None: the backend's)
+    layer_search: bool = False
+    min_sqnr_db: float | None = None
+    min_mask_iou: float | None = None
+    # the engines
+    max_prompts: int = 64
+    max_points: int = 16
+    workspace_gb: float = 4.0
+    dla_core: int | None = None
+    version_compatible: bool = False
+
+    def precision_spec(self, precision: str | None = None, flavour: str | None = None):
+        from ..calib.variants import PrecisionSpec
+
+        return PrecisionSpec(self.folder, precision or self.precision, flavour or self.flavour or self.backend,
+                             self.calib_images, self.calib_limit, self.calib_method, self.heldout, self.int8_exclude,
+                             self.layer_search, self.min_sqnr_db, self.min_mask_iou)
+
+    def engine_spec(self):
+        from ..engines.builder import EngineSpec
+
+        return EngineSpec(self.folder, self.precision, self.max_prompts, self.max_points, self.workspace_gb,
+                          self.dla_core, self.version_compatible)
+
+
+def check_spec(spec: BuildSpec) -> None:
+    if spec.backend not in BACKENDS:
+        raise UsageError(f"unknown backend {spec.backend!r} for build; choose one of: {', '.join(BACKENDS)}")
+
+
+def trtexec_lines(spec: BuildSpec, generation: str) -> list[str]:
+    """The trtexec lines that build what ``build --backend tensorrt`` would, for TensorRT ``generation``."""
+    from ..engines.builder import trtexec_lines as lines
+
+    return lines(spec.engine_spec(), generation)
+
+
+def _engines(spec: BuildSpec) -> Artifact:
+    from ..calib.variants import ensure_precision_graphs, heldout_images
+    from ..engines.builder import build_engines, generation_of, source_graphs
+    from ..runtime.environment import require_tensorrt
+
+    require_tensorrt()
+    import tensorrt as trt
+
+    generation = generation_of(trt.__version__)
+    for precision, flavour in source_graphs(spec.precision, generation):
+        ensure_precision_graphs(spec.precision_spec(precision, flavour))
+    graphs = spec.precision_spec()
+    return build_engines(spec.engine_spec(), generation, heldout_images(graphs), graphs.bounds())
+
+
+def build(spec: BuildSpec) -> Artifact:
+    """The ``spec.precision`` variant of ``spec.folder`` for ``spec.backend``, made, checked and recorded."""
+    from ..calib.variants import make_precision_graphs
+
+    check_spec(spec)
+    if spec.backend == "tensorrt":
+        return _engines(spec)
+    return make_precision_graphs(spec.precision_spec())
+
+
+def summary(spec: BuildSpec, artifact: Artifact) -> list[str]:
+    """The lines ``hqsam-edge build`` prints: the layer search's choice (if any), then the figures."""
+    from ..runtime.compare import encoder_sqnr
+
+    lines = []
+    calibration = artifact.extra.get("calibration", {})
+    if "layer_search" in calibration:
+        search = calibration["layer_search"]
+        lines.append(f"int8: {calibration['quantized_layers']} of {calibration['candidate_layers']} layers quantized "
+                     f"({search['quantized_fp32_ms']} of their {search['candidate_fp32_ms']} fp32 ms); "
+                     f"{len(search['kept_float'])} kept in float (chosen {search['order']}, each measured)")
+    figures = artifact.parity
+    sqnr = ", ".join(f"{k} SQNR {v:.1f} dB" for k, v in encoder_sqnr(figures).items())
+    lines.append(f"built {spec.backend}/{artifact.precision} in {Path(spec.folder)}: {', '.join(artifact.files.values())}; "
+                 f"vs fp32 PyTorch: {sqnr}, mean mask IoU {figures.get('mean_mask_iou', float('nan')):.4f}, "
+                 f"mean boundary IoU {figures.get('mean_boundary_iou', float('nan')):.4f}")
+    return lines
