@@ -124,7 +124,7 @@ class OnnxRuntimeBackend(Backend):
     def encode(self, image: np.ndarray) -> dict[str, np.ndarray]:
         return self._run("encoder", {C.IMAGE.name: image})
 
-    def decode(self, features: dict[str, np.ndarray], prompts: dict[str, np.ndarray], *, multimask_output: bool,
+    def _decode(self, features: dict[str, np.ndarray], prompts: dict[str, np.ndarray], *, multimask_output: bool,
                hq_token_only: bool) -> dict[str, np.ndarray]:
         if multimask_output != self.info.multimask_output or hq_token_only != self.info.hq_token_only:
             raise UsageError(

@@ -56,7 +56,7 @@ class TorchBackend(Backend):
         return self.model.encode(self._tensor(image))
 
     @torch.inference_mode()
-    def decode(self, features: Any, prompts: dict[str, np.ndarray], *, multimask_output: bool,
+    def _decode(self, features: Any, prompts: dict[str, np.ndarray], *, multimask_output: bool,
                hq_token_only: bool) -> dict[str, np.ndarray]:
         image_embeddings, hq_features = features
         masks, iou = self.model.decode(

@@ -149,21 +149,12 @@ class CallableBackend(Backend):
         out = self.encoder({C.IMAGE.name: image})
         return {s.name: np.asarray(out[s.name], dtype=np.float32) for s in C.encoder_outputs(self.info.is_hq)}
 
-    def decode(self, features: dict[str, np.ndarray], prompts: dict[str, np.ndarray], *, multimask_output: bool,
+    def _decode(self, features: dict[str, np.ndarray], prompts: dict[str, np.ndarray], *, multimask_output: bool,
                hq_token_only: bool) -> dict[str, np.ndarray]:
         if multimask_output != self.info.multimask_output or hq_token_only != self.info.hq_token_only:
             raise UsageError("the served graphs fix multimask_output and hq_token_only; export again to change them")
-        n = prompts[C.POINT_COORDS.name].shape[1]
-        if self.max_points and n > self.max_points:
-            raise UsageError(f"{n} decoder points per prompt (points, plus 2 box corners or 1 padding point), but "
-                             f"the decoder takes at most {self.max_points} (`hqsam-edge build --max-points`)")
-        p = prompts[C.POINT_COORDS.name].shape[0]
-        parts = []
-        for start in range(0, p, self.max_prompts):
-            chunk = {k: v[start:start + self.max_prompts] for k, v in prompts.items()}
-            parts.append(self.decoder({**features, **chunk}))
-        return {s.name: np.concatenate([np.asarray(o[s.name], dtype=np.float32) for o in parts])
-                for s in C.decoder_outputs()}
+        out = self.decoder({**features, **prompts})
+        return {spec.name: np.asarray(out[spec.name], dtype=np.float32) for spec in C.decoder_outputs()}
 
     def features_to_numpy(self, features: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return dict(features)

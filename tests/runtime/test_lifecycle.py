@@ -44,3 +44,29 @@ def test_backend_closed_before_collection_does_not_warn(tiny_folder, recwarn):
     del backend
     gc.collect()
     assert not [w for w in recwarn if issubclass(w.category, ResourceWarning)]
+
+
+def test_decode_splits_prompts_into_calls_of_max_prompts(tiny_folder):
+    """A profile's bounds are the backend's: P prompts go in calls of at most max_prompts (same masks as one
+    call), more than max_points points per prompt are refused, and so are more images than max_batch."""
+    from hqsam_edge.errors import UsageError
+    from hqsam_edge.runtime.compare import prompt_sets
+
+    feeds = prompt_sets()["8_boxes"]
+    with open_backend(tiny_folder, backend="onnxruntime") as backend:
+        calls = []
+        one_call = backend._decode
+        backend._decode = lambda f, p, **kw: calls.append(len(p["point_coords"])) or one_call(f, p, **kw)
+        tensor = np.zeros((1, 3, 1024, 1024), np.float32)
+        features = backend.encode(tensor)
+        options = dict(multimask_output=False, hq_token_only=False)
+        whole = backend.decode(features, feeds, **options)
+        backend.max_prompts, backend.max_points, backend.max_batch = 3, 2, 1
+        split = backend.decode(features, feeds, **options)
+        assert calls == [8, 3, 3, 2]
+        for name, value in whole.items():
+            np.testing.assert_allclose(split[name], value, rtol=0, atol=1e-5)
+        with pytest.raises(UsageError, match="11 decoder points per prompt.*at most 2"):
+            backend.decode(features, prompt_sets()["10_points"], **options)
+        with pytest.raises(UsageError, match="2 images in one encoder call.*at most 1"):
+            backend.check_batch(np.zeros((2, 3, 1024, 1024), np.float32))
