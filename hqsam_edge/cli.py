@@ -164,9 +164,10 @@ def build(
     calib_limit: int = typer.Option(16, "--calib-limit", min=1, help="Calibration images to use."),
     calib_method: str = typer.Option("max", "--calib-method", help="max, percentile or entropy."),
     max_prompts: int = typer.Option(64, "--max-prompts", min=1, help="Decoder profile: prompts per call."),
-    max_points: int = typer.Option(16, "--max-points", min=1, help="Decoder profile: points per prompt."),
+    max_points: int = typer.Option(16, "--max-points", min=2, help="Decoder profile: points per prompt (a box is 2)."),
+    max_batch: int = typer.Option(1, "--max-batch", min=1, help="Encoder profile: images per call (Triton's dynamic batching)."),
     workspace_gb: float = typer.Option(4.0, "--workspace-gb", help="TensorRT workspace limit."),
-    dla_core: Optional[int] = typer.Option(None, "--dla-core", help="Jetson DLA core (GPU fallback on)."),
+    dla_core: Optional[int] = typer.Option(None, "--dla-core", help="Jetson DLA core for the encoder (GPU fallback on; fp16 / int8)."),
     version_compatible: bool = typer.Option(False, "--version-compatible", help="TensorRT version-compatible engines."),
     print_trtexec: Optional[str] = typer.Option(None, "--print-trtexec", help="Only print the trtexec lines for TensorRT 8, 10 or 11."),
     min_sqnr_db: Optional[float] = typer.Option(None, "--min-sqnr-db", help="Override the variant's embedding SQNR bound (dB)."),
@@ -182,11 +183,13 @@ def build(
     spec = pipeline.BuildSpec(folder=str(folder), backend=backend, precision=precision,
                               calib_images=None if calib_images is None else str(calib_images),
                               calib_limit=calib_limit, calib_method=calib_method, max_prompts=max_prompts,
-                              max_points=max_points, workspace_gb=workspace_gb, dla_core=dla_core,
+                              max_points=max_points, max_batch=max_batch, workspace_gb=workspace_gb, dla_core=dla_core,
                               version_compatible=version_compatible, min_sqnr_db=min_sqnr_db,
                               min_mask_iou=min_mask_iou, flavour=flavour, layer_search=layer_search)
     if print_trtexec is not None:
         typer.echo("\n".join(pipeline.trtexec_lines(spec, print_trtexec)))
+        if dla_core is not None:
+            typer.echo(pipeline.DLA_NOTE, err=True)
         return
     for line in pipeline.summary(spec, pipeline.build(spec)):
         typer.echo(line)

@@ -1,46 +1,65 @@
 """The equivalent ``trtexec`` command lines, for users who build on the device by hand.
 
-TensorRT generations differ: 8.5/8.6 (JetPack 5, 6.0) and 10.x (JetPack 6.1+,
-7) take precision flags (``--fp16``, ``--int8``) on the fp32 graph or the Q/DQ
-graph; 11.x has no precision flags and builds the precision graph strongly
-typed.
+Each line is the ``EngineJob`` recipe ``builder.plan`` makes for the real
+build, spelled as trtexec's options (``samples/common/sampleOptions.cpp``):
+
+- TF32 is on by default in TensorRT (trtexec clears it only with ``--noTF32``):
+  fp32 engines say ``--noTF32``, so their matmuls and convolutions are fp32.
+- Reduced precision on TensorRT 8.5/8.6 and 10.x: ``--fp16`` (and ``--int8``
+  for the Q/DQ encoder only: on a graph without Q/DQ nodes trtexec would set
+  dummy ranges) with the norms, softmax and reductions kept in FP32 by
+  ``--precisionConstraints=obey --layerPrecisions=... --layerOutputTypes=...``
+  (exact layer names: 8.x matches no partial wildcard); or the FP16 graph
+  built ``--stronglyTyped`` (10.x; always so on 11.x, which has no precision
+  flags at all).
+- ``--memPoolSize=workspace:N`` in plain MiB: the one spelling every version
+  from 8.4 to 11 reads alike (10.0 applied an ``M`` suffix twice).
+- DLA: ``--useDLACore`` with ``--allowGPUFallback`` on the encoder only (the
+  decoder's shapes are dynamic, which DLA cannot run).
 """
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import UsageError
-from ..export.profiles import Profile
+
+if TYPE_CHECKING:
+    from .builder import EngineJob
 
 GENERATIONS = ("8", "10", "11")
 
 
-def _shapes(profile: Profile, which: int) -> str:
-    return ",".join(f"{name}:{'x'.join(map(str, dims[which]))}" for name, dims in profile.shapes.items())
-
-
-def trtexec_command(onnx: str | Path, engine: str | Path, profile: Profile, *, precision: str, generation: str,
-                    workspace_gb: float = 4.0, timing_cache: str | Path | None = None, dla_core: int | None = None,
-                    version_compatible: bool = False) -> list[str]:
-    """One ``trtexec`` invocation as an argument list (join with spaces to print)."""
+def trtexec_command(job: EngineJob, *, generation: str, workspace_gb: float = 4.0,
+                    timing_cache: str | Path | None = None, version_compatible: bool = False) -> list[str]:
+    """One ``trtexec`` invocation as an argument list (``shlex.join`` it to print)."""
     if generation not in GENERATIONS:
         raise UsageError(f"unknown TensorRT generation {generation!r}; choose one of: {', '.join(GENERATIONS)}")
-    cmd = ["trtexec", f"--onnx={onnx}", f"--saveEngine={engine}"]
-    cmd += [f"--minShapes={_shapes(profile, 0)}", f"--optShapes={_shapes(profile, 1)}",
-            f"--maxShapes={_shapes(profile, 2)}"]
-    cmd.append(f"--memPoolSize=workspace:{int(workspace_gb * 1024)}M")
-    if generation in ("8", "10"):
-        if precision == "fp16":
-            cmd.append("--fp16")
-        elif precision == "int8":
-            cmd += ["--int8", "--fp16"]  # Q/DQ graph: int8 where quantized, fp16 elsewhere
-    elif generation == "11":
-        pass  # strongly typed: the precision is in the graph
+    cmd = ["trtexec", f"--onnx={job.onnx}", f"--saveEngine={job.engine}"]
+    cmd += [f"--minShapes={job.profile.spec(0)}", f"--optShapes={job.profile.spec(1)}",
+            f"--maxShapes={job.profile.spec(2)}"]
+    cmd.append(f"--memPoolSize=workspace:{int(workspace_gb * 1024)}")
+    if job.strongly_typed and generation == "10":
+        cmd.append("--stronglyTyped")  # the default (and the only mode) on 11
+    if job.int8:
+        cmd.append("--int8")
+    if job.fp16:
+        cmd.append("--fp16")
+    if job.pin_fp32:
+        spec = ",".join(f"{name}:fp32" for name in job.pin_fp32)
+        cmd += ["--precisionConstraints=obey", f"--layerPrecisions={spec}", f"--layerOutputTypes={spec}"]
+    if not job.tf32:
+        cmd.append("--noTF32")
     if timing_cache is not None:
         cmd.append(f"--timingCacheFile={timing_cache}")
-    if dla_core is not None:
-        cmd += [f"--useDLACore={dla_core}", "--allowGPUFallback"]
+    if job.dla_core is not None:
+        cmd += [f"--useDLACore={job.dla_core}", "--allowGPUFallback"]
     if version_compatible:
         cmd.append("--versionCompatible")
     return cmd
+
+
+def join(cmd: list[str]) -> str:
+    return shlex.join(cmd)

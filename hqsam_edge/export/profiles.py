@@ -1,10 +1,37 @@
-"""Optimization profiles as plain data, read from the graph contract."""
+"""Optimization profiles as plain data, read from the graph contract.
+
+A TensorRT engine (or ONNX Runtime's TensorRT provider) is built for bounded
+shapes: ``Limits`` names the bounds of one call (images per encoder call,
+prompts per decoder call, points per prompt) and ``profile_for`` turns them
+into ``{input: (min, opt, max)}`` shapes for a graph.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..errors import UsageError
 from . import contract as C
+
+MIN_POINTS = 2  # a box is two corner points; a click gets one padding point
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The bounds of one call: ``max_prompts`` P and ``max_points`` N of the decoder, ``max_batch`` B of the
+    encoder (1 for a DLA encoder, whose shapes must be static)."""
+
+    max_prompts: int = 64
+    max_points: int = 16
+    max_batch: int = 1
+
+    def __post_init__(self) -> None:
+        if self.max_prompts < 1 or self.max_batch < 1:
+            raise UsageError(f"--max-prompts and --max-batch must be at least 1, not {self.max_prompts} / "
+                             f"{self.max_batch}")
+        if self.max_points < MIN_POINTS:
+            raise UsageError(f"--max-points must be at least {MIN_POINTS}: a box takes two corner points and a click "
+                             f"one point plus padding; got {self.max_points}")
 
 
 @dataclass(frozen=True)
@@ -12,6 +39,10 @@ class Profile:
     """``{input name: (min, opt, max) shapes}`` of one graph."""
 
     shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]
+
+    def spec(self, which: int) -> str:
+        """``name:AxBxC,...`` of the min (0), opt (1) or max (2) shapes: trtexec's and ONNX Runtime's format."""
+        return ",".join(f"{name}:{'x'.join(map(str, dims[which]))}" for name, dims in self.shapes.items())
 
 
 def encoder_profile(max_batch: int = 1) -> Profile:
@@ -29,5 +60,7 @@ def decoder_profile(max_prompts: int, max_points: int, opt_prompts: int = 1, opt
     return Profile(shapes)
 
 
-def profile_for(graph: str, max_prompts: int, max_points: int) -> Profile:
-    return encoder_profile() if graph == "encoder" else decoder_profile(max_prompts, max_points)
+def profile_for(graph: str, limits: Limits) -> Profile:
+    if graph == "encoder":
+        return encoder_profile(limits.max_batch)
+    return decoder_profile(limits.max_prompts, limits.max_points)

@@ -14,9 +14,12 @@ from pathlib import Path
 
 from ..calib.recipes import DEFAULT_INT8_EXCLUDE
 from ..errors import UsageError
+from ..runtime.environment import require_onnxruntime
 from ..export.manifest import Artifact
 
 BACKENDS = ("onnxruntime", "tensorrt")
+DLA_NOTE = ("note: only the encoder runs on the DLA; the decoder's prompt and point dimensions are dynamic, which DLA "
+            "cannot run, so its engine is built for the GPU")
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,7 @@ class BuildSpec:
     # the engines
     max_prompts: int = 64
     max_points: int = 16
+    max_batch: int = 1  # encoder images per call
     workspace_gb: float = 4.0
     dla_core: int | None = None
     version_compatible: bool = False
@@ -55,36 +59,45 @@ class BuildSpec:
 
     def engine_spec(self):
         from ..engines.builder import EngineSpec
+        from ..export.profiles import Limits
 
-        return EngineSpec(self.folder, self.precision, self.max_prompts, self.max_points, self.workspace_gb,
-                          self.dla_core, self.version_compatible)
+        return EngineSpec(self.folder, self.precision, Limits(self.max_prompts, self.max_points, self.max_batch),
+                          self.workspace_gb, self.dla_core, self.version_compatible)
 
 
 def check_spec(spec: BuildSpec) -> None:
+    """Every option that can be refused before anything heavy is imported."""
     if spec.backend not in BACKENDS:
         raise UsageError(f"unknown backend {spec.backend!r} for build; choose one of: {', '.join(BACKENDS)}")
+    if spec.backend == "tensorrt" or spec.dla_core is not None:
+        from ..engines.builder import check_spec as check_engine_spec
+
+        check_engine_spec(spec.engine_spec())
 
 
 def trtexec_lines(spec: BuildSpec, generation: str) -> list[str]:
     """The trtexec lines that build what ``build --backend tensorrt`` would, for TensorRT ``generation``."""
     from ..engines.builder import trtexec_lines as lines
 
+    check_spec(spec)
     return lines(spec.engine_spec(), generation)
 
 
 def _engines(spec: BuildSpec) -> Artifact:
     from ..calib.variants import ensure_precision_graphs, heldout_images
-    from ..engines.builder import build_engines, generation_of, source_graphs
+    from ..engines.builder import build_engines, check_dla, check_tensorrt_version, source_graphs
     from ..runtime.environment import require_tensorrt
 
     require_tensorrt()
     import tensorrt as trt
 
-    generation = generation_of(trt.__version__)
-    for precision, flavour in source_graphs(spec.precision, generation):
+    engines = spec.engine_spec()
+    generation = check_tensorrt_version(engines, trt.__version__)
+    check_dla(engines)
+    for precision, flavour in source_graphs(engines, generation):
         ensure_precision_graphs(spec.precision_spec(precision, flavour))
     graphs = spec.precision_spec()
-    return build_engines(spec.engine_spec(), generation, heldout_images(graphs), graphs.bounds())
+    return build_engines(engines, generation, heldout_images(graphs), graphs.bounds())
 
 
 def build(spec: BuildSpec) -> Artifact:
@@ -92,6 +105,7 @@ def build(spec: BuildSpec) -> Artifact:
     from ..calib.variants import make_precision_graphs
 
     check_spec(spec)
+    require_onnxruntime()  # every graph is checked under it
     if spec.backend == "tensorrt":
         return _engines(spec)
     return make_precision_graphs(spec.precision_spec())
@@ -108,6 +122,8 @@ def summary(spec: BuildSpec, artifact: Artifact) -> list[str]:
         lines.append(f"int8: {calibration['quantized_layers']} of {calibration['candidate_layers']} layers quantized "
                      f"({search['quantized_fp32_ms']} of their {search['candidate_fp32_ms']} fp32 ms); "
                      f"{len(search['kept_float'])} kept in float (chosen {search['order']}, each measured)")
+    if artifact.backend == "tensorrt" and artifact.extra.get("dla_core") is not None:
+        lines.append(DLA_NOTE)
     figures = artifact.parity
     sqnr = ", ".join(f"{k} SQNR {v:.1f} dB" for k, v in encoder_sqnr(figures).items())
     lines.append(f"built {spec.backend}/{artifact.precision} in {Path(spec.folder)}: {', '.join(artifact.files.values())}; "
