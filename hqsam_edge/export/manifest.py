@@ -45,14 +45,10 @@ def engine_file(graph: str, precision: str) -> str:
 
 def tool_versions() -> dict[str, str]:
     """Versions of the libraries that make and check artifacts on this machine."""
-    import onnx
-    import onnxruntime
-    import torch
-
     from .._version import __version__
+    from ..hardware import module_version
 
-    return {"hqsam_edge": __version__, "torch": torch.__version__, "onnx": onnx.__version__,
-            "onnxruntime": onnxruntime.__version__}
+    return {"hqsam_edge": __version__, **{m: module_version(m) or "not installed" for m in ("torch", "onnx", "onnxruntime")}}
 
 
 def provenance() -> dict[str, Any]:

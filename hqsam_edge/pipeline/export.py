@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..atomic import staged_folder
 from ..errors import UsageError
+from ..runtime.environment import require_onnxruntime
 from ..export import contract as C
 from ..export.manifest import Artifact, Manifest, provenance, tool_versions
 from ..export.onnx_export import DECODER_FILE, ENCODER_FILE, MIN_OPSET
@@ -84,6 +85,8 @@ def export_artifacts(spec: ExportSpec) -> Manifest:
     from ..export.onnx_export import export_model
 
     check_spec(spec)
+    if spec.verify:
+        require_onnxruntime()  # the graphs are checked under it
     with staged_folder(spec.out_dir, "artifact folder") as tmp:
         if spec.random_weights:
             torch.manual_seed(spec.seed)

@@ -161,13 +161,13 @@ def compare(reference: Backend, candidate: Backend, images: Sequence[np.ndarray]
     if they are not yet (and left as they were found)."""
     if not images:
         raise ValueError("compare needs at least one image")
-    prompts = prompts if prompts is not None else prompt_sets(candidate.max_points)
     options = dict(multimask_output=candidate.info.multimask_output, hq_token_only=candidate.info.hq_token_only)
     tally = _Tally()
     opened = [b for b in (reference, candidate) if not b.is_active]
     for backend in opened:
         backend.activate()
     try:
+        prompts = prompts if prompts is not None else prompt_sets(candidate.max_points)  # known once active
         for image in images:
             tensor, input_size = T.preprocess_image(image, candidate.info.image_size)
             ref_features, our_features = reference.encode(tensor), candidate.encode(tensor)

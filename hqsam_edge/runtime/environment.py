@@ -29,11 +29,15 @@ def torch_status() -> BackendStatus:
     return BackendStatus("torch", True, f"torch {torch.__version__}; CPU only ({why})")
 
 
+ONNXRUNTIME_HINT = ("install ONNX Runtime: pip install 'hqsam-edge[cpu]' (onnxruntime) or 'hqsam-edge[gpu]' "
+                    "(onnxruntime-gpu, for CUDA / TensorRT; never both)")
+
+
 def onnxruntime_status() -> BackendStatus:
     try:
         import onnxruntime as ort
     except ImportError:
-        return BackendStatus("onnxruntime", False, "onnxruntime is not installed: pip install onnxruntime")
+        return BackendStatus("onnxruntime", False, f"onnxruntime is not installed: {ONNXRUNTIME_HINT}")
     providers = ort.get_available_providers()
     return BackendStatus("onnxruntime", True, f"onnxruntime {ort.__version__}; providers {', '.join(providers)}")
 
@@ -60,6 +64,15 @@ def tensorrt_status() -> BackendStatus:
         return BackendStatus("tensorrt", False, f"TensorRT {trt.__version__} found, but no CUDA device")
     names = ", ".join(cuda.Device(i).name() for i in range(count))
     return BackendStatus("tensorrt", True, f"TensorRT {trt.__version__}; {names}")
+
+
+def require_onnxruntime() -> None:
+    """``BackendUnavailableError`` naming the two packages when neither provides ``onnxruntime`` here."""
+    status = onnxruntime_status()
+    if not status.usable:
+        from ..errors import BackendUnavailableError
+
+        raise BackendUnavailableError(status.detail)
 
 
 def require_tensorrt() -> BackendStatus:

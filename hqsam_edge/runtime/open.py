@@ -17,8 +17,33 @@ def _torch_from_manifest(manifest, precision: str | None) -> Backend:
     return TorchBackend(manifest.build_model(), precision=precision or "fp32", info=ModelInfo.from_manifest(manifest))
 
 
-def open_backend(folder: str | Path, *, backend: str = "auto", precision: str | None = None) -> Backend:
-    """The backend for an artifact folder, as its manifest describes it."""
+def _onnxruntime(folder: Path, manifest, info: ModelInfo, precision: str | None,
+                 providers: list[str] | None) -> Backend:
+    """ONNX Runtime over the folder's graphs for ``providers``: under the TensorRT provider INT8 runs the Q/DQ
+    graph laid out for TensorRT (auto: when the folder has it; otherwise TensorRT is left out)."""
+    from ..errors import ArtifactError
+    from .onnxruntime_backend import TENSORRT, OnnxRuntimeBackend, resolve_providers
+
+    chosen = resolve_providers(providers)
+    artifact = manifest.find("onnxruntime", precision)
+    if chosen[0] == TENSORRT and artifact.precision == "int8":
+        try:
+            artifact = manifest.find("tensorrt", "int8", format="onnx")
+        except ArtifactError:
+            if providers:
+                raise ArtifactError(
+                    f"ONNX Runtime's TensorRT provider runs INT8 from the Q/DQ graph laid out for TensorRT, which "
+                    f"{folder} lacks: make it with `hqsam-edge build {folder} --backend onnxruntime --precision int8 "
+                    "--flavour tensorrt`") from None
+            chosen = chosen[1:]  # the ONNX Runtime layout runs on CUDA / the CPU
+    return OnnxRuntimeBackend(info, folder / artifact.files["encoder"], folder / artifact.files["decoder"],
+                              precision=artifact.precision, providers=chosen)
+
+
+def open_backend(folder: str | Path, *, backend: str = "auto", precision: str | None = None,
+                 providers: list[str] | None = None) -> Backend:
+    """The backend for an artifact folder, as its manifest describes it (``providers``: ONNX Runtime's execution
+    providers, names or aliases cpu / cuda / tensorrt, in order of preference; None: the best available)."""
     from ..export.manifest import read_manifest
     from .environment import require_tensorrt, tensorrt_status
 
@@ -28,7 +53,8 @@ def open_backend(folder: str | Path, *, backend: str = "auto", precision: str | 
     manifest = read_manifest(folder)
     info = ModelInfo.from_manifest(manifest)
     if backend == "auto":
-        has_engine = any(a.backend == "tensorrt" and precision in (None, a.precision) for a in manifest.artifacts)
+        has_engine = any(a.key[::2] == ("tensorrt", "engine") and precision in (None, a.precision)
+                         for a in manifest.artifacts)
         backend = "tensorrt" if has_engine and tensorrt_status().usable else "onnxruntime"
     if backend == "torch":
         return _torch_from_manifest(manifest, precision)
@@ -41,10 +67,6 @@ def open_backend(folder: str | Path, *, backend: str = "auto", precision: str | 
                                precision=artifact.precision,
                                expected_device={"gpu": artifact.device,
                                                 "compute_capability": artifact.extra.get("compute_capability", ""),
-                                                "tensorrt": "" if artifact.extra.get("version_compatible")
-                                                else artifact.tool_versions.get("tensorrt", "")})
-    artifact = manifest.find("onnxruntime", precision)
-    from .onnxruntime_backend import OnnxRuntimeBackend
-
-    return OnnxRuntimeBackend(info, folder / artifact.files["encoder"], folder / artifact.files["decoder"],
-                              precision=artifact.precision)
+                                                "tensorrt": artifact.tool_versions.get("tensorrt", "")},
+                               version_compatible=bool(artifact.extra.get("version_compatible")))
+    return _onnxruntime(folder, manifest, info, precision, providers)

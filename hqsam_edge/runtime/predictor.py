@@ -52,11 +52,13 @@ class Predictor:
         return cls(TorchBackend(model, device=device, precision=precision))
 
     @classmethod
-    def from_artifacts(cls, folder: str | Path, backend: str = "auto", precision: str | None = None) -> Predictor:
-        """Open an artifact folder written by ``hqsam-edge export`` / ``build``."""
+    def from_artifacts(cls, folder: str | Path, backend: str = "auto", precision: str | None = None,
+                       providers: list[str] | None = None) -> Predictor:
+        """Open an artifact folder written by ``hqsam-edge export`` / ``build`` (``providers``: ONNX Runtime's
+        execution providers, e.g. ``["cuda"]``; None: the best this onnxruntime has)."""
         from .open import open_backend
 
-        return cls(open_backend(folder, backend=backend, precision=precision))
+        return cls(open_backend(folder, backend=backend, precision=precision, providers=providers))
 
     def close(self) -> None:
         """Free the backend (sessions, engines, device memory); the predictor cannot be used afterwards."""

@@ -1,12 +1,26 @@
 """TensorRT backend through pycuda: engines from an artifact folder, on one GPU.
 
-Lifecycle (``Backend``): ``activate`` makes an explicit CUDA context,
-deserialises both engines once, and prepares per-thread state lazily (one
-execution context per thread and engine, a non-default stream, device
-buffers allocated once at the profile maximum, page-locked host buffers).
+Lifecycle (``Backend``): ``activate`` checks the engines were built for this
+TensorRT and GPU, retains the device's *primary* CUDA context (the one the CUDA
+runtime, torch and ONNX Runtime use, so they all share it), and deserialises
+both engines once under it, with the logger and runtime kept on the backend for
+as long as the engines live. Each thread that runs the engines gets its own
+state lazily (an execution context per engine, a stream, device buffers at the
+profile maximum, page-locked host buffers), recorded in one registry;
+``deactivate`` frees every thread's state, then the engines, with the context
+pushed on the calling thread, and releases the context (call it from the
+thread that activated, as pycuda's ``detach`` requires).
+
 ``encode`` leaves ``image_embeddings`` / ``hq_features`` on the device; the
 decoder reads them from there (no host round trip). Only the decoder's
-outputs come back to the host.
+outputs come back to the host. The engines' profile sets the backend's bounds
+(``max_prompts``, ``max_points``, ``max_batch``); ``Backend.decode`` splits
+more prompts into several calls.
+
+Version-compatible plans embed TensorRT's lean runtime (host code): they are
+loaded with ``engine_host_code_allowed`` only when the manifest records them as
+built version-compatible by hqsam-edge, and on a TensorRT at least as new as
+the one that built them (8.6 or newer).
 
 Uses the name-based I/O API (``set_input_shape``, ``set_tensor_address``,
 ``execute_async_v3``) of TensorRT 8.5 and later; ``tensorrt`` and ``pycuda``
@@ -15,6 +29,7 @@ are imported only here.
 
 from __future__ import annotations
 
+import gc
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +50,10 @@ def _shape(dims: trt.Dims) -> tuple[int, ...]:
     return tuple(int(dims[i]) for i in range(len(dims)))
 
 
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in text.split(".")[:3] if p.isdigit())
+
+
 @dataclass
 class _Buffers:
     """Device and page-locked host memory for each I/O tensor of one engine, sized at the profile maximum."""
@@ -51,34 +70,43 @@ class _ThreadState:
     generation: int = 0  # which set_image the encoder outputs on the device belong to
 
 
+def check_versions(built_with: str, running: str, version_compatible: bool) -> None:
+    """``ArtifactError`` unless engines built with TensorRT ``built_with`` load on ``running``: the same version,
+    or, for version-compatible plans (8.6+), a runtime at least as new."""
+    if not built_with or built_with == running:
+        return
+    if version_compatible and _version(built_with) >= (8, 6) and _version(running) >= _version(built_with):
+        return
+    hint = ("version-compatible plans load only on the TensorRT that built them or a newer one"
+            if version_compatible else "or build with --version-compatible on the oldest TensorRT that will load them")
+    raise ArtifactError(
+        f"these engines were built with TensorRT {built_with}, this machine has TensorRT {running}: build them "
+        f"again here with `hqsam-edge build DIR --backend tensorrt` ({hint})")
+
+
 class TensorRTBackend(Backend):
     name = "tensorrt"
 
     def __init__(self, info: ModelInfo, encoder_engine: str | Path, decoder_engine: str | Path, *,
-                 precision: str, device_index: int = 0, expected_device: dict[str, str] | None = None) -> None:
+                 precision: str, device_index: int = 0, expected_device: dict[str, str] | None = None,
+                 version_compatible: bool = False) -> None:
         super().__init__(info)
         self.paths = {"encoder": Path(encoder_engine), "decoder": Path(decoder_engine)}
         self.precision = precision
         self.device_index = device_index
         self.expected_device = expected_device or {}
+        self.version_compatible = version_compatible
         self._local = threading.local()
         self._lock = threading.Lock()
+        self._states: list[_ThreadState] = []  # every thread's state, freed together in deactivate
         self._generation = 0
 
     # -- lifecycle ------------------------------------------------------------
-    def _activate(self) -> None:
-        try:
-            import pycuda.driver as cuda
-            import tensorrt as trt
-        except ImportError as exc:
-            raise BackendUnavailableError(f"the tensorrt backend needs TensorRT and pycuda ({exc})") from None
-        built_with = self.expected_device.get("tensorrt")
-        if built_with and built_with != trt.__version__:
-            raise ArtifactError(
-                f"these engines were built with TensorRT {built_with}, this machine has TensorRT {trt.__version__}: "
-                "build them again here with `hqsam-edge build DIR --backend tensorrt` (or build with "
-                "--version-compatible to load them with a newer TensorRT)"
-            )
+    def _check_device(self) -> Any:
+        import pycuda.driver as cuda
+        import tensorrt as trt
+
+        check_versions(self.expected_device.get("tensorrt", ""), trt.__version__, self.version_compatible)
         cuda.init()
         device = cuda.Device(self.device_index)
         major, minor = device.compute_capability()
@@ -89,31 +117,77 @@ class TensorRTBackend(Backend):
                 f"({self.expected_device.get('gpu', '?')}), this GPU is {device.name()} ({major}.{minor}): "
                 "build them again here with `hqsam-edge build DIR --backend tensorrt`"
             )
-        self._cuda = cuda
-        self._ctx = device.make_context()
+        return device
+
+    def _load_engines(self) -> None:
+        import tensorrt as trt
+
+        self._logger = trt.Logger(trt.Logger.WARNING)  # the logger and runtime outlive the engines they made
+        runtime = trt.Runtime(self._logger)
+        self._runtime: trt.Runtime | None = runtime
+        if self.version_compatible:
+            if not hasattr(runtime, "engine_host_code_allowed"):
+                raise BackendUnavailableError(f"TensorRT {trt.__version__} cannot load version-compatible engines "
+                                              "(8.6 or newer can)")
+            runtime.engine_host_code_allowed = True  # the plans embed the lean runtime
+        self.engines: dict[str, trt.ICudaEngine] = {}
+        for graph, path in self.paths.items():
+            engine = runtime.deserialize_cuda_engine(path.read_bytes())
+            if engine is None:
+                raise ArtifactError(
+                    f"TensorRT {trt.__version__} cannot load {path.name} (built by another TensorRT version or "
+                    "for another GPU?): build it again with `hqsam-edge build DIR --backend tensorrt`"
+                )
+            self.engines[graph] = engine
+        self._set_limits()
+
+    def _set_limits(self) -> None:
+        """The backend's bounds from the engines' profiles."""
+        decoder, encoder = self.engines["decoder"], self.engines["encoder"]
+        coords = self._max_input_shape(decoder, C.POINT_COORDS.name)
+        self.max_prompts, self.max_points = coords[0], coords[1]
+        self.max_batch = self._max_input_shape(encoder, C.IMAGE.name)[0]
+
+    def _activate(self) -> None:
         try:
-            logger = trt.Logger(trt.Logger.WARNING)
-            runtime = trt.Runtime(logger)
-            self.engines: dict[str, trt.ICudaEngine] = {}
-            for graph, path in self.paths.items():
-                engine = runtime.deserialize_cuda_engine(path.read_bytes())
-                if engine is None:
-                    raise ArtifactError(
-                        f"TensorRT {trt.__version__} cannot load {path.name} (built by another TensorRT version or "
-                        "for another GPU?): build it again with `hqsam-edge build DIR --backend tensorrt`"
-                    )
-                self.engines[graph] = engine
-            self._device_name = device.name()
-        finally:
-            self._ctx.pop()
+            import pycuda.driver as cuda
+            import tensorrt  # noqa: F401 - both must import before anything is touched
+        except ImportError as exc:
+            raise BackendUnavailableError(f"the tensorrt backend needs TensorRT and pycuda ({exc})") from None
+        device = self._check_device()
+        self._cuda = cuda
+        self._ctx = device.retain_primary_context()
+        self._ctx.push()
+        try:
+            self._load_engines()
+        except BaseException:
+            self._release()
+            cuda.Context.pop()
+            self._ctx.detach()
+            raise
+        cuda.Context.pop()
+        self._device_name = device.name()
+
+    def _release(self) -> None:
+        """Every thread's contexts and buffers, then the engines and runtime: freed while the context is current
+        on this thread (its caller pushed it)."""
+        with self._lock:
+            for state in self._states:
+                state.contexts.clear()
+                state.buffers.clear()
+                state.stream = None
+            self._states.clear()
+        self._local = threading.local()
+        self.engines = {}
+        self._runtime = None
+        gc.collect()  # the device frees run now, with the context current
 
     def _deactivate(self) -> None:
         self._ctx.push()
         try:
-            self._local = threading.local()
-            self.engines = {}
+            self._release()
         finally:
-            self._ctx.pop()
+            self._cuda.Context.pop()
             self._ctx.detach()
 
     @property
@@ -126,17 +200,14 @@ class TensorRTBackend(Backend):
         return [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
 
     @staticmethod
-    def _max_shape(engine: trt.ICudaEngine, context: trt.IExecutionContext, name: str) -> tuple[int, ...]:
-        import tensorrt as trt
+    def _max_input_shape(engine: trt.ICudaEngine, name: str) -> tuple[int, ...]:
+        """An input's largest shape: its profile maximum if it is dynamic, else its static shape."""
+        static = _shape(engine.get_tensor_shape(name))
+        if -1 not in static:
+            return static
+        return _shape(engine.get_tensor_profile_shape(name, 0)[2])
 
-        if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
-            return _shape(engine.get_tensor_profile_shape(name, 0)[2])
-        return _shape(context.get_tensor_shape(name))
-
-    def _state(self) -> _ThreadState:
-        state = getattr(self._local, "state", None)
-        if state is not None:
-            return state
+    def _new_state(self) -> _ThreadState:
         import tensorrt as trt
 
         cuda = self._cuda
@@ -144,12 +215,13 @@ class TensorRTBackend(Backend):
         buffers: dict[str, _Buffers] = {}
         for graph, engine in self.engines.items():
             context = engine.create_execution_context()
-            for name in self._io_names(engine):  # maximum input shapes give the maximum output shapes
-                if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
-                    context.set_input_shape(name, _shape(engine.get_tensor_profile_shape(name, 0)[2]))
+            inputs = [n for n in self._io_names(engine) if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+            for name in inputs:  # maximum input shapes give the maximum output shapes
+                context.set_input_shape(name, self._max_input_shape(engine, name))
             bufs = _Buffers()
             for name in self._io_names(engine):
-                shape = self._max_shape(engine, context, name)
+                shape = (self._max_input_shape(engine, name) if name in inputs
+                         else _shape(context.get_tensor_shape(name)))
                 dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(name)))
                 bufs.host[name] = cuda.pagelocked_empty(int(np.prod(shape)), dtype)
                 bufs.device[name] = cuda.mem_alloc(max(1, bufs.host[name].nbytes))
@@ -157,8 +229,15 @@ class TensorRTBackend(Backend):
         # The decoder reads the encoder's outputs where the encoder wrote them.
         for spec in C.encoder_outputs(self.info.is_hq):
             buffers["decoder"].device[spec.name] = buffers["encoder"].device[spec.name]
-        state = _ThreadState(contexts, buffers, cuda.Stream())
-        self._local.state = state
+        return _ThreadState(contexts, buffers, cuda.Stream())
+
+    def _state(self) -> _ThreadState:
+        state = getattr(self._local, "state", None)
+        if state is None:
+            state = self._new_state()
+            with self._lock:
+                self._states.append(state)
+            self._local.state = state
         return state
 
     def _run(self, graph: str, inputs: dict[str, np.ndarray], fetch: list[str]) -> dict[str, np.ndarray]:
@@ -167,14 +246,12 @@ class TensorRTBackend(Backend):
         engine, context, bufs = self.engines[graph], state.contexts[graph], state.buffers[graph]
         for name, array in inputs.items():
             array = np.ascontiguousarray(array, dtype=bufs.host[name].dtype)
-            if array.size > bufs.host[name].size:
-                raise UsageError(f"{name} {array.shape} exceeds the engine's profile; build with larger "
-                                 "--max-prompts / --max-points")
+            if array.size > bufs.host[name].size or not context.set_input_shape(name, array.shape):
+                raise UsageError(f"{name} {array.shape} is outside the engine's profile; build with larger "
+                                 "--max-prompts / --max-points / --max-batch")
             host = bufs.host[name][: array.size]
             host[...] = array.ravel()
             cuda.memcpy_htod_async(bufs.device[name], host, state.stream)
-            if not context.set_input_shape(name, array.shape):
-                raise UsageError(f"{name} {array.shape} is outside the engine's profile")
         for name in self._io_names(engine):
             context.set_tensor_address(name, int(bufs.device[name]))
         if not context.execute_async_v3(state.stream.handle):
@@ -184,12 +261,13 @@ class TensorRTBackend(Backend):
             shape = _shape(context.get_tensor_shape(name))
             host = bufs.host[name][: int(np.prod(shape))]
             cuda.memcpy_dtoh_async(host, bufs.device[name], state.stream)
-            out[name] = host
+            out[name] = (host, shape)
         state.stream.synchronize()
-        return {name: np.array(value).reshape(_shape(context.get_tensor_shape(name))) for name, value in out.items()}
+        return {name: np.array(host).reshape(shape) for name, (host, shape) in out.items()}
 
     # -- Backend --------------------------------------------------------------
     def encode(self, image: np.ndarray) -> int:
+        self.check_batch(image)
         self._ctx.push()
         try:
             self._run("encoder", {C.IMAGE.name: image}, fetch=[])
@@ -198,10 +276,10 @@ class TensorRTBackend(Backend):
                 self._state().generation = self._generation
                 return self._generation
         finally:
-            self._ctx.pop()
+            self._cuda.Context.pop()
 
     def _decode(self, features: int, prompts: dict[str, np.ndarray], *, multimask_output: bool,
-               hq_token_only: bool) -> dict[str, np.ndarray]:
+                hq_token_only: bool) -> dict[str, np.ndarray]:
         if multimask_output != self.info.multimask_output or hq_token_only != self.info.hq_token_only:
             raise UsageError("these engines fix multimask_output / hq_token_only as exported; export again to change")
         self._ctx.push()
@@ -210,7 +288,7 @@ class TensorRTBackend(Backend):
                 raise UsageError("the image features on the device belong to another image: call set_image again")
             return self._run("decoder", prompts, fetch=[s.name for s in C.decoder_outputs()])
         finally:
-            self._ctx.pop()
+            self._cuda.Context.pop()
 
     def features_to_numpy(self, features: int) -> dict[str, np.ndarray]:
         cuda = self._cuda
@@ -226,4 +304,4 @@ class TensorRTBackend(Backend):
                 out[spec.name] = host
             return out
         finally:
-            self._ctx.pop()
+            cuda.Context.pop()

@@ -1,0 +1,412 @@
+"""A recording stand-in for the ``tensorrt`` module: it proves which calls we make, never that they run on a GPU.
+
+Neither TensorRT nor pycuda can be installed on the development machines, so the engine builder and the
+TensorRT backend are exercised against this double and ``recording_pycuda``, installed into ``sys.modules``
+by ``install``. Every class, method, attribute and enum member it defines is one that TensorRT 10.13's type
+stubs (``tensorrt-stubs``) define too (``test_recording_stand_in_names_are_tensorrts``), so the code under test
+cannot lean on an API the real module lacks; what TensorRT does with the calls is not emulated beyond:
+
+- the ONNX parser makes one layer per ONNX node, named after it, of the ``LayerType`` TensorRT's importer
+  makes of that op, so precision pins can be read back; strongly typed networks refuse precision setters;
+- ``IBuilderConfig`` starts with TF32 on (TensorRT's default) and refuses a timing cache that is not its own;
+- ``build_serialized_network`` records the build (``BUILDS``) and returns a JSON "plan": the ONNX graph, the
+  profile, whether it is version compatible;
+- ``Runtime.deserialize_cuda_engine`` makes an engine that runs that ONNX graph with ONNX Runtime on the CPU,
+  reading its inputs from and writing its outputs to ``recording_pycuda``'s device memory at the addresses
+  it was given, and refuses shapes outside its profile and version-compatible plans without host code allowed.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from . import recording_pycuda as cuda
+
+__version__ = "10.13.0.35"
+
+
+class _Member:
+    """An enum member: a name and TensorRT 10.13's value."""
+
+    def __init__(self, owner: str, name: str, value: int) -> None:
+        self.owner, self.name, self.value = owner, name, value
+
+    def __int__(self) -> int:
+        return self.value
+
+    def __repr__(self) -> str:
+        return f"<{self.owner}.{self.name}: {self.value}>"
+
+
+def _enum(owner: str, **members: int) -> type:
+    return type(owner, (), {name: _Member(owner, name, value) for name, value in members.items()})
+
+
+NetworkDefinitionCreationFlag = _enum("NetworkDefinitionCreationFlag", EXPLICIT_BATCH=0, STRONGLY_TYPED=1)
+BuilderFlag = _enum("BuilderFlag", FP16=0, INT8=1, GPU_FALLBACK=3, TF32=6, OBEY_PRECISION_CONSTRAINTS=9,
+                    PREFER_PRECISION_CONSTRAINTS=10, DIRECT_IO=11, VERSION_COMPATIBLE=13, EXCLUDE_LEAN_RUNTIME=14)
+MemoryPoolType = _enum("MemoryPoolType", WORKSPACE=0)
+DeviceType = _enum("DeviceType", GPU=0, DLA=1)
+LayerType = _enum("LayerType", CONVOLUTION=0, CAST=1, ACTIVATION=2, SOFTMAX=6, CONCATENATION=8, ELEMENTWISE=9,
+                  UNARY=11, SHUFFLE=13, REDUCE=14, GATHER=16, MATRIX_MULTIPLY=17, CONSTANT=19, SLICE=22,
+                  QUANTIZE=32, DEQUANTIZE=33, NORMALIZATION=45)
+TensorIOMode = _enum("TensorIOMode", NONE=0, INPUT=1, OUTPUT=2)
+DataType = _enum("DataType", FLOAT=0, HALF=1, INT8=2, INT32=3, BOOL=4, INT64=8)
+float32, float16, int32 = DataType.FLOAT, DataType.HALF, DataType.INT32
+_NUMPY = {DataType.FLOAT: np.float32, DataType.HALF: np.float16, DataType.INT32: np.int32, DataType.BOOL: np.bool_}
+
+# ONNX op -> the layer TensorRT's ONNX importer makes of it (one layer per node: enough for the checks)
+_LAYER_OF = {"Conv": "CONVOLUTION", "ConvTranspose": "CONVOLUTION", "MatMul": "MATRIX_MULTIPLY",
+             "Gemm": "MATRIX_MULTIPLY", "LayerNormalization": "NORMALIZATION", "Softmax": "SOFTMAX",
+             "ReduceMean": "REDUCE", "ReduceSum": "REDUCE", "Sqrt": "UNARY", "Exp": "UNARY", "Erf": "UNARY",
+             "Reciprocal": "UNARY", "Sin": "UNARY", "Cos": "UNARY", "Pow": "ELEMENTWISE", "Add": "ELEMENTWISE",
+             "Mul": "ELEMENTWISE", "Sub": "ELEMENTWISE", "Div": "ELEMENTWISE", "Cast": "CAST",
+             "QuantizeLinear": "QUANTIZE", "DequantizeLinear": "DEQUANTIZE", "Gather": "GATHER",
+             "Concat": "CONCATENATION", "Slice": "SLICE", "Constant": "CONSTANT"}
+
+
+def nptype(trt_type: _Member) -> type:
+    return _NUMPY[trt_type]
+
+
+class ILogger:
+    Severity = _enum("Severity", INTERNAL_ERROR=0, ERROR=1, WARNING=2, INFO=3, VERBOSE=4)
+
+
+class Logger(ILogger):
+    WARNING = ILogger.Severity.WARNING
+
+    def __init__(self, min_severity: _Member = ILogger.Severity.WARNING) -> None:
+        self.min_severity = min_severity
+
+
+class Dims(tuple):
+    def __new__(cls, shape: Any = ()) -> Dims:
+        return super().__new__(cls, tuple(int(d) for d in shape))
+
+
+# -- building ----------------------------------------------------------------------------------------------------
+
+
+class ITensor:
+    def __init__(self, name: str, dtype: _Member = DataType.FLOAT) -> None:
+        self.name, self.dtype = name, dtype
+
+
+class ILayer:
+    def __init__(self, network: INetworkDefinition, name: str, type: _Member, outputs: list[ITensor]) -> None:  # noqa: A002
+        self._network, self.name, self.type, self._outputs = network, name, type, outputs
+        self.precision_is_set = False
+        self._precision = DataType.FLOAT
+        self.output_types: dict[int, _Member] = {}
+
+    @property
+    def num_outputs(self) -> int:
+        return len(self._outputs)
+
+    def get_output(self, index: int) -> ITensor:
+        return self._outputs[index]
+
+    @property
+    def precision(self) -> _Member:
+        return self._precision
+
+    @precision.setter
+    def precision(self, value: _Member) -> None:
+        if self._network.strongly_typed:
+            raise RuntimeError("strongly typed networks reject ILayer.precision")
+        self._precision, self.precision_is_set = value, True
+
+    def set_output_type(self, index: int, dtype: _Member) -> None:
+        if self._network.strongly_typed:
+            raise RuntimeError("strongly typed networks reject ILayer.set_output_type")
+        self.output_types[index] = dtype
+
+
+class INetworkDefinition:
+    def __init__(self, flags: int) -> None:
+        self.flags = flags
+        self.strongly_typed = bool(flags & (1 << int(NetworkDefinitionCreationFlag.STRONGLY_TYPED)))
+        self.layers: list[ILayer] = []
+        self.onnx = ""
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.layers)
+
+    def get_layer(self, index: int) -> ILayer:
+        return self.layers[index]
+
+
+class OnnxParser:
+    def __init__(self, network: INetworkDefinition, logger: ILogger) -> None:
+        self.network = network
+        self.errors: list[str] = []
+
+    @property
+    def num_errors(self) -> int:
+        return len(self.errors)
+
+    def get_error(self, index: int) -> str:
+        return self.errors[index]
+
+    def parse_from_file(self, model: str) -> bool:
+        import onnx
+
+        for node in onnx.load(model, load_external_data=False).graph.node:
+            kind = getattr(LayerType, _LAYER_OF.get(node.op_type, "SHUFFLE"))
+            self.network.layers.append(ILayer(self.network, node.name, kind, [ITensor(o) for o in node.output]))
+        self.network.onnx = str(model)
+        return True
+
+
+class IOptimizationProfile:
+    def __init__(self) -> None:
+        self.shapes: dict[str, tuple[tuple[int, ...], ...]] = {}
+
+    def set_shape(self, input: str, min: Dims, opt: Dims, max: Dims) -> None:  # noqa: A002 - TensorRT's names
+        self.shapes[input] = (tuple(min), tuple(opt), tuple(max))
+
+
+class ITimingCache:
+    MAGIC = b"recording-timing-cache"
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data or self.MAGIC
+
+    def serialize(self) -> bytes:
+        return self.data
+
+
+class IProgressMonitor:
+    def __init__(self) -> None:
+        pass
+
+
+class IBuilderConfig:
+    def __init__(self) -> None:
+        self.flags = {BuilderFlag.TF32}  # TensorRT's default: TF32 on
+        self.pools: dict[_Member, int] = {}
+        self.profiles: list[IOptimizationProfile] = []
+        self.default_device_type = DeviceType.GPU
+        self.DLA_core = -1
+        self.timing_cache: ITimingCache | None = None
+        self.progress_monitor: IProgressMonitor | None = None
+
+    def set_flag(self, flag: _Member) -> None:
+        self.flags.add(flag)
+
+    def clear_flag(self, flag: _Member) -> None:
+        self.flags.discard(flag)
+
+    def get_flag(self, flag: _Member) -> bool:
+        return flag in self.flags
+
+    def set_memory_pool_limit(self, pool: _Member, pool_size: int) -> None:
+        self.pools[pool] = pool_size
+
+    def add_optimization_profile(self, profile: IOptimizationProfile) -> int:
+        self.profiles.append(profile)
+        return len(self.profiles) - 1
+
+    def create_timing_cache(self, serialized_timing_cache: bytes) -> ITimingCache:
+        return ITimingCache(bytes(serialized_timing_cache))
+
+    def set_timing_cache(self, cache: ITimingCache, ignore_mismatch: bool) -> bool:
+        if not cache.data.startswith(ITimingCache.MAGIC):
+            return False  # a cache of another TensorRT version or GPU
+        self.timing_cache = cache
+        return True
+
+    def get_timing_cache(self) -> ITimingCache | None:
+        return self.timing_cache
+
+
+@dataclass
+class BuildRecord:
+    """One ``build_serialized_network`` call, as the tests read it."""
+
+    onnx: str
+    strongly_typed: bool
+    explicit_batch: bool
+    flags: set[str]
+    workspace: int | None
+    profile: dict[str, tuple[tuple[int, ...], ...]]
+    device: str
+    dla_core: int
+    fp32_layers: list[str]
+    timing_cache: bool
+
+
+BUILDS: list[BuildRecord] = []
+
+
+class Builder:
+    num_DLA_cores = 0
+
+    def __init__(self, logger: ILogger) -> None:
+        self.logger = logger
+
+    def create_network(self, flags: int = 0) -> INetworkDefinition:
+        return INetworkDefinition(flags)
+
+    def create_builder_config(self) -> IBuilderConfig:
+        return IBuilderConfig()
+
+    def create_optimization_profile(self) -> IOptimizationProfile:
+        return IOptimizationProfile()
+
+    def build_serialized_network(self, network: INetworkDefinition, config: IBuilderConfig) -> bytes:
+        profile = config.profiles[0].shapes if config.profiles else {}
+        BUILDS.append(BuildRecord(
+            network.onnx, network.strongly_typed, bool(network.flags & 1), {f.name for f in config.flags},
+            config.pools.get(MemoryPoolType.WORKSPACE), profile, config.default_device_type.name, config.DLA_core,
+            [layer.name for layer in network.layers if layer.precision_is_set], config.timing_cache is not None))
+        plan = {"onnx": network.onnx, "profile": {k: [list(s) for s in v] for k, v in profile.items()},
+                "version_compatible": BuilderFlag.VERSION_COMPATIBLE in config.flags}
+        return json.dumps(plan).encode()
+
+
+# -- running -----------------------------------------------------------------------------------------------------
+
+
+class Runtime:
+    def __init__(self, logger: ILogger) -> None:
+        self.logger = logger
+        self.engine_host_code_allowed = False
+
+    def deserialize_cuda_engine(self, serialized_engine: bytes) -> ICudaEngine | None:
+        cuda.DRIVER.require_current("deserialize_cuda_engine")
+        try:
+            plan = json.loads(bytes(serialized_engine))
+        except ValueError:
+            return None  # not a plan (TensorRT logs an error and returns None)
+        if plan["version_compatible"] and not self.engine_host_code_allowed:
+            return None  # a plan that embeds the lean runtime needs host code allowed
+        return ICudaEngine(plan, self)
+
+
+class ICudaEngine:
+    def __init__(self, plan: dict, runtime: Runtime) -> None:
+        import onnxruntime as ort
+
+        self.runtime = runtime  # engines keep their runtime alive, as TensorRT's bindings do
+        self.session = ort.InferenceSession(plan["onnx"], providers=["CPUExecutionProvider"])
+        self.profile = {k: [tuple(s) for s in v] for k, v in plan["profile"].items()}
+        self.inputs = {i.name: i for i in self.session.get_inputs()}
+        self.outputs = {o.name: o for o in self.session.get_outputs()}
+        self.names = list(self.inputs) + list(self.outputs)
+        self.profile_queries: list[str] = []
+
+    @property
+    def num_io_tensors(self) -> int:
+        return len(self.names)
+
+    def get_tensor_name(self, index: int) -> str:
+        return self.names[index]
+
+    def get_tensor_mode(self, name: str) -> _Member:
+        return TensorIOMode.INPUT if name in self.inputs else TensorIOMode.OUTPUT
+
+    def get_tensor_dtype(self, name: str) -> _Member:
+        return DataType.FLOAT
+
+    def get_tensor_shape(self, name: str) -> Dims:
+        meta = self.inputs.get(name) or self.outputs[name]
+        return Dims(d if isinstance(d, int) else -1 for d in meta.shape)
+
+    def get_tensor_profile_shape(self, name: str, profile_index: int) -> list[Dims]:
+        self.profile_queries.append(name)
+        if name not in self.profile:
+            raise RuntimeError(f"{name} is not a dynamic input of the profile")
+        return [Dims(s) for s in self.profile[name]]
+
+    def create_execution_context(self) -> IExecutionContext:
+        cuda.DRIVER.require_current("create_execution_context")
+        return IExecutionContext(self)
+
+
+class IExecutionContext:
+    def __init__(self, engine: ICudaEngine) -> None:
+        self.engine = engine
+        self.shapes: dict[str, tuple[int, ...]] = {}
+        self.addresses: dict[str, int] = {}
+        self.output_shapes: dict[str, tuple[int, ...]] = {}
+        self.thread = threading.get_ident()
+
+    def set_input_shape(self, name: str, shape: Any) -> bool:
+        shape = tuple(int(d) for d in shape)
+        static = tuple(self.engine.get_tensor_shape(name))
+        lo, _, hi = self.engine.profile.get(name, (static, static, static))
+        if len(shape) != len(lo) or any(s < a or s > b for s, a, b in zip(shape, lo, hi)):
+            return False  # TensorRT logs the profile error and refuses
+        self.shapes[name] = shape
+        self.output_shapes = {}
+        return True
+
+    def get_tensor_shape(self, name: str) -> Dims:
+        if name in self.engine.inputs:
+            return Dims(self.shapes.get(name, self.engine.get_tensor_shape(name)))
+        if name not in self.output_shapes:  # inferred from the input shapes, as TensorRT does
+            self.output_shapes.update(self._infer_output_shapes())
+        return Dims(self.output_shapes[name])
+
+    def _infer_output_shapes(self) -> dict[str, tuple[int, ...]]:
+        symbols = {}
+        for name, meta in self.engine.inputs.items():
+            for dim, value in zip(meta.shape, self.shapes.get(name, ())):
+                if isinstance(dim, str):
+                    symbols[dim] = value
+        shapes = {o: tuple(symbols.get(d, -1) if isinstance(d, str) else d for d in meta.shape)
+                  for o, meta in self.engine.outputs.items()}
+        if all(-1 not in s for s in shapes.values()):
+            return shapes
+        feeds = {n: np.zeros(s, np.float32) for n, s in self.shapes.items()}  # a symbol of its own: run it
+        return {o: tuple(v.shape) for o, v in zip(self.engine.outputs, self.engine.session.run(None, feeds))}
+
+    def set_tensor_address(self, name: str, memory: int) -> bool:
+        self.addresses[name] = int(memory)
+        return True
+
+    def execute_async_v3(self, stream_handle: int) -> bool:
+        if threading.get_ident() != self.thread:
+            cuda.DRIVER.errors.append("an IExecutionContext ran on another thread than the one that made it")
+        cuda.DRIVER.require_current("execute_async_v3")
+        feeds = {name: np.frombuffer(bytes(cuda.DRIVER.memory[self.addresses[name]]), np.float32,
+                                     count=int(np.prod(shape))).reshape(shape)
+                 for name, shape in self.shapes.items()}
+        for name, value in zip(self.engine.outputs, self.engine.session.run(None, feeds)):
+            data = np.ascontiguousarray(value, np.float32).tobytes()
+            buffer = cuda.DRIVER.memory[self.addresses[name]]
+            if len(data) > len(buffer):
+                raise RuntimeError(f"{name} overflows its device buffer ({len(data)} > {len(buffer)} bytes)")
+            buffer[: len(data)] = data
+            self.output_shapes[name] = tuple(value.shape)
+        EXECUTIONS.append({name: shape for name, shape in self.shapes.items()})
+        return True
+
+
+EXECUTIONS: list[dict[str, tuple[int, ...]]] = []
+
+
+def install(monkeypatch, version: str = __version__) -> None:
+    """This double as ``tensorrt`` (reporting ``version``) and ``recording_pycuda`` as ``pycuda.driver``."""
+    import sys
+    import types
+
+    cuda.reset()
+    BUILDS.clear()
+    EXECUTIONS.clear()
+    module = sys.modules[__name__]
+    monkeypatch.setattr(module, "__version__", version)
+    monkeypatch.setattr(Builder, "num_DLA_cores", 0)
+    pycuda = types.ModuleType("pycuda")
+    pycuda.driver = cuda  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "tensorrt", module)
+    monkeypatch.setitem(sys.modules, "pycuda", pycuda)
+    monkeypatch.setitem(sys.modules, "pycuda.driver", cuda)
