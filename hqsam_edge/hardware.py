@@ -50,16 +50,23 @@ L4T_TO_JETPACK: dict[str, str] = {
     "36.4.4": "6.2.1",
     "38.2.0": "7.0",
     "38.4.0": "7.1",
+    "39.2.0": "7.2",
 }
 
-# JetPack release -> the TensorRT it ships (what `build` will meet on that board).
+# JetPack release -> the TensorRT it ships (what `build` will meet on that board). JetPack 5.0.x's 8.4 is below
+# hqsam-edge's floor (8.5: the name-based I/O API); TensorRT 11 comes to Jetson only as the SBSA build on
+# JetPack 7.2.2 and later (NVIDIA's "Migrating TensorRT from 10.x to 11.x on Jetson").
 JETPACK_TENSORRT: dict[str, str] = {
-    "5": "8.5",
+    "5.0": "8.4",
+    "5.1": "8.5",
     "6.0": "8.6",
     "6.1": "10.3",
     "6.2": "10.3",
     "7.0": "10.13",
+    "7.1": "10.13",
+    "7.2": "10.16",
 }
+MIN_TENSORRT = "8.5"
 
 TENSORRT_HINT = (
     "install the extra: pip install 'hqsam-edge[tensorrt]' (x86_64 with an NVIDIA driver); on Jetson use "
@@ -176,6 +183,13 @@ def jetpack_for(l4t: str) -> str:
         return L4T_TO_JETPACK[l4t]
     padded = ".".join((l4t.split(".") + ["0", "0"])[:3])
     return L4T_TO_JETPACK.get(padded, "")
+
+
+def _older(version: str, than: str) -> bool:
+    def parts(v: str) -> tuple[int, ...]:
+        return tuple(int(x) for x in v.split(".") if x.isdigit())
+
+    return parts(version) < parts(than)
 
 
 def tensorrt_for_jetpack(jetpack: str) -> str:
@@ -314,7 +328,10 @@ def detect_platform(root: str | Path = "/", run: Runner = _run, *, probe_python:
             p.notes.append("TensorRT's Python module is not installed (the tensorrt backend row says how to add it)")
             if p.is_jetson and p.jetpack:
                 trt = tensorrt_for_jetpack(p.jetpack)
-                if trt:
+                if trt and _older(trt, MIN_TENSORRT):
+                    p.notes.append(f"JetPack {p.jetpack} ships TensorRT {trt}, older than the {MIN_TENSORRT} "
+                                   "hqsam-edge needs: upgrade to JetPack 5.1 or newer for TensorRT engines")
+                elif trt:
                     p.notes.append(f"JetPack {p.jetpack} ships TensorRT {trt} (apt install python3-libnvinfer)")
     return p
 

@@ -1,12 +1,11 @@
 """Mask IoU and boundary IoU (Cheng et al., CVPR 2021), on boolean masks.
 
-A leaf module (numpy and OpenCV only, nothing from this package), so that
+A leaf module (numpy, and OpenCV for boundaries; nothing from this package), so that
 every stage may use it: export and calibration checks as well as evaluation.
 """
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 
 
@@ -26,6 +25,8 @@ def mask_boundary(mask: np.ndarray, dilation_ratio: float = 0.02) -> np.ndarray:
     kernel applied ``d`` times, with a zero border so that the image edge
     counts as a contour.
     """
+    import cv2  # here, so that mask IoU needs numpy alone
+
     mask = np.asarray(mask, np.uint8)
     h, w = mask.shape
     d = max(1, int(round(dilation_ratio * np.sqrt(h * h + w * w))))

@@ -78,6 +78,7 @@ class BenchRow:
     versions: dict[str, str] = field(default_factory=dict)
     machine: dict[str, Any] = field(default_factory=dict)
     scaling: dict[str, dict[str, float]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # measurements left out, and why
     error: str | None = None
 
 
@@ -246,7 +247,8 @@ def _gpu_encoder_ms(backend, tensor: np.ndarray, iters: int) -> float:
 
 
 def _scaling(predictor, tensor: np.ndarray, opts: dict, iters: int, sync) -> dict[str, dict[str, float]]:
-    """Decoder ms by prompts per call, encoder images/s by batch."""
+    """Decoder ms by prompts per call (more than a profile's ``max_prompts`` in several calls), encoder images/s by
+    batch (batches above the backend's ``max_batch`` are skipped and listed in ``skipped_batches``)."""
     backend, features = predictor.backend, predictor._features
     out: dict[str, dict[str, float]] = {"decoder_ms_by_prompts": {}, "encoder_images_per_s_by_batch": {}}
     for p in PROMPT_SCALING:
@@ -254,6 +256,9 @@ def _scaling(predictor, tensor: np.ndarray, opts: dict, iters: int, sync) -> dic
         out["decoder_ms_by_prompts"][str(p)] = timed(lambda: backend.decode(features, feeds, **opts),
                                                      max(1, iters // 2), 1, sync)[0]
     for b in BATCH_SCALING:
+        if backend.max_batch is not None and b > backend.max_batch:  # outside the engine's profile: not run
+            out.setdefault("skipped_batches", {})[str(b)] = float(backend.max_batch)
+            continue
         batch = np.repeat(tensor, b, axis=0)
         ms = timed(lambda batch=batch: backend.encode(batch), max(1, iters // 2), 1, sync)[0]
         out["encoder_images_per_s_by_batch"][str(b)] = 1000 * b / ms
@@ -264,6 +269,7 @@ def measure(target: Target, iters: int, warmup: int, scaling: bool, workdir: str
     """One row. Runs in its own process when called through ``run_rows``."""
     from ..data import transforms as T
     from ..data.synthetic import demo_image
+    from ..export import contract as C
 
     base = {**_base_fields(target, iters), "versions": _versions(), "machine": _machine()}
     if target.reference:
@@ -274,15 +280,20 @@ def measure(target: Target, iters: int, warmup: int, scaling: bool, workdir: str
         cuda_sync = _cuda_sync(backend)
         sync = cuda_sync or (lambda: None)
         tensor, _ = T.preprocess_image(image, predictor.info.image_size)
-        predictor.set_image(image)
-        features = predictor._features
         opts = dict(multimask_output=predictor.info.multimask_output, hq_token_only=predictor.info.hq_token_only)
         enc = timed(lambda: backend.encode(tensor), iters, warmup, sync)
         gpu_encoder_ms = _gpu_encoder_ms(backend, tensor, iters) if cuda_sync else None
+        predictor.set_image(image)  # after the encoder runs: a TensorRT backend keeps one image's features
+        features = predictor._features
         one, ten, sixteen = (_prompt_feeds(predictor, 1), _prompt_feeds(predictor, 1, points=10),
                              _prompt_feeds(predictor, 16))
         dec = timed(lambda: backend.decode(features, one, **opts), iters, warmup, sync)
-        dec10 = timed(lambda: backend.decode(features, ten, **opts), iters, warmup, sync)
+        notes = []
+        if backend.max_points is not None and ten[C.POINT_COORDS.name].shape[1] > backend.max_points:
+            dec10 = (float("nan"), float("nan"))
+            notes.append(f"10 points not run: the decoder's profile takes at most {backend.max_points} points")
+        else:
+            dec10 = timed(lambda: backend.decode(features, ten, **opts), iters, warmup, sync)
         dec16 = timed(lambda: backend.decode(features, sixteen, **opts), max(1, iters // 2), 1, sync)
 
         def end_to_end():
@@ -301,7 +312,7 @@ def measure(target: Target, iters: int, warmup: int, scaling: bool, workdir: str
     return BenchRow(**base, device=device, encoder_ms=enc[0], encoder_p90_ms=enc[1], decoder_ms=dec[0],
                     decoder_p90_ms=dec[1], decoder_10pt_ms=dec10[0], decoder_16box_ms=dec16[0], e2e_ms=e2e[0],
                     e2e_p90_ms=e2e[1], fps=1000 / e2e[0], peak_mem_mib=peak, memory_kind=kind,
-                    gpu_encoder_ms=gpu_encoder_ms, scaling=row_scaling)
+                    gpu_encoder_ms=gpu_encoder_ms, scaling=row_scaling, notes=notes)
 
 
 def _measure_safely(target: Target, iters: int, warmup: int, scaling: bool, workdir: str) -> BenchRow:

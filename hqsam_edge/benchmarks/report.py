@@ -63,6 +63,9 @@ def markdown(rows: list[BenchRow]) -> str:
             f"{_f(r.encoder_ms)} | {_f(r.decoder_ms)} | {_f(r.decoder_10pt_ms)} | {_f(r.decoder_16box_ms)} | "
             f"{_f(r.e2e_ms)} ({_f(r.e2e_p90_ms)}) | {_f(r.fps, 2)} ({paper.fps}) | {_f(r.peak_mem_mib, 0)} |"
         )
+    notes = [f"- {r.model} {r.backend}/{r.precision}: {note}" for r in rows for note in r.notes]
+    if notes:
+        lines += ["", *notes]
     cost = hq_cost(rows)
     if cost:
         lines += ["", "Cost of HQ (end-to-end latency HQ / SAM; the paper's is its FPS ratio SAM / HQ):", "",
@@ -84,7 +87,10 @@ def markdown(rows: list[BenchRow]) -> str:
         for r in scaled:
             dec = ", ".join(f"{k}: {v:.1f}" for k, v in r.scaling.get("decoder_ms_by_prompts", {}).items())
             enc = ", ".join(f"{k}: {v:.2f}" for k, v in r.scaling.get("encoder_images_per_s_by_batch", {}).items())
-            lines.append(f"- {r.model} {r.backend}/{r.precision}: decoder {{{dec}}}; encoder {{{enc}}}")
+            skipped = r.scaling.get("skipped_batches", {})
+            note = (f" (batches {', '.join(skipped)} not run: the engine's profile takes at most "
+                    f"{int(next(iter(skipped.values())))})" if skipped else "")
+            lines.append(f"- {r.model} {r.backend}/{r.precision}: decoder {{{dec}}}; encoder {{{enc}}}{note}")
     return "\n".join(lines)
 
 

@@ -273,7 +273,6 @@ def _bound(asked: int | None, engine: int | None, default: int, what: str, optio
 
 def write_repository(spec: TritonSpec) -> Repository:
     """Write the model repository ``spec.out`` for the artifact folder ``spec.folder``."""
-    from ..export.profiles import profile_for
     from ..export.manifest import read_manifest
 
     _check_spec(spec)
@@ -285,7 +284,7 @@ def write_repository(spec: TritonSpec) -> Repository:
     trt = spec.backend == "tensorrt"
     engine_prompts = int(artifact.extra["max_prompts"]) if trt and "max_prompts" in artifact.extra else None
     engine_points = int(artifact.extra.get("max_points", 0)) if trt else 0
-    engine_batch = profile_for("encoder", 1, 1).shapes[C.IMAGE.name][2][0] if trt else None
+    engine_batch = int(artifact.extra.get("max_batch", 1)) if trt else None  # the encoder profile's B
     max_prompts = _bound(spec.max_prompts, engine_prompts, DEFAULT_MAX_PROMPTS, "prompts per call", "--max-prompts")
     max_batch = _bound(spec.max_batch, engine_batch, DEFAULT_MAX_BATCH, "batch", "--max-batch")
     if any(b > max_batch for b in spec.preferred_batch_sizes):

@@ -244,7 +244,8 @@ def _pb_utils():
 
 
 def _to_numpy(tensor) -> np.ndarray:
-    """A ``pb_utils.Tensor`` on the host or a GPU -> numpy."""
+    """A ``pb_utils.Tensor`` on the host -> numpy (GPU tensors through DLPack, which creates a torch CUDA
+    context in this instance: the BLS calls below ask for host outputs so that it does not happen)."""
     if tensor.is_cpu():
         return tensor.as_numpy()
     from torch.utils.dlpack import from_dlpack
@@ -252,14 +253,23 @@ def _to_numpy(tensor) -> np.ndarray:
     return from_dlpack(tensor.to_dlpack()).cpu().numpy()
 
 
+def bls_request_options(pb_utils) -> dict[str, Any]:
+    """Outputs of BLS requests in host memory (``preferred_memory``, Triton 23.04 and later; older servers
+    return them where the model left them)."""
+    if hasattr(pb_utils, "PreferredMemory"):
+        return {"preferred_memory": pb_utils.PreferredMemory(pb_utils.TRITONSERVER_MEMORY_CPU, 0)}
+    return {}
+
+
 def bls_call(model_name: str, output_names: tuple[str, ...]) -> GraphCall:
     """A graph callable that sends one BLS request to ``model_name`` in the same Triton server."""
     pb_utils = _pb_utils()
+    options = bls_request_options(pb_utils)
 
     def call(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         request = pb_utils.InferenceRequest(
             model_name=model_name, requested_output_names=list(output_names),
-            inputs=[pb_utils.Tensor(name, np.ascontiguousarray(value)) for name, value in feeds.items()])
+            inputs=[pb_utils.Tensor(name, np.ascontiguousarray(value)) for name, value in feeds.items()], **options)
         response = request.exec()
         if response.has_error():
             raise RuntimeError(f"model {model_name}: {response.error().message()}")

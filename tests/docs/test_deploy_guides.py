@@ -79,10 +79,16 @@ def check_command(line: str, trt_usable: bool) -> None:
         lines = result.stdout.strip().splitlines()
         assert len(lines) == 2 and all(ln.startswith("trtexec --onnx=") and "--saveEngine=" in ln for ln in lines)
         generation = args[args.index("--print-trtexec") + 1]
-        if "--dla-core" in args:
-            assert all("--useDLACore=" in ln and "--allowGPUFallback" in ln for ln in lines), where
-        if generation in ("8", "10") and "fp16" in args:
-            assert all("--fp16" in ln for ln in lines), where
+        encoder, decoder = (ln.split() for ln in lines)
+        if "--dla-core" in args:  # the encoder on the DLA, weakly typed FP16; the dynamic decoder on the GPU
+            assert "--allowGPUFallback" in encoder and "--fp16" in encoder, where
+            assert not any(a.startswith("--useDLACore") for a in decoder), where
+        elif "fp16" in args and generation == "8":
+            assert all("--fp16" in ln and "--precisionConstraints=obey" in ln for ln in (encoder, decoder)), where
+        elif "fp16" in args and generation == "10":
+            assert all("--stronglyTyped" in ln for ln in (encoder, decoder)), where
+        if "int8" in args and generation in ("8", "10"):
+            assert "--int8" in encoder and "--int8" not in decoder, where
         return
     if command == "download":  # the hub is out of reach from the test machines
         assert result.exit_code == 0 or "cannot download" in err, where

@@ -337,3 +337,40 @@ def test_client_builds_the_served_inputs(protocol):
         (S.ORIGINAL_SIZE.name, "INT64", [2]), (S.BOXES.name, "FP32", [3, 4])]
     with pytest.raises(UsageError, match="at most one box"):
         module.prompts_from_args(["1,2,3,4", "5,6,7,8"], ["3,3"])
+
+
+def test_bls_requests_ask_for_host_outputs(monkeypatch):
+    """Decoder outputs on the GPU would come back through torch DLPack, creating a torch CUDA context in every
+    Python-model instance: BLS requests ask for CPU outputs where Triton (23.04+) offers preferred_memory."""
+    import sys
+    import types
+
+    from hqsam_edge.serve import triton_model
+
+    sent = {}
+
+    class Response:
+        def has_error(self):
+            return False
+
+    class InferenceRequest:
+        def __init__(self, **kwargs):
+            sent.update(kwargs)
+
+        def exec(self):
+            return Response()
+
+    pb_utils = types.SimpleNamespace(
+        InferenceRequest=InferenceRequest, Tensor=lambda name, value: (name, value),
+        PreferredMemory=lambda kind, device: ("preferred", kind, device), TRITONSERVER_MEMORY_CPU="cpu",
+        get_output_tensor_by_name=lambda response, name: types.SimpleNamespace(is_cpu=lambda: True,
+                                                                               as_numpy=lambda: np.zeros(1)))
+    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", pb_utils)
+    call = triton_model.bls_call("m_decoder", ("low_res_masks",))
+    out = call({"point_coords": np.zeros((1, 2, 2), np.float32)})
+    assert sent["preferred_memory"] == ("preferred", "cpu", 0) and sent["model_name"] == "m_decoder"
+    assert set(out) == {"low_res_masks"}
+    del pb_utils.PreferredMemory  # a Triton before 23.04: no such option, nothing passed
+    sent.clear()
+    triton_model.bls_call("m_decoder", ("low_res_masks",))({"point_coords": np.zeros((1, 2, 2), np.float32)})
+    assert "preferred_memory" not in sent
