@@ -49,6 +49,9 @@ def preprocess_image(
     """``HxWx3`` uint8 RGB -> (``[1,3,S,S]`` float32 encoder input, resized (h, w))."""
     image = check_rgb(image)
     h, w = preprocess_shape(image.shape[0], image.shape[1], image_size)
+    if min(h, w) < 1:
+        raise ImageError(f"the {image.shape[1]}x{image.shape[0]} image is too thin: with its longest side resized "
+                         f"to {image_size} pixels its other side would be 0")
     resized = np.asarray(Image.fromarray(image).resize((w, h), Image.BILINEAR), dtype=np.float32)
     out = np.zeros((1, 3, image_size, image_size), dtype=np.float32)
     mean = np.asarray(pixel_mean, dtype=np.float32)

@@ -119,3 +119,16 @@ def export_artifacts(spec: ExportSpec) -> Manifest:
         )
         manifest.write(tmp)
     return manifest
+
+
+def add_processing_graphs(folder: str | Path) -> dict[str, dict]:
+    """Write ``preprocess.onnx`` / ``postprocess.onnx`` into an artifact folder and record them in its manifest
+    (``graphs.preprocess``, ``graphs.postprocess``)."""
+    from ..export.manifest import read_manifest
+    from ..export.processing import export_processing
+
+    manifest = read_manifest(folder)
+    entries = export_processing(folder)
+    manifest.graphs.update(entries)
+    manifest.write(folder)
+    return entries
