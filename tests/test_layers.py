@@ -2,7 +2,7 @@
 cycle, and no module imports from a floor above its own.
 
 The floors, from the bottom (README, "Layout"): the version and the error types -> leaf modules (atomic
-writes, platform detection, metrics) -> ``data`` -> ``model`` -> ``export`` (graph contract, profiles, graphs, manifest) ->
+writes, platform detection, metrics, progress) -> ``data`` -> ``model`` -> ``export`` (graph contract, profiles, graphs, manifest) ->
 ``runtime`` (backends, Predictor, the one comparison) -> ``calib`` (precision graphs) -> ``engines`` (TensorRT)
 -> ``pipeline`` (the verified export and build steps) -> ``eval``, ``train``, ``benchmarks`` -> ``apps``,
 ``serve`` -> the command line and the package's own entry points. Imports under ``if TYPE_CHECKING:`` are
@@ -19,7 +19,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "hqsam_edge"
 FLOORS = [
     {"_version", "errors"},
-    {"atomic", "hardware", "metrics"},
+    {"atomic", "hardware", "metrics", "progress"},
     {"data"},
     {"model"},
     {"export"},

@@ -89,10 +89,14 @@ def postprocess_masks(
 
 
 def load_image(path: str) -> np.ndarray:
-    """Read an image file as ``HxWx3`` uint8 RGB; a clear ``ImageError`` if it cannot be read."""
+    """Read an image file as ``HxWx3`` uint8 RGB, turned as its EXIF orientation says (a phone photo stored
+    sideways comes out as it is shown, so that prompts drawn on it land where they were drawn); a clear
+    ``ImageError`` if it cannot be read."""
+    from PIL import ImageOps
+
     try:
         with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
+            return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
     except FileNotFoundError:
         raise ImageError(f"image not found: {path}") from None
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
