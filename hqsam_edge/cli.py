@@ -241,8 +241,10 @@ def bench(
     targets = harness.plan_targets(folders=[str(f) for f in folders or []], backbones=backbone, variants=variant,
                                    backends=backend, precisions=precision, table10=table10, reference=reference,
                                    checkpoint=None if checkpoint is None else str(checkpoint))
-    rows = harness.run_rows(targets, iters=iters, warmup=warmup, scaling=scaling, progress=sys.stderr.isatty(),
-                            rounds=rounds)
+    from .progress import Reporter, reporting
+
+    with reporting(Reporter()):
+        rows = harness.run_rows(targets, iters=iters, warmup=warmup, scaling=scaling, rounds=rounds)
     typer.echo(report.markdown(rows))
     if json_out:
         report.write_json(rows, json_out)

@@ -53,8 +53,8 @@ L4T_TO_JETPACK: dict[str, str] = {
     "39.2.0": "7.2",
 }
 
-# JetPack release -> the TensorRT it ships (what `build` will meet on that board). JetPack 5.0.x's 8.4 is below
-# hqsam-edge's floor (8.5: the name-based I/O API); TensorRT 11 comes to Jetson only as the SBSA build on
+# JetPack release -> the TensorRT it ships (what `build` will meet on that board). JetPack 5's 8.4 / 8.5 are below
+# hqsam-edge's floor (8.6: the ONNX parser's LayerNormalization); TensorRT 11 comes to Jetson only as the SBSA build on
 # JetPack 7.2.2 and later (NVIDIA's "Migrating TensorRT from 10.x to 11.x on Jetson").
 JETPACK_TENSORRT: dict[str, str] = {
     "5.0": "8.4",
@@ -66,7 +66,7 @@ JETPACK_TENSORRT: dict[str, str] = {
     "7.1": "10.13",
     "7.2": "10.16",
 }
-MIN_TENSORRT = "8.5"
+MIN_TENSORRT = "8.6"
 
 TENSORRT_HINT = (
     "install the extra: pip install 'hqsam-edge[tensorrt]' (x86_64 with an NVIDIA driver); on Jetson use "
@@ -178,11 +178,19 @@ def parse_l4t(text: str) -> str:
 
 
 def jetpack_for(l4t: str) -> str:
-    """JetPack release of an L4T release; ``""`` when the table does not know it."""
+    """JetPack release of an L4T release; a patch release the table lacks (``39.2.1``) gets the JetPack of the
+    newest listed release of its major.minor not newer than it (``39.2.0``: ``7.2``); ``""`` when there is none."""
     if l4t in L4T_TO_JETPACK:
         return L4T_TO_JETPACK[l4t]
     padded = ".".join((l4t.split(".") + ["0", "0"])[:3])
-    return L4T_TO_JETPACK.get(padded, "")
+    if padded in L4T_TO_JETPACK:
+        return L4T_TO_JETPACK[padded]
+    def version(text: str) -> list[int]:
+        return [int(x) for x in text.split(".") if x.isdigit()]
+
+    series = ".".join(padded.split(".")[:2]) + "."
+    known = sorted((k for k in L4T_TO_JETPACK if k.startswith(series) and version(k) <= version(padded)), key=version)
+    return L4T_TO_JETPACK[known[-1]] if known else ""
 
 
 def _older(version: str, than: str) -> bool:
@@ -330,7 +338,7 @@ def detect_platform(root: str | Path = "/", run: Runner = _run, *, probe_python:
                 trt = tensorrt_for_jetpack(p.jetpack)
                 if trt and _older(trt, MIN_TENSORRT):
                     p.notes.append(f"JetPack {p.jetpack} ships TensorRT {trt}, older than the {MIN_TENSORRT} "
-                                   "hqsam-edge needs: upgrade to JetPack 5.1 or newer for TensorRT engines")
+                                   "hqsam-edge needs: upgrade to JetPack 6.0 or newer for TensorRT engines")
                 elif trt:
                     p.notes.append(f"JetPack {p.jetpack} ships TensorRT {trt} (apt install python3-libnvinfer)")
     return p

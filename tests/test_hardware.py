@@ -129,10 +129,11 @@ def test_jetpack_tensorrt_table_and_the_floor(tmp_path, monkeypatch):
     7.2 (L4T 39.2) 10.16."""
     assert [hw.tensorrt_for_jetpack(j) for j in ("5.0.2", "5.1.3", "6.0", "6.2.1", "7.0", "7.1", "7.2")] == [
         "8.4", "8.5", "8.6", "10.3", "10.13", "10.13", "10.16"]
-    assert hw.jetpack_for("39.2.0") == "7.2"
+    assert hw.jetpack_for("39.2.0") == "7.2" and hw.jetpack_for("39.2.2") == "7.2"  # a patch release: its series
+    assert hw.jetpack_for("36.4.2") == "6.1" and hw.jetpack_for("41.0.0") == "" and hw.jetpack_for("35.0.9") == ""
     release = "# R35 (release), REVISION: 1.0, GCID: 31346300, BOARD: t186ref, EABI: aarch64, DATE: Thu Aug 25 18:41:45 UTC 2022\n"
     root = board(tmp_path, model="NVIDIA Jetson AGX Orin Developer Kit", release=release, cuda=None)
     monkeypatch.setattr(hw, "module_version", lambda name: None)  # no TensorRT module here either way
     p = hw.detect_platform(root, tools({}), probe_python=True)
     assert p.jetpack == "5.0.2"
-    assert any("TensorRT 8.4, older than the 8.5 hqsam-edge needs: upgrade to JetPack 5.1" in n for n in p.notes)
+    assert any("TensorRT 8.4, older than the 8.6 hqsam-edge needs: upgrade to JetPack 6.0" in n for n in p.notes)

@@ -70,10 +70,11 @@ def imports_of(path: Path) -> set[str]:
             else:
                 target = node.module or ""
             if target.split(".")[0] == "hqsam_edge":
-                found.add(target)
-                for alias in node.names:  # `from . import contract` names a module
-                    if (PACKAGE.parent / (target.replace(".", "/") + f"/{alias.name}.py")).exists():
-                        found.add(f"{target}.{alias.name}")
+                modules = [alias.name for alias in node.names  # `from . import contract` names a module
+                           if (PACKAGE.parent / (target.replace(".", "/") + f"/{alias.name}.py")).exists()]
+                found.update(f"{target}.{m}" for m in modules)
+                if len(modules) < len(node.names):
+                    found.add(target)
         for child in ast.iter_child_nodes(node):
             visit(child)
 

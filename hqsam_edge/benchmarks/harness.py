@@ -17,9 +17,11 @@ latency from the wall clock; both are reported.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import multiprocessing
 import platform
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -29,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import progress
 from ..errors import HQSamEdgeError, UsageError
 
 IMAGE_HW = (768, 1024)  # the benchmark image (height, width)
@@ -48,6 +51,12 @@ class Target:
     folder: str | None = None
     checkpoint: str | None = None
     reference: bool = False  # the official segment_anything_hq SamPredictor
+
+    @property
+    def label(self) -> str:
+        """``hq vit_tiny onnxruntime fp32`` (and the folder's name), for progress lines."""
+        where = f" ({Path(self.folder).name})" if self.folder else ""
+        return f"{self.variant} {self.backbone} {self.backend} {self.precision}{where}"
 
 
 @dataclass
@@ -82,17 +91,23 @@ class BenchRow:
     error: str | None = None
 
 
-def timed(fn: Callable[[], Any], iters: int, warmup: int, sync: Callable[[], None] = lambda: None) -> tuple[float, float]:
-    """(median, p90) wall-clock milliseconds of ``fn`` after ``warmup`` calls."""
-    for _ in range(warmup):
-        fn()
-    sync()
-    times = []
-    for _ in range(max(1, iters)):
-        t0 = time.perf_counter()
-        fn()
+def timed(fn: Callable[[], Any], iters: int, warmup: int, sync: Callable[[], None] = lambda: None,
+          label: str | None = None) -> tuple[float, float]:
+    """(median, p90) wall-clock milliseconds of ``fn`` after ``warmup`` calls; reported as stage ``label``."""
+    with (progress.stage(label, total=warmup + max(1, iters), unit="run") if label else contextlib.nullcontext()) as step:
+        for _ in range(warmup):
+            fn()
+            if step:
+                step.advance()
         sync()
-        times.append((time.perf_counter() - t0) * 1000)
+        times = []
+        for _ in range(max(1, iters)):
+            t0 = time.perf_counter()
+            fn()
+            sync()
+            times.append((time.perf_counter() - t0) * 1000)
+            if step:
+                step.advance(detail=f"{times[-1]:.1f} ms")
     times.sort()
     return statistics.median(times), times[min(len(times) - 1, int(round(0.9 * (len(times) - 1))))]
 
@@ -281,26 +296,29 @@ def measure(target: Target, iters: int, warmup: int, scaling: bool, workdir: str
         sync = cuda_sync or (lambda: None)
         tensor, _ = T.preprocess_image(image, predictor.info.image_size)
         opts = dict(multimask_output=predictor.info.multimask_output, hq_token_only=predictor.info.hq_token_only)
-        enc = timed(lambda: backend.encode(tensor), iters, warmup, sync)
+        row = f"bench {target.label}"
+        enc = timed(lambda: backend.encode(tensor), iters, warmup, sync, f"{row}: encoder")
         gpu_encoder_ms = _gpu_encoder_ms(backend, tensor, iters) if cuda_sync else None
         predictor.set_image(image)  # after the encoder runs: a TensorRT backend keeps one image's features
         features = predictor._features
         one, ten, sixteen = (_prompt_feeds(predictor, 1), _prompt_feeds(predictor, 1, points=10),
                              _prompt_feeds(predictor, 16))
-        dec = timed(lambda: backend.decode(features, one, **opts), iters, warmup, sync)
+        dec = timed(lambda: backend.decode(features, one, **opts), iters, warmup, sync, f"{row}: decoder, 1 box")
         notes = []
         if backend.max_points is not None and ten[C.POINT_COORDS.name].shape[1] > backend.max_points:
             dec10 = (float("nan"), float("nan"))
             notes.append(f"10 points not run: the decoder's profile takes at most {backend.max_points} points")
         else:
-            dec10 = timed(lambda: backend.decode(features, ten, **opts), iters, warmup, sync)
-        dec16 = timed(lambda: backend.decode(features, sixteen, **opts), max(1, iters // 2), 1, sync)
+            dec10 = timed(lambda: backend.decode(features, ten, **opts), iters, warmup, sync,
+                          f"{row}: decoder, 10 points")
+        dec16 = timed(lambda: backend.decode(features, sixteen, **opts), max(1, iters // 2), 1, sync,
+                      f"{row}: decoder, 16 boxes")
 
         def end_to_end():
             predictor.set_image(image)
             predictor.predict(box=BOX)
 
-        e2e = timed(end_to_end, iters, warmup, sync)
+        e2e = timed(end_to_end, iters, warmup, sync, f"{row}: end to end")
         row_scaling = _scaling(predictor, tensor, opts, iters, sync) if scaling else {}
         if cuda_sync:
             import torch
@@ -315,9 +333,14 @@ def measure(target: Target, iters: int, warmup: int, scaling: bool, workdir: str
                     gpu_encoder_ms=gpu_encoder_ms, scaling=row_scaling, notes=notes)
 
 
-def _measure_safely(target: Target, iters: int, warmup: int, scaling: bool, workdir: str) -> BenchRow:
+def _measure_safely(target: Target, iters: int, warmup: int, scaling: bool, workdir: str,
+                    report: bool = False) -> BenchRow:
+    """``measure``, its errors a row that says why; ``report``: progress lines on stderr (a child process has
+    no reporter of its own)."""
+    reporter = progress.current() or (progress.Reporter(sys.stderr, interactive=False) if report else None)
     try:
-        return measure(target, iters, warmup, scaling, workdir)
+        with progress.reporting(reporter):
+            return measure(target, iters, warmup, scaling, workdir)
     except HQSamEdgeError as exc:
         nan = float("nan")
         return BenchRow(**_base_fields(target, iters), device="-", encoder_ms=nan, encoder_p90_ms=nan,
@@ -346,25 +369,27 @@ def combine_rounds(rows: list[BenchRow]) -> BenchRow:
 
 
 def run_rows(targets: list[Target], *, iters: int, warmup: int, scaling: bool = False, isolate: bool = True,
-             progress: bool = True, workdir: str | None = None, rounds: int = 1) -> list[BenchRow]:
+             workdir: str | None = None, rounds: int = 1) -> list[BenchRow]:
     """Measure every target, each in a fresh process (``isolate``) for honest peak memory; ``rounds`` times,
-    interleaved, keeping the median of each timing (see the module docstring)."""
-    from tqdm.auto import tqdm
-
+    interleaved, keeping the median of each timing (see the module docstring). Progress: a stage per row and
+    its timings per iteration (``hqsam_edge.progress``)."""
     if rounds < 1:
         raise UsageError(f"--rounds must be at least 1, got {rounds}")
     measured: list[list[BenchRow]] = [[] for _ in targets]
     schedule = [(k, target) for _ in range(rounds) for k, target in enumerate(targets)]
-    with tempfile.TemporaryDirectory(prefix="hqsam-bench-") as tmp:
+    report = progress.current() is not None
+    with tempfile.TemporaryDirectory(prefix="hqsam-bench-") as tmp, \
+            progress.stage("bench: rows", total=len(schedule), unit="row") as rows_done:
         work = workdir or tmp
-        for k, target in tqdm(schedule, desc="bench", unit="row", disable=not progress):
+        for k, target in schedule:
             if isolate:
                 ctx = multiprocessing.get_context("spawn")
                 with concurrent.futures.ProcessPoolExecutor(1, mp_context=ctx) as pool:
-                    row = pool.submit(_measure_safely, target, iters, warmup, scaling, work).result()
+                    row = pool.submit(_measure_safely, target, iters, warmup, scaling, work, report).result()
             else:
                 row = _measure_safely(target, iters, warmup, scaling, work)
             measured[k].append(row)
+            rows_done.advance(detail=target.label)
     return [combine_rounds(rows) for rows in measured]
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import progress
 from ..errors import UsageError
 from ..export.onnx_files import save_onnx
 
@@ -104,16 +105,19 @@ def collect_ranges(model_path: str | Path, tensors: Sequence[str], feeds: Iterab
         raise UsageError(f"unknown calibration method {method!r}; choose one of: {', '.join(METHODS)}")
     tensors = list(dict.fromkeys(tensors))
     feeds = list(feeds) if method != "max" else feeds  # two passes need the data twice
+    total = len(feeds) if hasattr(feeds, "__len__") else None
     low = {t: np.inf for t in tensors}
     high = {t: -np.inf for t in tensors}
     with tempfile.TemporaryDirectory(prefix="hqsam-calib-") as tmp:
         session = _augmented_session(Path(model_path), tensors, Path(tmp))
         count = 0
-        for feed in feeds:
-            for name, value in zip(tensors, session.run(tensors, feed)):
-                low[name] = min(low[name], float(value.min()))
-                high[name] = max(high[name], float(value.max()))
-            count += 1
+        with progress.stage("calibration images", total=total, unit="image") as step:
+            for feed in feeds:
+                for name, value in zip(tensors, session.run(tensors, feed)):
+                    low[name] = min(low[name], float(value.min()))
+                    high[name] = max(high[name], float(value.max()))
+                count += 1
+                step.advance()
         if count == 0:
             raise UsageError("no calibration images")
         if method == "max":

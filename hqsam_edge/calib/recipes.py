@@ -201,6 +201,9 @@ def int8_graph(fp32_path: str | Path, out_path: str | Path, ranges: dict[str, tu
                     "WeightSymmetric": True,
                     "QDQOpTypePerChannelSupportToAxis": {"MatMul": 1},
                     "DedicatedQDQPair": False,
+                    # TensorRT 8.x refuses int8 initializers ("invalid weights type of Int8"): for it the weights
+                    # stay float behind their own Q/DQ pair (the same values after the round trip)
+                    "AddQDQPairToWeight": symmetric,
                     # TensorRT takes float biases (as NVIDIA's own quantization tools leave them); an
                     # int32 bias at scale s_x * s_w overflows where weights are tiny or zero
                     "QuantizeBias": not symmetric,

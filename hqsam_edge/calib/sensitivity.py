@@ -42,6 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import progress
 from ..export.onnx_files import save_onnx
 from .costs import layer_ms, profile_graph
 from .ranges import QuantTarget
@@ -171,7 +172,12 @@ class SwitchRunner:
 
 def layer_sensitivity(runner: SwitchRunner, targets: Sequence[QuantTarget]) -> list[Sensitivity]:
     """Each layer quantized alone."""
-    return [Sensitivity(t.node, t.op_type, runner.sqnr([i])) for i, t in enumerate(targets)]
+    table = []
+    with progress.stage("layer search: one layer at a time", total=len(targets), unit="layer") as step:
+        for i, t in enumerate(targets):
+            table.append(Sensitivity(t.node, t.op_type, runner.sqnr([i])))
+            step.advance(detail=f"{t.node.removeprefix('/image_encoder/')}: {table[-1].sqnr_db:.1f} dB")
+    return table
 
 
 TIME_ORDER, HARM_ORDER = "fp32 time saved per unit of noise", "least harmful first"

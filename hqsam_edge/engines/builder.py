@@ -8,12 +8,12 @@ API; ``tensorrt`` is imported inside the functions that need it. The precision
 graphs a plan reads (``source_graphs``) are made and checked on the CPU first
 (``hqsam_edge.pipeline.build``).
 
-| precision | TensorRT 8.5 / 8.6                          | TensorRT 10.x                              | TensorRT 11.x              |
+| precision | TensorRT 8.6                                | TensorRT 10.x                              | TensorRT 11.x              |
 |-----------|---------------------------------------------|--------------------------------------------|----------------------------|
 | fp32      | ``encoder.onnx``, TF32 off                  | the same                                   | the same                   |
 | fp16      | fp32 graph + FP16 flag, norms pinned FP32   | ``encoder.fp16.onnx`` strongly typed       | ``encoder.fp16.onnx``      |
-| int8      | Q/DQ encoder + INT8 + FP16, norms pinned;   | Q/DQ encoder as on 8.x; decoder as fp16    | Q/DQ encoder; fp16 decoder |
-|           | decoder as fp16 (no INT8: it has no Q/DQ)   |                                            |                            |
+| int8      | Q/DQ encoder + INT8 + FP16, norms pinned;   | Q/DQ encoder as on 8.x; decoder as fp16    | Q/DQ encoder (its float    |
+|           | decoder as fp16 (no INT8: it has no Q/DQ)   |                                            | layers FP32); fp16 decoder |
 
 "Norms pinned": the layers FP16 overflows in (LayerNorm, softmax, the
 reductions and exponentials around them; mit-han-lab/efficientvit issue 113:
@@ -21,7 +21,8 @@ an FP16 SAM encoder at mIoU 0.0) get FP32 precision and output types under
 ``OBEY_PRECISION_CONSTRAINTS``, the weakly typed counterpart of the FP16
 graph's own FP32 islands. A DLA encoder is built weakly typed with FP16 (DLA
 runs FP16 / INT8 only) at a static batch of 1; the decoder's dynamic shapes
-cannot run on DLA, so it is built for the GPU.
+cannot run on DLA, so it is built for the GPU. TensorRT 8.5 and older are refused: their ONNX parser has no
+LayerNormalization (opset 17), which every graph uses.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .. import progress
 from ..atomic import write_bytes
 from ..errors import BackendUnavailableError, UsageError
 from ..export.manifest import Artifact, Manifest, engine_file, graph_file, provenance, read_manifest
@@ -45,8 +47,9 @@ PRECISIONS = ("fp32", "fp16", "int8")
 # ONNX ops FP16 overflows or loses accuracy in (calib.recipes.FP16_KEEP_FP32 less the integer-valued ones)
 TRT_KEEP_FP32_OPS = ("LayerNormalization", "Softmax", "ReduceMean", "ReduceSum", "Pow", "Sqrt", "Reciprocal", "Exp",
                      "Sin", "Cos")
-JETPACK_UPGRADE = ("on a Jetson, JetPack 5.1 or newer (JetPack 5.0.x ships TensorRT 8.4); elsewhere "
-                   "pip install 'tensorrt-cu12>=10.3,<11'")
+MIN_VERSION = (8, 6)  # 8.5's ONNX parser has no LayerNormalization (opset 17: the graphs' norms)
+JETPACK_UPGRADE = ("on a Jetson, JetPack 6.0 or newer (JetPack 5.x ships TensorRT 8.4 / 8.5 and Python 3.8); "
+                   "elsewhere pip install 'tensorrt-cu12>=10.3,<11'")
 
 
 @dataclass(frozen=True)
@@ -80,10 +83,10 @@ def parse_version(version: str) -> tuple[int, ...]:
 
 
 def generation_of(version: str) -> str:
-    """"8" for 8.5/8.6, "10" for 10.x, "11" for 11.x and later; ``BackendUnavailableError`` below 8.5."""
-    if parse_version(version)[:2] < (8, 5):
-        raise BackendUnavailableError(f"TensorRT {version} is too old: hqsam-edge needs 8.5 or newer (its name-based "
-                                      f"I/O API); upgrade: {JETPACK_UPGRADE}")
+    """"8" for 8.6, "10" for 10.x, "11" for 11.x and later; ``BackendUnavailableError`` below 8.6."""
+    if parse_version(version)[:2] < MIN_VERSION:
+        raise BackendUnavailableError(f"TensorRT {version} is too old: hqsam-edge needs 8.6 or newer (the ONNX "
+                                      f"parser's LayerNormalization); upgrade: {JETPACK_UPGRADE}")
     major = parse_version(version)[0]
     return "8" if major < 10 else ("10" if major == 10 else "11")
 
@@ -145,6 +148,7 @@ def _job(folder: Path, graph: str, spec: EngineSpec, generation: str) -> EngineJ
 def plan(folder: Path, spec: EngineSpec, generation: str) -> list[EngineJob]:
     """One job per graph, for TensorRT ``generation`` (files named whether they exist yet or not)."""
     check_spec(spec)
+    check_dla_generation(spec, generation)
     return [_job(folder, graph, spec, generation) for graph in GRAPHS]
 
 
@@ -155,9 +159,18 @@ def trtexec_lines(spec: EngineSpec, generation: str) -> list[str]:
     folder = Path(spec.folder)
     read_manifest(folder)  # a folder of ours
     return [join(trtexec_command(job, generation=generation, workspace_gb=spec.workspace_gb,
-                                 timing_cache=folder / f"timing.trt{generation}.cache",
+                                 timing_cache=folder / trtexec_timing_cache(generation),
                                  version_compatible=spec.version_compatible))
             for job in plan(folder, spec, generation)]
+
+
+def trtexec_timing_cache(generation: str) -> str:
+    """The timing cache of hand builds: trtexec loads any cache without checking the GPU, so the name carries
+    this machine's GPU (``timing.trt10.sm87.cache``), or says it has none."""
+    from ..hardware import this_platform
+
+    cc = this_platform().compute_capability
+    return f"timing.trt{generation}.sm{cc.replace('.', '')}.cache" if cc else f"timing.trt{generation}.this-gpu.cache"
 
 
 def timing_cache_name(tensorrt_version: str, compute_capability: str) -> str:
@@ -170,6 +183,8 @@ def _network_flags(generation: str, strongly_typed: bool) -> int:
 
     if generation == "8":
         return 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)  # ignored on 10, gone on 11
+    if generation == "11":
+        return 0  # always strongly typed; the flag is deprecated and ignored there
     return 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if strongly_typed else 0
 
 
@@ -189,6 +204,9 @@ def _pin_fp32(network: trt.INetworkDefinition, names: set[str]) -> list[str]:
             continue
         if not all(layer.get_output(k).dtype in floats for k in range(layer.num_outputs)):
             continue
+        if any(layer.get_input(k) is not None and layer.get_input(k).is_shape_tensor
+               for k in range(layer.num_inputs)):
+            continue  # shape arithmetic cannot take a precision (trtexec skips these too)
         layer.precision = trt.float32
         for k in range(layer.num_outputs):
             layer.set_output_type(k, trt.float32)
@@ -236,6 +254,37 @@ def _configure(builder: trt.Builder, network: trt.INetworkDefinition, config: tr
     return pinned
 
 
+def _progress_monitor() -> trt.IProgressMonitor | None:
+    """TensorRT's build phases as progress lines (``IProgressMonitor``, TensorRT 9 and later), when progress is
+    being reported. TensorRT calls it from its own threads: it writes to the reporter it was made with and
+    never lets an exception reach TensorRT."""
+    import tensorrt as trt
+
+    current = progress.current()
+    if current is None or not hasattr(trt, "IProgressMonitor"):
+        return None
+    reporter: progress.Reporter = current
+
+    class Monitor(trt.IProgressMonitor):
+        def __init__(self) -> None:
+            trt.IProgressMonitor.__init__(self)  # the binding's trampoline needs it
+
+        def phase_start(self, phase_name: str, parent_phase: str, num_steps: int) -> None:
+            try:
+                if not parent_phase:  # top-level phases only: the nested ones come by the thousand
+                    reporter.line(f"TensorRT: {phase_name} ({num_steps} steps)")
+            except Exception:  # noqa: BLE001 - nothing may escape into TensorRT
+                pass
+
+        def step_complete(self, phase_name: str, step: int) -> bool:
+            return True  # go on
+
+        def phase_finish(self, phase_name: str) -> None:
+            return None
+
+    return Monitor()
+
+
 def _build_one(job: EngineJob, spec: EngineSpec, generation: str, cache_path: Path) -> tuple[bytes, list[str]]:
     """The serialized engine of one job, and the layers it pinned to FP32."""
     import tensorrt as trt
@@ -250,7 +299,11 @@ def _build_one(job: EngineJob, spec: EngineSpec, generation: str, cache_path: Pa
     config = builder.create_builder_config()
     pinned = _configure(builder, network, config, job, spec)
     cache = _timing_cache(config, cache_path)
-    serialized = builder.build_serialized_network(network, config)
+    monitor = _progress_monitor()
+    if monitor is not None:
+        config.progress_monitor = monitor  # kept alive by the config, and by this frame until the build ends
+    with progress.stage(f"TensorRT: build the {job.graph} engine ({job.precision})"):
+        serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise UsageError(f"TensorRT failed to build {job.onnx.name} (see the TensorRT log above)")
     write_bytes(cache_path, bytes(cache.serialize()))
@@ -260,12 +313,19 @@ def _build_one(job: EngineJob, spec: EngineSpec, generation: str, cache_path: Pa
 def check_tensorrt_version(spec: EngineSpec, version: str) -> str:
     """The generation of ``version``, refusing what it cannot build for ``spec``."""
     generation = generation_of(version)
-    if spec.version_compatible and parse_version(version)[:2] < (8, 6):
-        raise BackendUnavailableError(f"--version-compatible needs TensorRT 8.6 or newer; this is {version}")
-    if spec.dla_core is not None and generation == "11" and parse_version(version)[:2] < (11, 4):
-        raise BackendUnavailableError(f"TensorRT {version} has no DLA support (TensorRT 11.0-11.3 dropped it; 11.4 "
-                                      "brings it back on JetPack 7.2.2+): use TensorRT 10 / JetPack 6, or drop --dla-core")
+    check_dla_generation(spec, generation)
+    if spec.dla_core is not None and generation == "11" and parse_version(version) < (11, 4, 1):
+        raise BackendUnavailableError(f"TensorRT {version} has no DLA support (TensorRT 11.0-11.4.0 dropped it; "
+                                      "11.4.1 brings it back on JetPack 7.2.2+): use TensorRT 10 / JetPack 6, or "
+                                      "drop --dla-core")
     return generation
+
+
+def check_dla_generation(spec: EngineSpec, generation: str) -> None:
+    """DLA runs explicitly quantized (Q/DQ) networks from TensorRT 10 on."""
+    if spec.dla_core is not None and spec.precision == "int8" and generation == "8":
+        raise UsageError("--dla-core with --precision int8 needs TensorRT 10 or newer: TensorRT 8.x's DLA takes no "
+                         "explicit (Q/DQ) quantization; use --precision fp16 on the DLA, or JetPack 6.1+")
 
 
 def check_dla(spec: EngineSpec) -> None:
@@ -301,7 +361,7 @@ def check_engines(manifest: Manifest, folder: Path, files: dict[str, str], spec:
 
     info = ModelInfo.from_manifest(manifest)
     candidate = TensorRTBackend(info, folder / files["encoder"], folder / files["decoder"], precision=spec.precision,
-                                version_compatible=spec.version_compatible)
+                                version_compatible=spec.version_compatible, dla_core=spec.dla_core)
     reference = TorchBackend(manifest.build_model(), device="cpu", info=info)
     return check(compare(reference, candidate, images), bounds, f"the {spec.precision} TensorRT engines")
 

@@ -5,7 +5,7 @@ build, spelled as trtexec's options (``samples/common/sampleOptions.cpp``):
 
 - TF32 is on by default in TensorRT (trtexec clears it only with ``--noTF32``):
   fp32 engines say ``--noTF32``, so their matmuls and convolutions are fp32.
-- Reduced precision on TensorRT 8.5/8.6 and 10.x: ``--fp16`` (and ``--int8``
+- Reduced precision on TensorRT 8.6 and 10.x: ``--fp16`` (and ``--int8``
   for the Q/DQ encoder only: on a graph without Q/DQ nodes trtexec would set
   dummy ranges) with the norms, softmax and reductions kept in FP32 by
   ``--precisionConstraints=obey --layerPrecisions=... --layerOutputTypes=...``
@@ -49,7 +49,8 @@ def trtexec_command(job: EngineJob, *, generation: str, workspace_gb: float = 4.
         cmd.append("--fp16")
     if job.pin_fp32:
         spec = ",".join(f"{name}:fp32" for name in job.pin_fp32)
-        cmd += ["--precisionConstraints=obey", f"--layerPrecisions={spec}", f"--layerOutputTypes={spec}"]
+        constraints = "prefer" if job.dla_core is not None else "obey"  # as the build (and trtexec's own DLA path)
+        cmd += [f"--precisionConstraints={constraints}", f"--layerPrecisions={spec}", f"--layerOutputTypes={spec}"]
     if not job.tf32:
         cmd.append("--noTF32")
     if timing_cache is not None:

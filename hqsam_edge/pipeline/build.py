@@ -51,11 +51,15 @@ class BuildSpec:
     version_compatible: bool = False
 
     def precision_spec(self, precision: str | None = None, flavour: str | None = None):
+        """The graphs of ``precision`` (default: the build's) for ``flavour``; bound overrides apply to the
+        build's own precision only (an INT8 build's FP16 decoder graph keeps FP16's bounds)."""
         from ..calib.variants import PrecisionSpec
 
-        return PrecisionSpec(self.folder, precision or self.precision, flavour or self.flavour or self.backend,
+        precision = precision or self.precision
+        own = precision == self.precision
+        return PrecisionSpec(self.folder, precision, flavour or self.flavour or self.backend,
                              self.calib_images, self.calib_limit, self.calib_method, self.heldout, self.int8_exclude,
-                             self.layer_search, self.min_sqnr_db, self.min_mask_iou)
+                             self.layer_search, self.min_sqnr_db if own else None, self.min_mask_iou if own else None)
 
     def engine_spec(self):
         from ..engines.builder import EngineSpec

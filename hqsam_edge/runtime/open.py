@@ -68,5 +68,6 @@ def open_backend(folder: str | Path, *, backend: str = "auto", precision: str | 
                                expected_device={"gpu": artifact.device,
                                                 "compute_capability": artifact.extra.get("compute_capability", ""),
                                                 "tensorrt": artifact.tool_versions.get("tensorrt", "")},
-                               version_compatible=bool(artifact.extra.get("version_compatible")))
+                               version_compatible=bool(artifact.extra.get("version_compatible")),
+                               dla_core=artifact.extra.get("dla_core"))
     return _onnxruntime(folder, manifest, info, precision, providers)

@@ -4,12 +4,14 @@ Lifecycle (``Backend``): ``activate`` checks the engines were built for this
 TensorRT and GPU, retains the device's *primary* CUDA context (the one the CUDA
 runtime, torch and ONNX Runtime use, so they all share it), and deserialises
 both engines once under it, with the logger and runtime kept on the backend for
-as long as the engines live. Each thread that runs the engines gets its own
-state lazily (an execution context per engine, a stream, device buffers at the
-profile maximum, page-locked host buffers), recorded in one registry;
-``deactivate`` frees every thread's state, then the engines, with the context
-pushed on the calling thread, and releases the context (call it from the
-thread that activated, as pycuda's ``detach`` requires).
+as long as the engines live. The primary context is retained once per device
+and process and kept (as ``pycuda.autoprimaryctx`` does): it is what torch and
+the CUDA runtime share, and pycuda's ``detach`` leaves it on the driver's
+context stack of the thread that calls it. Each thread that runs the engines
+gets its own state lazily (an execution context per engine, a stream, device
+buffers at the profile maximum, page-locked host buffers), recorded in one
+registry; ``deactivate`` frees every thread's state, then the engines, with
+the context pushed on the calling thread.
 
 ``encode`` leaves ``image_embeddings`` / ``hq_features`` on the device; the
 decoder reads them from there (no host round trip). Only the decoder's
@@ -23,7 +25,7 @@ built version-compatible by hqsam-edge, and on a TensorRT at least as new as
 the one that built them (8.6 or newer).
 
 Uses the name-based I/O API (``set_input_shape``, ``set_tensor_address``,
-``execute_async_v3``) of TensorRT 8.5 and later; ``tensorrt`` and ``pycuda``
+``execute_async_v3``) of TensorRT 8.5 and later (builds need 8.6); ``tensorrt`` and ``pycuda``
 are imported only here.
 """
 
@@ -67,7 +69,18 @@ class _ThreadState:
     contexts: dict[str, trt.IExecutionContext]
     buffers: dict[str, _Buffers]
     stream: Any
-    generation: int = 0  # which set_image the encoder outputs on the device belong to
+    generation: int = 0  # which encode the encoder outputs on the device belong to
+    batch: int = 1  # images in that encode (the decoder reads one image's features)
+
+
+_PRIMARY_CONTEXTS: dict[int, Any] = {}  # device index -> its retained primary context, for the process
+
+
+def primary_context(cuda, index: int) -> Any:
+    """The device's primary CUDA context, retained once and kept for the process."""
+    if index not in _PRIMARY_CONTEXTS:
+        _PRIMARY_CONTEXTS[index] = cuda.Device(index).retain_primary_context()
+    return _PRIMARY_CONTEXTS[index]
 
 
 def check_versions(built_with: str, running: str, version_compatible: bool) -> None:
@@ -89,13 +102,14 @@ class TensorRTBackend(Backend):
 
     def __init__(self, info: ModelInfo, encoder_engine: str | Path, decoder_engine: str | Path, *,
                  precision: str, device_index: int = 0, expected_device: dict[str, str] | None = None,
-                 version_compatible: bool = False) -> None:
+                 version_compatible: bool = False, dla_core: int | None = None) -> None:
         super().__init__(info)
         self.paths = {"encoder": Path(encoder_engine), "decoder": Path(decoder_engine)}
         self.precision = precision
         self.device_index = device_index
         self.expected_device = expected_device or {}
         self.version_compatible = version_compatible
+        self.dla_core = dla_core  # the DLA core the encoder was built for (the runtime must load it there)
         self._local = threading.local()
         self._lock = threading.Lock()
         self._states: list[_ThreadState] = []  # every thread's state, freed together in deactivate
@@ -125,6 +139,8 @@ class TensorRTBackend(Backend):
         self._logger = trt.Logger(trt.Logger.WARNING)  # the logger and runtime outlive the engines they made
         runtime = trt.Runtime(self._logger)
         self._runtime: trt.Runtime | None = runtime
+        if self.dla_core is not None:
+            runtime.DLA_core = self.dla_core  # before deserializing, as trtexec does
         if self.version_compatible:
             if not hasattr(runtime, "engine_host_code_allowed"):
                 raise BackendUnavailableError(f"TensorRT {trt.__version__} cannot load version-compatible engines "
@@ -156,16 +172,15 @@ class TensorRTBackend(Backend):
             raise BackendUnavailableError(f"the tensorrt backend needs TensorRT and pycuda ({exc})") from None
         device = self._check_device()
         self._cuda = cuda
-        self._ctx = device.retain_primary_context()
+        self._ctx = primary_context(cuda, self.device_index)
         self._ctx.push()
         try:
             self._load_engines()
         except BaseException:
             self._release()
-            cuda.Context.pop()
-            self._ctx.detach()
             raise
-        cuda.Context.pop()
+        finally:
+            cuda.Context.pop()
         self._device_name = device.name()
 
     def _release(self) -> None:
@@ -188,7 +203,6 @@ class TensorRTBackend(Backend):
             self._release()
         finally:
             self._cuda.Context.pop()
-            self._ctx.detach()
 
     @property
     def device(self) -> str:
@@ -273,7 +287,8 @@ class TensorRTBackend(Backend):
             self._run("encoder", {C.IMAGE.name: image}, fetch=[])
             with self._lock:
                 self._generation += 1
-                self._state().generation = self._generation
+                state = self._state()
+                state.generation, state.batch = self._generation, int(image.shape[0])
                 return self._generation
         finally:
             self._cuda.Context.pop()
@@ -284,17 +299,27 @@ class TensorRTBackend(Backend):
             raise UsageError("these engines fix multimask_output / hq_token_only as exported; export again to change")
         self._ctx.push()
         try:
-            if self._state().generation != features:
-                raise UsageError("the image features on the device belong to another image: call set_image again")
+            state = self._check_features(features)
+            if state.batch != 1:
+                raise UsageError(f"the features on the device are of {state.batch} images; the decoder takes one "
+                                 "image's: encode one image to decode its prompts")
             return self._run("decoder", prompts, fetch=[s.name for s in C.decoder_outputs()])
         finally:
             self._cuda.Context.pop()
+
+    def _check_features(self, features: int) -> _ThreadState:
+        """This thread's state, if its device buffers still hold the encode ``features`` names."""
+        state = self._state()
+        if state.generation != features:
+            raise UsageError("the image features on the device belong to another image (or were encoded on "
+                             "another thread): call set_image again")
+        return state
 
     def features_to_numpy(self, features: int) -> dict[str, np.ndarray]:
         cuda = self._cuda
         self._ctx.push()
         try:
-            state = self._state()
+            state = self._check_features(features)
             context, bufs = state.contexts["encoder"], state.buffers["encoder"]
             out = {}
             for spec in C.encoder_outputs(self.info.is_hq):

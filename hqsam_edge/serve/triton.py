@@ -321,5 +321,8 @@ def write_repository(spec: TritonSpec) -> Repository:
     if trt:
         note = (f"; the engines need TensorRT {artifact.tool_versions.get('tensorrt', '?')} on a "
                 f"{artifact.device} (the versions Triton's container must have)")
+        if artifact.extra.get("version_compatible"):
+            note += ("; they are version compatible, which Triton loads only when started with "
+                     "--backend-config=tensorrt,version-compatible=true")
     return Repository(out, names["python"], names["encoder"], names["decoder"], spec.backend, artifact.precision,
                       max_batch, max_prompts, note)

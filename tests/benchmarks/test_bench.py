@@ -22,7 +22,7 @@ def folder(tiny_folder):
 
 def test_rows_torch_hq_and_sam_in_own_processes():
     targets = [harness.Target("vit_tiny", "hq", "torch"), harness.Target("vit_tiny", "sam", "torch")]
-    rows = harness.run_rows(targets, iters=1, warmup=0, progress=False)
+    rows = harness.run_rows(targets, iters=1, warmup=0)
     hq, sam = rows
     assert hq.error is None and sam.error is None
     for r in rows:
@@ -85,7 +85,7 @@ def test_rounds_are_interleaved_and_keep_the_median(folder, monkeypatch):
 
     monkeypatch.setattr(harness, "_measure_safely", recording)
     targets = [harness.Target("vit_tiny", "hq", "onnxruntime", precision=p, folder=str(folder)) for p in ("fp32", "int8")]
-    fp32, int8 = harness.run_rows(targets, iters=1, warmup=0, isolate=False, progress=False, rounds=3)
+    fp32, int8 = harness.run_rows(targets, iters=1, warmup=0, isolate=False, rounds=3)
     assert calls == ["fp32", "int8"] * 3  # drift hits both rows alike
     rounds = measured["fp32"]
     assert fp32.rounds == 3 and fp32.iters == 3 and fp32.error is None

@@ -19,6 +19,7 @@ cannot lean on an API the real module lacks; what TensorRT does with the calls i
 from __future__ import annotations
 
 import json
+import sys
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -97,10 +98,16 @@ class ITensor:
     def __init__(self, name: str, dtype: _Member = DataType.FLOAT) -> None:
         self.name, self.dtype = name, dtype
 
+    @property
+    def is_shape_tensor(self) -> bool:
+        return False
+
 
 class ILayer:
-    def __init__(self, network: INetworkDefinition, name: str, type: _Member, outputs: list[ITensor]) -> None:  # noqa: A002
+    def __init__(self, network: INetworkDefinition, name: str, type: _Member, outputs: list[ITensor],  # noqa: A002
+                 inputs: list[ITensor] | None = None) -> None:
         self._network, self.name, self.type, self._outputs = network, name, type, outputs
+        self._inputs = inputs or []
         self.precision_is_set = False
         self._precision = DataType.FLOAT
         self.output_types: dict[int, _Member] = {}
@@ -108,6 +115,13 @@ class ILayer:
     @property
     def num_outputs(self) -> int:
         return len(self._outputs)
+
+    @property
+    def num_inputs(self) -> int:
+        return len(self._inputs)
+
+    def get_input(self, index: int) -> ITensor:
+        return self._inputs[index]
 
     def get_output(self, index: int) -> ITensor:
         return self._outputs[index]
@@ -131,7 +145,8 @@ class ILayer:
 class INetworkDefinition:
     def __init__(self, flags: int) -> None:
         self.flags = flags
-        self.strongly_typed = bool(flags & (1 << int(NetworkDefinitionCreationFlag.STRONGLY_TYPED)))
+        flag = getattr(NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)  # 9.0 and later
+        self.strongly_typed = flag is not None and int(flag) > 0 and bool(flags & (1 << int(flag)))
         self.layers: list[ILayer] = []
         self.onnx = ""
 
@@ -155,12 +170,21 @@ class OnnxParser:
     def get_error(self, index: int) -> str:
         return self.errors[index]
 
+    refuse_int8_weights = False  # TensorRT 8.x's parser (as_version)
+
     def parse_from_file(self, model: str) -> bool:
         import onnx
 
-        for node in onnx.load(model, load_external_data=False).graph.node:
+        graph = onnx.load(model, load_external_data=False).graph
+        int8 = {i.name for i in graph.initializer if i.data_type == onnx.TensorProto.INT8}
+        if self.refuse_int8_weights and any(n.op_type == "DequantizeLinear" and n.input[0] in int8
+                                            for n in graph.node):
+            self.errors.append("Assertion failed: invalid weights type of Int8")
+            return False
+        for node in graph.node:
             kind = getattr(LayerType, _LAYER_OF.get(node.op_type, "SHUFFLE"))
-            self.network.layers.append(ILayer(self.network, node.name, kind, [ITensor(o) for o in node.output]))
+            self.network.layers.append(ILayer(self.network, node.name, kind, [ITensor(o) for o in node.output],
+                                              [ITensor(i) for i in node.input if i]))
         self.network.onnx = str(model)
         return True
 
@@ -241,6 +265,7 @@ class BuildRecord:
     dla_core: int
     fp32_layers: list[str]
     timing_cache: bool
+    progress_monitor: bool
 
 
 BUILDS: list[BuildRecord] = []
@@ -266,7 +291,16 @@ class Builder:
         BUILDS.append(BuildRecord(
             network.onnx, network.strongly_typed, bool(network.flags & 1), {f.name for f in config.flags},
             config.pools.get(MemoryPoolType.WORKSPACE), profile, config.default_device_type.name, config.DLA_core,
-            [layer.name for layer in network.layers if layer.precision_is_set], config.timing_cache is not None))
+            [layer.name for layer in network.layers if layer.precision_is_set], config.timing_cache is not None,
+            config.progress_monitor is not None))
+        monitor = config.progress_monitor
+        if monitor is not None:  # as TensorRT reports its phases (from its own threads, in truth)
+            monitor.phase_start("Building engine", None, 2)
+            monitor.phase_start("Tactic selection", "Building engine", 10)
+            for step in range(2):
+                if not monitor.step_complete("Building engine", step):
+                    return None  # type: ignore[return-value]  # a cancelled build gives no engine
+            monitor.phase_finish("Building engine")
         plan = {"onnx": network.onnx, "profile": {k: [list(s) for s in v] for k, v in profile.items()},
                 "version_compatible": BuilderFlag.VERSION_COMPATIBLE in config.flags}
         return json.dumps(plan).encode()
@@ -394,16 +428,55 @@ class IExecutionContext:
 EXECUTIONS: list[dict[str, tuple[int, ...]]] = []
 
 
+_FULL_API = {(owner, name): getattr(owner, name) for owner, names in (
+    (NetworkDefinitionCreationFlag, ("EXPLICIT_BATCH", "STRONGLY_TYPED")),
+    (BuilderFlag, ("FP16", "INT8", "OBEY_PRECISION_CONSTRAINTS", "PREFER_PRECISION_CONSTRAINTS")),
+    (ILayer, ("precision", "set_output_type"))) for name in names}
+_FULL_API[(sys.modules[__name__], "IProgressMonitor")] = IProgressMonitor
+
+
+def as_version(monkeypatch, version: str) -> None:
+    """Make the double look like TensorRT ``version``: its version string, and the API of its major.
+
+    8.6: no ``STRONGLY_TYPED`` (9.0), no ``IProgressMonitor`` (9.0), and the ONNX parser refuses int8 weights
+    feeding a DequantizeLinear ("invalid weights type of Int8"). 11: no ``EXPLICIT_BATCH``, no FP16 / INT8 /
+    precision-constraint builder flags, ``STRONGLY_TYPED`` is 0 and deprecated, layer precisions cannot be set.
+    """
+    import sys
+
+    module = sys.modules[__name__]
+    for (owner, name), value in _FULL_API.items():  # the 10.13 API first, then what the version lacks
+        monkeypatch.setattr(owner, name, value, raising=False)
+    monkeypatch.setattr(module, "__version__", version)
+    major = int(version.split(".")[0])
+    if major < 9:
+        monkeypatch.delattr(NetworkDefinitionCreationFlag, "STRONGLY_TYPED")
+        monkeypatch.delattr(module, "IProgressMonitor")
+    monkeypatch.setattr(OnnxParser, "refuse_int8_weights", major < 10)
+    if major >= 11:
+        for flag in ("FP16", "INT8", "OBEY_PRECISION_CONSTRAINTS", "PREFER_PRECISION_CONSTRAINTS"):
+            monkeypatch.delattr(BuilderFlag, flag)
+        monkeypatch.delattr(NetworkDefinitionCreationFlag, "EXPLICIT_BATCH")
+        monkeypatch.setattr(NetworkDefinitionCreationFlag, "STRONGLY_TYPED",
+                            _Member("NetworkDefinitionCreationFlag", "STRONGLY_TYPED", 0))
+        monkeypatch.setattr(ILayer, "precision", property(lambda self: self._precision))  # no setter in 11
+        monkeypatch.delattr(ILayer, "set_output_type")
+
+
 def install(monkeypatch, version: str = __version__) -> None:
-    """This double as ``tensorrt`` (reporting ``version``) and ``recording_pycuda`` as ``pycuda.driver``."""
+    """This double as ``tensorrt`` (reporting ``version``, with that major's API: ``as_version``) and
+    ``recording_pycuda`` as ``pycuda.driver``."""
     import sys
     import types
+
+    from hqsam_edge.runtime import tensorrt_backend
 
     cuda.reset()
     BUILDS.clear()
     EXECUTIONS.clear()
     module = sys.modules[__name__]
-    monkeypatch.setattr(module, "__version__", version)
+    as_version(monkeypatch, version)
+    monkeypatch.setattr(tensorrt_backend, "_PRIMARY_CONTEXTS", {})  # retained per process: a fresh process here
     monkeypatch.setattr(Builder, "num_DLA_cores", 0)
     pycuda = types.ModuleType("pycuda")
     pycuda.driver = cuda  # type: ignore[attr-defined]

@@ -86,9 +86,9 @@ def no_engine_check(monkeypatch):
 
 
 def test_generations_and_the_floor():
-    assert [generation_of(v) for v in ("8.5.2", "8.6.1.6", "10.3.0", "10.13.0", "11.1.0")] == ["8", "8", "10", "10", "11"]
-    for old in ("8.4.1", "7.1.3"):  # 8.4: JetPack 5.0.x, without the name-based I/O API
-        with pytest.raises(BackendUnavailableError, match=r"too old: hqsam-edge needs 8\.5 .*JetPack 5\.1"):
+    assert [generation_of(v) for v in ("8.6.1.6", "10.3.0", "10.13.0", "11.1.0")] == ["8", "10", "10", "11"]
+    for old in ("8.5.2", "8.4.1", "7.1.3"):  # JetPack 5.x: no LayerNormalization in the parser
+        with pytest.raises(BackendUnavailableError, match=r"too old: hqsam-edge needs 8\.6 .*JetPack 6\.0"):
             generation_of(old)
 
 
@@ -161,6 +161,7 @@ def test_dla_lines_and_refusals(folder):
     assert "--useDLACore=0" in enc and "--allowGPUFallback" in enc
     assert not any(a.startswith("--useDLACore") for a in dec)  # dynamic shapes cannot run on DLA
     assert "--fp16" in enc and _option(enc, "--onnx").endswith("/encoder.onnx")  # DLA runs FP16: weakly typed
+    assert "--precisionConstraints=prefer" in enc  # as the build and trtexec's own DLA path
     runner = CliRunner()
     for extra in ([], ["--print-trtexec", "10"]):
         result = runner.invoke(app, ["build", str(folder), "--backend", "tensorrt", "--precision", "fp32",
@@ -226,11 +227,11 @@ def test_fp32_build_clears_tf32_and_its_check_stays_inside_the_profile(recording
     assert "3_points" in artifact.parity["decoder"] and artifact.parity["mean_mask_iou"] > 0.999
     assert artifact.format == "engine" and artifact.extra["max_points"] == 4 and artifact.extra["max_batch"] == 1
     assert artifact.extra["timing_cache"] == cache.name and cache.read_bytes() == RT.ITimingCache.MAGIC
-    assert RC.DRIVER.errors == [] and RC.DRIVER.primary_refs == 0 and RC.DRIVER.contexts_made == 0
+    assert RC.DRIVER.errors == [] and RC.DRIVER.primary_refs == 1 and RC.DRIVER.contexts_made == 0
 
 
 def test_fp16_on_86_pins_norms_under_obey(recording_trt, no_engine_check, fresh_folder, monkeypatch):
-    monkeypatch.setattr(RT, "__version__", "8.6.1")
+    RT.as_version(monkeypatch, "8.6.1")
     build(spec(fresh_folder, "fp16"))
     for graph, b in _builds_by_graph().items():
         assert b.explicit_batch and not b.strongly_typed and b.onnx.endswith(f"/{graph}.onnx")
@@ -239,7 +240,17 @@ def test_fp16_on_86_pins_norms_under_obey(recording_trt, no_engine_check, fresh_
 
 
 def test_fp16_on_10_builds_the_fp16_graph_strongly_typed(recording_trt, no_engine_check, fresh_folder):
-    build(spec(fresh_folder, "fp16"))
+    import io
+
+    from hqsam_edge import progress
+
+    log = io.StringIO()
+    with progress.reporting(progress.Reporter(log)):
+        build(spec(fresh_folder, "fp16"))
+    assert all(b.progress_monitor for b in RT.BUILDS)  # TensorRT's phases reported while it builds
+    text = log.getvalue()
+    assert text.count("TensorRT: Building engine (2 steps)") == 2 and "Tactic selection" not in text
+    assert "TensorRT: build the encoder engine (fp16) (" in text
     for graph, b in _builds_by_graph().items():
         assert b.strongly_typed and b.onnx.endswith(f"/{graph}.fp16.onnx")
         assert "FP16" not in b.flags and "INT8" not in b.flags and b.fp32_layers == []
@@ -257,21 +268,50 @@ def test_int8_on_10_sets_int8_on_the_q_dq_encoder_only(recording_trt, no_engine_
 
 
 def test_version_and_dla_refusals(recording_trt, fresh_folder, monkeypatch):
-    monkeypatch.setattr(RT, "__version__", "8.5.2")
-    with pytest.raises(BackendUnavailableError, match="--version-compatible needs TensorRT 8.6"):
-        build(spec(fresh_folder, version_compatible=True))
-    monkeypatch.setattr(RT, "__version__", "11.1.0")
+    RT.as_version(monkeypatch, "8.5.2")  # JetPack 5.1: its parser has no LayerNormalization
+    with pytest.raises(BackendUnavailableError, match=r"too old: hqsam-edge needs 8\.6 .*JetPack 6\.0"):
+        build(spec(fresh_folder))
+    RT.as_version(monkeypatch, "8.6.2")
+    with pytest.raises(UsageError, match="int8 needs TensorRT 10"):  # DLA takes no Q/DQ on 8.x
+        build(spec(fresh_folder, "int8", dla_core=0))
+    RT.as_version(monkeypatch, "11.4.0")
     with pytest.raises(BackendUnavailableError, match="no DLA support"):
         build(spec(fresh_folder, "fp16", dla_core=0))
-    monkeypatch.setattr(RT, "__version__", "10.3.0")
+    RT.as_version(monkeypatch, "10.3.0")
     with pytest.raises(BackendUnavailableError, match="needs a device with DLA"):  # a GPU without DLA
         build(spec(fresh_folder, "fp16", dla_core=0))
     assert RT.BUILDS == []
+    runner = CliRunner()
+    result = runner.invoke(app, ["build", str(fresh_folder), "--backend", "tensorrt", "--precision", "int8",
+                                 "--dla-core", "0", "--print-trtexec", "8"])
+    assert result.exit_code == 2 and "int8 needs TensorRT 10" in result.stderr
+
+
+def test_int8_on_86_gives_the_parser_float_weights(recording_trt, no_engine_check, fresh_folder, monkeypatch):
+    """TensorRT 8.x's parser refuses int8 initializers behind a DequantizeLinear: the Q/DQ graph laid out for
+    TensorRT keeps its weights float behind their own Q/DQ pair."""
+    RT.as_version(monkeypatch, "8.6.1")
+    build(spec(fresh_folder, "int8"))
+    builds = _builds_by_graph()
+    assert builds["encoder"].onnx.endswith("/encoder.int8.tensorrt.onnx") and builds["encoder"].explicit_batch
+    assert {"INT8", "FP16", "OBEY_PRECISION_CONSTRAINTS"} <= builds["encoder"].flags
+
+
+@pytest.mark.parametrize("precision", ["fp16", "int8"])
+def test_tensorrt_11_gets_no_removed_api(recording_trt, no_engine_check, fresh_folder, monkeypatch, precision):
+    """On 11 EXPLICIT_BATCH, the FP16 / INT8 / constraint flags and the layer precision setters are gone: the
+    builds use none of them."""
+    RT.as_version(monkeypatch, "11.4.1")
+    build(spec(fresh_folder, precision))
+    for graph, b in _builds_by_graph().items():
+        assert b.strongly_typed is False and b.explicit_batch is False  # flags 0: strongly typed is all there is
+        assert b.flags == {"TF32"} and b.fp32_layers == []
+    assert _builds_by_graph()["decoder"].onnx.endswith("/decoder.fp16.onnx")
 
 
 def test_dla_encoder_build(recording_trt, no_engine_check, fresh_folder, monkeypatch):
     monkeypatch.setattr(RT.Builder, "num_DLA_cores", 2)
-    monkeypatch.setattr(RT, "__version__", "10.3.0")
+    RT.as_version(monkeypatch, "10.3.0")
     artifact = build(spec(fresh_folder, "fp16", dla_core=1))
     builds = _builds_by_graph()
     assert (builds["encoder"].device, builds["encoder"].dla_core) == ("DLA", 1)
@@ -327,6 +367,10 @@ def test_tensorrt_predictor_uses_the_primary_context_and_frees_every_threads_sta
     logits = predictor.predict_boxes(boxes, return_logits=True)[0]
     np.testing.assert_allclose(logits, expected, rtol=0, atol=1e-4 * np.abs(expected).max())
     assert [e["point_coords"][0] for e in RT.EXECUTIONS if "point_coords" in e] == [4, 2]
+    stale = predictor._features
+    backend.encode(np.zeros((1, 3, 1024, 1024), np.float32))  # the device buffers now hold another image
+    with pytest.raises(UsageError, match="belong to another image"):
+        backend.features_to_numpy(stale)
 
     worker_error: list[BaseException] = []
 
@@ -348,7 +392,10 @@ def test_tensorrt_predictor_uses_the_primary_context_and_frees_every_threads_sta
         predictor.predict(point_coords=np.full((5, 2), 30.0), point_labels=np.ones(5))
     predictor.close()
     assert backend._states == [] and backend.engines == {} and RC.DRIVER.memory == {}
-    assert RC.DRIVER.errors == [] and RC.DRIVER.primary_refs == 0
+    assert RC.DRIVER.errors == [] and all(stack == [] for stack in RC.DRIVER.stacks.values())
+    again = Predictor.from_artifacts(engines, backend="tensorrt", precision="fp32")  # the same primary context
+    again.close()
+    assert RC.DRIVER.primary_refs == 1
 
 
 def test_profile_shapes_are_read_for_dynamic_inputs_only(engines, monkeypatch):
@@ -378,7 +425,7 @@ def test_version_compatible_engines(recording_trt, fresh_folder, monkeypatch):
     build(spec(fresh_folder, version_compatible=True))
     with open_backend(fresh_folder, backend="tensorrt") as backend:
         assert backend._runtime.engine_host_code_allowed is True
-    monkeypatch.setattr(RT, "__version__", "10.16.2")  # a newer TensorRT loads them
+    RT.as_version(monkeypatch, "10.16.2")  # a newer TensorRT loads them
     with open_backend(fresh_folder, backend="tensorrt"):
         pass
     manifest = read_manifest(fresh_folder)  # the same plans, recorded as not version compatible: refused
@@ -388,7 +435,7 @@ def test_version_compatible_engines(recording_trt, fresh_folder, monkeypatch):
     with pytest.raises(ArtifactError, match="cannot load encoder.fp32.engine"):
         with open_backend(fresh_folder, backend="tensorrt"):
             pass
-    assert RC.DRIVER.primary_refs == 0  # a failed activation releases the context too
+    assert RC.DRIVER.primary_refs == 1  # retained once for the process, failed activations included
     check_versions("10.3.0", "10.3.0", False)
     for built, running, vc in (("10.3.0", "10.13.0", False), ("10.13.0", "10.3.0", True), ("8.5.2", "10.3.0", True)):
         with pytest.raises(ArtifactError, match=f"built with TensorRT {built}, this machine has TensorRT {running}"):
@@ -425,7 +472,8 @@ def test_recording_stand_in_names_are_tensorrts():
     functions = {n.name for t in (tree, package) for n in t.body if isinstance(n, ast.FunctionDef)}
     missing = []
     for name, value in vars(RT).items():
-        if name.startswith("_") or name in ("BuildRecord", "BUILDS", "EXECUTIONS", "install", "cuda", "annotations",
+        if name.startswith("_") or name in ("BuildRecord", "BUILDS", "EXECUTIONS", "install", "as_version", "cuda",
+                                            "annotations", "sys",
                                             "json", "threading", "np", "dataclass", "Any", "float32", "float16",
                                             "int32"):
             continue
