@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING, Optional
 
 import typer
 
+from .atomic import cleanup_summary, private_tempdir, take_ledger
 from .errors import HQSamEdgeError
+from .interrupts import signals_raise
 
 if TYPE_CHECKING:
     from .runtime.choice import ModelChoice
@@ -35,19 +37,25 @@ def _fail(message: str, code: int) -> None:
 
 
 def cli_errors(fn):
-    """Turn our errors (and a few OS ones) into one line on stderr and an exit code."""
+    """Turn our errors (and a few OS ones) into one line on stderr and an exit code.
+
+    The command runs with SIGINT / SIGTERM raising ``Interrupted`` (so that its temporaries go as the stack
+    unwinds) and with ``tempfile`` pointed at a folder of its own; interrupted, it ends with one line saying
+    what it removed and what it kept, and exit code 130 (SIGINT) or 143 (SIGTERM)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             warnings.showwarning = lambda msg, *a, **k: typer.echo(f"warning: {msg}", err=True)
+            take_ledger()
             try:
-                return fn(*args, **kwargs)
+                with signals_raise(), private_tempdir():
+                    return fn(*args, **kwargs)
             except HQSamEdgeError as exc:
                 _fail(str(exc), exc.exit_code)
-            except KeyboardInterrupt:
-                _fail("interrupted", 130)
+            except KeyboardInterrupt as exc:
+                _fail(f"{exc or 'interrupted'}: {cleanup_summary()}", getattr(exc, "exit_code", 130))
             except MemoryError:
                 _fail("out of memory; try a smaller backbone or fewer prompts per call", 1)
 
