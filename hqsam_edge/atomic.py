@@ -3,8 +3,8 @@
 ``atomic_write`` writes a file under a temporary name in the target's folder
 and renames it onto the target; ``staged_folder`` builds a whole folder under
 a temporary name beside the target and swaps it in once it is complete (the
-old folder, if any, is replaced only then). ``TempDir`` is a temporary folder
-of the process (``calib``'s staging in an artifact folder), and
+old folder, if any, is replaced only then). ``temp_dir`` is a temporary folder
+of the process for a block (``calib``'s staging in an artifact folder), and
 ``private_tempdir`` points ``tempfile`` at one for a whole command, so that
 the temporaries of every library it calls live there too.
 
@@ -78,17 +78,20 @@ def atomic_write(path: str | Path, write: Callable[[str], object], *, suffix: st
             raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
     if not path.parent.exists():
         raise UsageError(f"cannot write {path}: folder {path.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path.name), suffix=suffix, dir=path.parent)
-    hold(fd)
+    fd = tmp = None
     try:
+        with deferred():  # the temporary exists only inside this try, so that its finally removes it
+            fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path.name), suffix=suffix, dir=path.parent)
+        hold(fd)
         write(tmp)
         os.chmod(tmp, 0o644)  # mkstemp made it private
         os.replace(tmp, path)
     except OSError as exc:
         raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
     finally:
-        os.close(fd)
-        if os.path.exists(tmp):
+        if fd is not None:
+            os.close(fd)
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
             note_removed(tmp)
     return path
@@ -103,10 +106,9 @@ def write_text(path: str | Path, text: str) -> Path:
 
 
 class TempDir:
-    """A fresh folder ``<parent>/.<label>.hqtmp-....<random>`` of this process, locked while open.
-
-    ``close()`` (or the end of a ``with`` block, which yields the path) removes it with what it holds; one
-    removed because of an error is noted (``cleanup_summary``)."""
+    """A fresh folder ``<parent>/.<label>.hqtmp-....<random>`` of this process, locked until ``close()``
+    removes it with what it holds. Use ``temp_dir`` for a block: it also removes the folder when the block
+    is interrupted."""
 
     def __init__(self, parent: str | Path, label: str, *, hidden: bool = True) -> None:
         self.path = Path(tempfile.mkdtemp(prefix=temp_prefix(label, hidden=hidden), dir=parent))
@@ -122,12 +124,23 @@ class TempDir:
         shutil.rmtree(self.path, ignore_errors=True)
         return existed
 
-    def __enter__(self) -> Path:
-        return self.path
 
-    def __exit__(self, kind, value, traceback) -> None:
-        if self.close() and kind is not None:
-            note_removed(self.path)
+@contextmanager
+def temp_dir(parent: str | Path, label: str, *, hidden: bool = True) -> Iterator[Path]:
+    """A ``TempDir`` for the block, removed when it ends; one removed because of an error or an interruption
+    is noted (``cleanup_summary``)."""
+    made: TempDir | None = None
+    failed = False
+    try:
+        with deferred():  # made, and its name held, before a signal can stop this
+            made = TempDir(parent, label, hidden=hidden)
+        yield made.path
+    except BaseException:
+        failed = True
+        raise
+    finally:
+        if made is not None and made.close() and failed:
+            note_removed(made.path)
 
 
 def _swap_in(staging: Path, out: Path) -> None:
@@ -135,11 +148,19 @@ def _swap_in(staging: Path, out: Path) -> None:
     if not out.exists():
         os.replace(staging, out)
         return
-    old = TempDir(out.parent, out.name + _OLD)
-    with deferred():  # never stop between the two renames: out would be missing
-        os.replace(out, old.path / out.name)
-        os.replace(staging, out)
-    old.close()
+    old: TempDir | None = None
+    try:
+        with deferred():  # never stop between the two renames: out would be missing
+            old = TempDir(out.parent, out.name + _OLD)
+            os.replace(out, old.path / out.name)
+            try:
+                os.replace(staging, out)
+            except OSError:
+                os.replace(old.path / out.name, out)  # the previous folder back
+                raise
+    finally:
+        if old is not None:
+            old.close()
 
 
 @contextmanager
@@ -151,20 +172,18 @@ def staged_folder(out: str | Path, what: str = "folder") -> Iterator[Path]:
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         remove_stale(out.parent, prefix=f".{out.name}.")
-        staging = TempDir(out.parent, out.name)
     except OSError as exc:
         raise UsageError(f"cannot write to {out.parent}: {exc.strerror or exc}") from None
     done = False
     try:
-        yield staging.path
-        staging.path.chmod(0o755)  # mkdtemp made it private
-        _swap_in(staging.path, out)
-        done = True
+        with temp_dir(out.parent, out.name) as staging:
+            yield staging
+            staging.chmod(0o755)  # mkdtemp made it private
+            _swap_in(staging, out)
+            done = True
     except OSError as exc:
         raise UsageError(f"cannot write the {what} {out}: {exc.strerror or exc}") from None
     finally:
-        if staging.close() and not done:
-            note_removed(staging.path)
         if not done:
             note_kept(f"kept {out} as it was" if out.exists() else f"wrote no {what} at {out}")
 
@@ -179,7 +198,7 @@ def private_tempdir(label: str = "hqsam-edge") -> Iterator[Path]:
     base = Path(tempfile.gettempdir())
     remove_stale(base, prefix=f"{label}.")
     previous = tempfile.tempdir
-    with TempDir(base, label, hidden=False) as path:
+    with temp_dir(base, label, hidden=False) as path:
         tempfile.tempdir = str(path)
         try:
             yield path

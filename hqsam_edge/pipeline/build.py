@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..atomic import note_kept
 from ..calib.recipes import DEFAULT_INT8_EXCLUDE
 from ..errors import UsageError
 from ..export.manifest import Artifact
@@ -74,7 +75,8 @@ def trtexec_lines(spec: BuildSpec, generation: str) -> list[str]:
 
 def _engines(spec: BuildSpec) -> Artifact:
     from ..calib.variants import ensure_precision_graphs, heldout_images
-    from ..engines.builder import build_engines, generation_of, source_graphs
+    from ..engines.builder import build_engines, generation_of, plan, source_graphs
+    from ..export.manifest import read_manifest
     from ..runtime.environment import require_tensorrt
 
     require_tensorrt()
@@ -83,6 +85,8 @@ def _engines(spec: BuildSpec) -> Artifact:
     generation = generation_of(trt.__version__)
     for precision, flavour in source_graphs(spec.precision, generation):
         ensure_precision_graphs(spec.precision_spec(precision, flavour))
+    folder = Path(spec.folder)  # every graph the engines are built from is the one recorded
+    read_manifest(folder).check_files(folder, [job.onnx.name for job in plan(folder, spec.engine_spec(), generation)])
     graphs = spec.precision_spec()
     return build_engines(spec.engine_spec(), generation, heldout_images(graphs), graphs.bounds())
 
@@ -92,9 +96,13 @@ def build(spec: BuildSpec) -> Artifact:
     from ..calib.variants import make_precision_graphs
 
     check_spec(spec)
-    if spec.backend == "tensorrt":
-        return _engines(spec)
-    return make_precision_graphs(spec.precision_spec())
+    try:
+        if spec.backend == "tensorrt":
+            return _engines(spec)
+        return make_precision_graphs(spec.precision_spec())
+    except BaseException:
+        note_kept(f"kept {spec.folder} with the artifacts its manifest.json lists")
+        raise
 
 
 def summary(spec: BuildSpec, artifact: Artifact) -> list[str]:

@@ -1,8 +1,8 @@
 """``hqsam-edge export``: build the model, export its two graphs, verify them, write the artifact folder.
 
 ``export_artifacts(ExportSpec(...))`` writes ``encoder.onnx``,
-``decoder.onnx`` and ``manifest.json`` into a temporary folder beside the
-target, verifies the graphs under ONNX Runtime against the PyTorch model
+``decoder.onnx`` and ``manifest.json`` (with the graphs' sizes and sha256)
+into a temporary folder beside the target, verifies the graphs under ONNX Runtime against the PyTorch model
 (``runtime.compare``), and only then renames the folder into place: a failure
 leaves nothing behind.
 """
@@ -113,6 +113,8 @@ def export_artifacts(spec: ExportSpec) -> Manifest:
             tool_versions=versions,
             created=stamp["created"],
             platform=stamp["platform"],
+            files={},
         )
+        manifest.record_files(tmp, [ENCODER_FILE, DECODER_FILE])
         manifest.write(tmp)
     return manifest

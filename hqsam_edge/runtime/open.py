@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import UsageError
+from ..errors import ArtifactError, UsageError
 from .base import Backend, ModelInfo
 
 BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
@@ -33,8 +33,13 @@ def open_backend(folder: str | Path, *, backend: str = "auto", precision: str | 
     if backend == "torch":
         return _torch_from_manifest(manifest, precision)
     if backend == "tensorrt":
+        try:
+            artifact = manifest.find("tensorrt", precision)
+        except ArtifactError:
+            require_tensorrt()  # without TensorRT here, that is the first thing to fix
+            raise
+        manifest.check_files(folder, artifact.files.values())  # before TensorRT deserializes a plan
         require_tensorrt()
-        artifact = manifest.find("tensorrt", precision)
         from .tensorrt_backend import TensorRTBackend
 
         return TensorRTBackend(info, folder / artifact.files["encoder"], folder / artifact.files["decoder"],
@@ -44,6 +49,7 @@ def open_backend(folder: str | Path, *, backend: str = "auto", precision: str | 
                                                 "tensorrt": "" if artifact.extra.get("version_compatible")
                                                 else artifact.tool_versions.get("tensorrt", "")})
     artifact = manifest.find("onnxruntime", precision)
+    manifest.check_files(folder, artifact.files.values())
     from .onnxruntime_backend import OnnxRuntimeBackend
 
     return OnnxRuntimeBackend(info, folder / artifact.files["encoder"], folder / artifact.files["decoder"],
