@@ -202,6 +202,21 @@ def build(
 
 @app.command()
 @cli_errors
+def verify(
+    folder: Path = typer.Argument(..., help="Artifact folder from `hqsam-edge export` / `build`."),
+    update: bool = typer.Option(False, "--update", help="First record the files that have no size and sha256 yet (a folder of an older hqsam-edge), as they are now."),
+    json_out: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout (for scripts) instead of the table."),
+):
+    """Check every file of an artifact folder against its manifest: a table of file, size, sha256 and status."""
+    from .pipeline.verify import verify_folder
+
+    report = verify_folder(folder, update=update)
+    typer.echo(report.to_json() if json_out else report.table())
+    report.raise_for_problems()
+
+
+@app.command()
+@cli_errors
 @model_options
 def predict(
     model: ModelChoice,
