@@ -17,7 +17,7 @@ import typer
 
 from .atomic import cleanup_summary, private_tempdir, take_ledger
 from .errors import HQSamEdgeError
-from .interrupts import signals_raise
+from .interrupts import interruption, signals_raise
 
 if TYPE_CHECKING:
     from .runtime.choice import ModelChoice
@@ -52,12 +52,19 @@ def cli_errors(fn):
             try:
                 with signals_raise(), private_tempdir():
                     return fn(*args, **kwargs)
-            except HQSamEdgeError as exc:
-                _fail(str(exc), exc.exit_code)
-            except KeyboardInterrupt as exc:
-                _fail(f"{exc or 'interrupted'}: {cleanup_summary()}", getattr(exc, "exit_code", 130))
-            except MemoryError:
-                _fail("out of memory; try a smaller backbone or fewer prompts per call", 1)
+            except (typer.Exit, typer.Abort):
+                raise
+            except BaseException as exc:
+                stop = interruption(exc)  # also one a library wrapped in its own error
+                if stop is not None:
+                    _fail(f"{stop}: {cleanup_summary()}", stop.exit_code)
+                if isinstance(exc, HQSamEdgeError):
+                    _fail(str(exc), exc.exit_code)
+                if isinstance(exc, KeyboardInterrupt):
+                    _fail(f"interrupted: {cleanup_summary()}", 130)
+                if isinstance(exc, MemoryError):
+                    _fail("out of memory; try a smaller backbone or fewer prompts per call", 1)
+                raise
 
     return wrapper
 

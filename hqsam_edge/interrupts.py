@@ -2,9 +2,12 @@
 
 ``signals_raise()`` (every command of the CLI runs inside it; library code may use it too) turns SIGINT and
 SIGTERM into ``Interrupted``, a ``KeyboardInterrupt`` that carries the signal and its exit code (130, 143):
-code that cleans up after Ctrl-C cleans up after a job scheduler's SIGTERM the same way. Only the first
-signal raises; one that arrives while the first unwinds is ignored, so that the clean-up finishes (SIGKILL
-still ends the process; the next run then removes what it left, see ``hqsam_edge.owners``).
+code that cleans up after Ctrl-C cleans up after a job scheduler's SIGTERM the same way. A signal that
+arrives within ``GRACE_S`` of the one that raised is ignored, so that the clean-up finishes; a later one
+raises again (code that caught the first must not make the process unstoppable). SIGKILL still ends the
+process at once; the next run then removes what it left (``hqsam_edge.owners``). A library may wrap the
+exception in its own (a C extension interrupted while it initialises raises ``ImportError``):
+``interruption(exc)`` finds it in the chain.
 
 ``deferred()`` holds both signals for a short block that must not stop halfway (files renamed into place
 and the manifest that names them): a signal that arrives inside takes effect when the block ends.
@@ -17,10 +20,12 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
+GRACE_S = 5.0  # a repeated signal within this time of the first is ignored: the clean-up is running
 
 
 class Interrupted(KeyboardInterrupt):
@@ -35,7 +40,7 @@ class Interrupted(KeyboardInterrupt):
         return f"interrupted by {signal.Signals(self.signum).name}"
 
 
-_state = {"depth": 0, "raised": False}
+_state: dict = {"depth": 0, "raised_at": None}
 
 
 def _in_main_thread() -> bool:
@@ -48,10 +53,22 @@ def _handlers() -> dict:
 
 
 def _raise(signum: int, frame) -> None:
-    if _state["raised"]:
+    now = time.monotonic()
+    if _state["raised_at"] is not None and now - _state["raised_at"] < GRACE_S:
         return  # the first one is unwinding: let its clean-up finish
-    _state["raised"] = True
+    _state["raised_at"] = now
     raise Interrupted(signum)
+
+
+def interruption(exc: BaseException | None) -> Interrupted | None:
+    """The ``Interrupted`` that ``exc`` is, or that caused it (a library's own error raised as it unwound)."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, Interrupted):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 @contextmanager
@@ -65,7 +82,7 @@ def signals_raise() -> Iterator[None]:
             _state["depth"] -= 1
         return
     previous = _handlers()
-    _state.update(depth=1, raised=False)
+    _state.update(depth=1, raised_at=None)
     for s in SIGNALS:
         signal.signal(s, _raise)
     try:
@@ -73,7 +90,7 @@ def signals_raise() -> Iterator[None]:
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
-        _state.update(depth=0, raised=False)
+        _state.update(depth=0, raised_at=None)
 
 
 @contextmanager

@@ -17,7 +17,8 @@ import pytest
 
 from hqsam_edge import atomic, owners
 from hqsam_edge.errors import UsageError
-from hqsam_edge.interrupts import Interrupted, deferred, signals_raise
+from hqsam_edge import interrupts
+from hqsam_edge.interrupts import Interrupted, deferred, interruption, signals_raise
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,7 +32,7 @@ def test_a_live_owners_temporaries_stay_and_a_killed_ones_go(tmp_path):
     code = textwrap.dedent(f"""
         import sys, tempfile, time
         from hqsam_edge import atomic
-        atomic.TempDir({str(tmp_path)!r}, "out")  # a staging folder, as staged_folder makes them
+        atomic.TempDir({str(tmp_path)!r}, "out")  # a staging folder, as staged_folder makes them (kept open)
         tempfile.mkstemp(prefix=atomic.temp_prefix("data.json"), suffix=".part", dir={str(tmp_path)!r})
         print("ready", flush=True)
         time.sleep(120)
@@ -123,7 +124,7 @@ def test_signals_raise_an_exception_that_unwinds_finally_blocks():
             time.sleep(5)
         finally:
             cleaned.append(True)
-            os.kill(os.getpid(), signal.SIGTERM)  # a second signal while the first unwinds: ignored
+            os.kill(os.getpid(), signal.SIGTERM)  # a second signal while the first unwinds (within GRACE_S): ignored
             time.sleep(0.05)
     assert cleaned == [True] and err.value.exit_code == 143 and str(err.value) == "interrupted by SIGTERM"
     assert isinstance(err.value, KeyboardInterrupt)  # code that cleans up after Ctrl-C does the same here
@@ -139,3 +140,25 @@ def test_deferred_holds_a_signal_until_the_block_ends():
             done.append("the commit finished")
         done.append("never")
     assert done == ["the commit finished"] and err.value.exit_code == 130
+
+
+def test_a_signal_after_the_grace_time_raises_again(monkeypatch):
+    """Code that caught the first interruption must not make the process unstoppable."""
+    monkeypatch.setattr(interrupts, "GRACE_S", 0.0)
+    with pytest.raises(Interrupted), signals_raise():
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+        except Interrupted:
+            pass  # swallowed, as some library might
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
+
+
+def test_an_interruption_a_library_wrapped_in_its_own_error_is_found():
+    with pytest.raises(ImportError) as err:
+        try:
+            raise Interrupted(signal.SIGTERM)
+        except BaseException as exc:  # what pybind11 does when a module's initialisation is interrupted
+            raise ImportError("initialization failed") from exc
+    assert interruption(err.value).exit_code == 143 and interruption(ValueError("other")) is None
