@@ -190,8 +190,10 @@ def read_manifest(folder: str | Path) -> Manifest:
     try:
         data = _upgrade(json.loads(path.read_text()))
         data["artifacts"] = [Artifact(**a) for a in data.get("artifacts", [])]
+        if data.get("files") is not None:
+            data["files"] = {str(name): dict(record) for name, record in data["files"].items()}
         manifest = Manifest(**data)
-    except (json.JSONDecodeError, TypeError, KeyError, AttributeError) as exc:
+    except (json.JSONDecodeError, TypeError, KeyError, AttributeError, ValueError) as exc:
         raise ArtifactError(f"{path} is damaged or from another version ({exc}); export the folder again") from None
     if manifest.format != FORMAT_VERSION:
         raise ArtifactError(f"{path} has format {manifest.format}; this hqsam-edge reads {FORMAT_VERSION}")

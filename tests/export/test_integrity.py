@@ -138,3 +138,21 @@ def test_verify_update_never_rewrites_a_record(folder):
                                                        "encoder.fp16.onnx": "recorded"}
     with pytest.raises(ArtifactError, match=r"1 of 3 files .*decoder\.onnx \(changed\); copy the folder again"):
         report.raise_for_problems()
+
+
+@pytest.mark.slow
+def test_the_warm_check_of_a_vit_b_folder_costs_under_50_ms(tmp_path):
+    """The must-show figure (benchmarks/RESULTS.md has the cold one beside it)."""
+    import statistics
+    import time
+
+    from hqsam_edge.pipeline.export import ExportSpec, export_artifacts
+
+    folder = tmp_path / "hq_vit_b"
+    export_artifacts(ExportSpec(backbone="vit_b", random_weights=True, out=str(folder), verify=False))
+    times = []
+    for _ in range(7):
+        t0 = time.perf_counter()
+        read_manifest(folder).check_files(folder, ["encoder.onnx", "decoder.onnx"])
+        times.append(time.perf_counter() - t0)
+    assert statistics.median(times) < 0.050, times
