@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING, Optional
 
 import typer
 
+from .atomic import cleanup_summary, private_tempdir, take_ledger
 from .errors import HQSamEdgeError
+from .interrupts import interruption, signals_raise
 
 if TYPE_CHECKING:
     from .runtime.choice import ModelChoice
@@ -35,21 +37,34 @@ def _fail(message: str, code: int) -> None:
 
 
 def cli_errors(fn):
-    """Turn our errors (and a few OS ones) into one line on stderr and an exit code."""
+    """Turn our errors (and a few OS ones) into one line on stderr and an exit code.
+
+    The command runs with SIGINT / SIGTERM raising ``Interrupted`` (so that its temporaries go as the stack
+    unwinds) and with ``tempfile`` pointed at a folder of its own; interrupted, it ends with one line saying
+    what it removed and what it kept, and exit code 130 (SIGINT) or 143 (SIGTERM)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             warnings.showwarning = lambda msg, *a, **k: typer.echo(f"warning: {msg}", err=True)
+            take_ledger()
             try:
-                return fn(*args, **kwargs)
-            except HQSamEdgeError as exc:
-                _fail(str(exc), exc.exit_code)
-            except KeyboardInterrupt:
-                _fail("interrupted", 130)
-            except MemoryError:
-                _fail("out of memory; try a smaller backbone or fewer prompts per call", 1)
+                with signals_raise(), private_tempdir():
+                    return fn(*args, **kwargs)
+            except (typer.Exit, typer.Abort):
+                raise
+            except BaseException as exc:
+                stop = interruption(exc)  # also one a library wrapped in its own error
+                if stop is not None:
+                    _fail(f"{stop}: {cleanup_summary()}", stop.exit_code)
+                if isinstance(exc, HQSamEdgeError):
+                    _fail(str(exc), exc.exit_code)
+                if isinstance(exc, KeyboardInterrupt):
+                    _fail(f"interrupted: {cleanup_summary()}", 130)
+                if isinstance(exc, MemoryError):
+                    _fail("out of memory; try a smaller backbone or fewer prompts per call", 1)
+                raise
 
     return wrapper
 
@@ -193,6 +208,21 @@ def build(
         return
     for line in pipeline.summary(spec, pipeline.build(spec)):
         typer.echo(line)
+
+
+@app.command()
+@cli_errors
+def verify(
+    folder: Path = typer.Argument(..., help="Artifact folder from `hqsam-edge export` / `build`."),
+    update: bool = typer.Option(False, "--update", help="First record the files that have no size and sha256 yet (a folder of an older hqsam-edge), as they are now."),
+    json_out: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout (for scripts) instead of the table."),
+):
+    """Check every file of an artifact folder against its manifest: a table of file, size, sha256 and status."""
+    from .pipeline.verify import verify_folder
+
+    report = verify_folder(folder, update=update)
+    typer.echo(report.to_json() if json_out else report.table())
+    report.raise_for_problems()
 
 
 @app.command()

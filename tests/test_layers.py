@@ -1,8 +1,9 @@
 """Every module on its floor: the import graph of ``hqsam_edge`` (lazy imports inside functions included) has no
 cycle, and no module imports from a floor above its own.
 
-The floors, from the bottom (README, "Layout"): the version and the error types -> leaf modules (atomic
-writes, platform detection, metrics, progress) -> ``data`` -> ``model`` -> ``export`` (graph contract, profiles, graphs, manifest) ->
+The floors, from the bottom (README, "Layout"): the version, the error types, signals and temporaries' owners
+-> leaf modules (atomic writes, file digests, platform detection, metrics, progress) -> ``data`` -> ``model`` ->
+``export`` (graph contract, profiles, graphs, manifest) ->
 ``runtime`` (backends, Predictor, the one comparison) -> ``calib`` (precision graphs) -> ``engines`` (TensorRT)
 -> ``pipeline`` (the verified export and build steps) -> ``eval``, ``train``, ``benchmarks`` -> ``apps``,
 ``serve`` -> the command line and the package's own entry points. Imports under ``if TYPE_CHECKING:`` are
@@ -18,8 +19,8 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "hqsam_edge"
 FLOORS = [
-    {"_version", "errors"},
-    {"atomic", "hardware", "metrics", "progress"},
+    {"_version", "errors", "interrupts", "owners"},
+    {"atomic", "digest", "hardware", "metrics", "progress"},
     {"data"},
     {"model"},
     {"export"},

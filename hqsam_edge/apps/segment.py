@@ -34,7 +34,8 @@ run with work to do removes it first, so it exists only after a finished run.
 
 Resume: a rerun skips every image whose file exists, parses and holds one entry
 per box (it assumes the same model); temporary files that a killed run left
-(``.<name>.<random>.part``) are removed first. Every file is written under a
+(``.<name>.hqtmp-<owner>.<random>.part``, ``hqsam_edge.owners``) are removed
+first, those of a run still going are not. Every file is written under a
 temporary name in its folder and renamed, so none is ever half-written.
 
 Errors stop the pipeline and reach the caller as one ``HQSamEdgeError``: a bad
@@ -57,7 +58,7 @@ from typing import Any
 
 import numpy as np
 
-from ..atomic import TMP_SUFFIX, atomic_write, write_text
+from ..atomic import atomic_write, note_kept, remove_stale, write_text
 from ..data import transforms as T
 from ..errors import DataError, UsageError
 from ..runtime.predictor import Predictor, best_masks
@@ -207,14 +208,8 @@ def check_same_model(out: Path, model: str) -> None:
 
 
 def remove_stale_temps(out: Path) -> int:
-    """Delete temporary files that a killed run left in ``out``; how many."""
-    n = 0
-    if out.is_dir():
-        for p in out.rglob(f".*{TMP_SUFFIX}"):
-            if p.is_file():
-                p.unlink()
-                n += 1
-    return n
+    """Delete the temporary files that a killed run left in ``out`` (not those of a live one); how many."""
+    return len(remove_stale(out, recursive=True))
 
 
 # -- files ------------------------------------------------------------------------
@@ -444,8 +439,13 @@ def segment_images(spec: SegmentSpec, predictor: Predictor | Callable[[], Predic
             counts["masks"] += n
             bar.update(1)
 
-        if todo:
-            _Pipeline(plan, todo, predictor if isinstance(predictor, Predictor) else None, busy, on_written).run()
+        try:
+            if todo:
+                _Pipeline(plan, todo, predictor if isinstance(predictor, Predictor) else None, busy, on_written).run()
+        except BaseException:
+            note_kept(f"kept the {skipped + counts['segmented'] + counts['empty']} image result(s) written in {out} "
+                      "(run again to resume)")
+            raise
     total = _merge(plan)
     return SegmentSummary(len(plan.jobs), counts["segmented"], counts["empty"], skipped, counts["masks"], total,
                           out / RESULTS_NAME, time.perf_counter() - start, busy)

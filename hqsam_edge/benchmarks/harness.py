@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from .. import progress
-from ..errors import HQSamEdgeError, UsageError
+from ..errors import ArtifactError, HQSamEdgeError, UsageError
 
 IMAGE_HW = (768, 1024)  # the benchmark image (height, width)
 BOX = np.array([180.0, 120.0, 760.0, 600.0])
@@ -400,6 +400,18 @@ def default_backend() -> str:
     return "tensorrt" if tensorrt_status().usable else "onnxruntime"
 
 
+def _check_files(manifest, folder: str, backend: str, precision: str) -> None:
+    """Refuse a folder whose files are not the ones its manifest records before any row runs (an artifact it
+    lacks is that row's own error)."""
+    if backend == "torch":
+        return
+    try:
+        artifact = manifest.find(backend, precision)
+    except ArtifactError:
+        return
+    manifest.check_files(folder, artifact.files.values())
+
+
 def plan_targets(*, folders: list[str], backbones: list[str], variants: list[str], backends: list[str],
                  precisions: list[str], table10: bool, reference: bool, checkpoint: str | None = None) -> list[Target]:
     """Expand the CLI's choices into rows."""
@@ -414,6 +426,7 @@ def plan_targets(*, folders: list[str], backbones: list[str], variants: list[str
         manifest = read_manifest(folder)
         for backend in backends:
             for precision in precisions:
+                _check_files(manifest, folder, backend, precision)
                 targets.append(Target(manifest.backbone, manifest.variant, backend, precision, folder=str(folder)))
     pairs: list[tuple[str, str]] = []
     if table10:

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import progress
+from ..atomic import write_text
 from ..errors import UsageError
 from ..export.onnx_files import save_onnx
 
@@ -140,7 +141,7 @@ def collect_ranges(model_path: str | Path, tensors: Sequence[str], feeds: Iterab
 
 
 def save_ranges(path: str | Path, ranges: dict[str, tuple[float, float]], **meta) -> None:
-    Path(path).write_text(json.dumps({"meta": meta, "ranges": ranges}, indent=1))
+    write_text(path, json.dumps({"meta": meta, "ranges": ranges}, indent=1))
 
 
 def load_ranges(path: str | Path, **meta) -> dict[str, tuple[float, float]] | None:

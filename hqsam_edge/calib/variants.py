@@ -9,13 +9,17 @@ ONNX Runtime against the fp32 PyTorch model on held-out images
 (``flavour="tensorrt"``), as a ``tensorrt`` artifact of ``format`` ``onnx``
 that TensorRT builds its engines from. A variant that misses its bound is
 deleted and the build fails.
+
+The graphs are made in a staging folder inside the artifact folder
+(``.build.hqtmp-...``, removed on any failure or interruption) and renamed
+into place together with the manifest update that records their sizes and
+sha256; the graphs they are made from are checked against the manifest first.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +27,10 @@ from typing import Any
 
 import numpy as np
 
+from ..atomic import temp_dir
 from ..errors import ArtifactError, ParityError, UsageError
 from ..export.manifest import Artifact, graph_file, provenance, read_manifest, tool_versions
+from ..interrupts import deferred
 from .images import CalibrationSet
 from .ranges import collect_ranges, load_ranges, quantizable_nodes, save_ranges
 from .recipes import DEFAULT_INT8_EXCLUDE, FLAVOUR_OPS, fp16_graph, int8_graph
@@ -96,22 +102,42 @@ def calibration_set(spec: PrecisionSpec) -> CalibrationSet:
     return CalibrationSet(None, limit=spec.calib_limit)
 
 
-def calibrate(folder: Path, encoder: Path, spec: PrecisionSpec) -> tuple[dict[str, tuple[float, float]], list]:
-    """Ranges for the encoder's quantizable layers, from the cache when images and method match."""
+def _cached_ranges(folder: Path, cache: Path, manifest, **meta) -> dict[str, tuple[float, float]] | None:
+    """The cached ranges if ``cache`` is the file the manifest records (and was made with ``meta``); a cache
+    without a record, or changed since, is not used (it only saves time: calibrating again is safe)."""
+    if not cache.is_file() or cache.name not in (manifest.files or {}):
+        return None
+    try:
+        manifest.check_files(folder, [cache.name])
+    except ArtifactError as exc:
+        warnings.warn(f"{exc}; calibrating again")
+        return None
+    return load_ranges(cache, **meta)
+
+
+def calibrate(folder: Path, encoder: Path, spec: PrecisionSpec, manifest=None) -> tuple[dict[str, tuple[float, float]],
+                                                                                       list]:
+    """Ranges for the encoder's quantizable layers, from the cache when images and method match; a new cache
+    is recorded in the manifest at once, so that a build that then misses its bound leaves it for the next."""
     import onnx
 
-    from ..model.checkpoint import sha256_file
+    from ..digest import sha256_file
 
+    manifest = manifest or read_manifest(folder)
     targets = quantizable_nodes(onnx.load(str(encoder), load_external_data=False), spec.int8_exclude)
     calib = calibration_set(spec)
-    meta = {"graph_sha256": sha256_file(encoder), "images": calib.fingerprint(), "method": spec.calib_method,
+    graph_sha256 = (manifest.files or {}).get(encoder.name, {}).get("sha256") or sha256_file(encoder)
+    meta = {"graph_sha256": graph_sha256, "images": calib.fingerprint(), "method": spec.calib_method,
             "count": len(calib)}
     cache = folder / f"calib.{encoder.stem}.{spec.calib_method}.json"
-    ranges = load_ranges(cache, **meta)
+    ranges = _cached_ranges(folder, cache, manifest, **meta)
     if ranges is None or not all(t.activation in ranges and t.output in ranges for t in targets):
         tensors = [name for t in targets for name in (t.activation, t.output)]
         ranges = collect_ranges(encoder, tensors, calib, method=spec.calib_method)
-        save_ranges(cache, ranges, **meta)
+        with deferred():
+            save_ranges(cache, ranges, **meta)
+            manifest.record_files(folder, [cache.name])
+            manifest.write(folder)
     return ranges, targets
 
 
@@ -157,10 +183,10 @@ def _layer_search(spec: PrecisionSpec, encoder: Path, out: Path, ranges, candida
                       f"({first_miss}); use fp16, or calibrate on more typical images")
 
 
-def _int8_encoder(spec: PrecisionSpec, folder: Path, encoder: Path, staging: Path, extra: dict[str, Any],
+def _int8_encoder(spec: PrecisionSpec, manifest, encoder: Path, staging: Path, extra: dict[str, Any],
                   check: Check) -> tuple[Path, dict[str, Any]]:
     """Calibrate, quantize every candidate layer and check; on a miss, the layer search (``spec.layer_search``)."""
-    ranges, targets = calibrate(folder, encoder, spec)
+    ranges, targets = calibrate(Path(spec.folder), encoder, spec, manifest)
     candidates = [t for t in targets if t.op_type in FLAVOUR_OPS[spec.flavour]]
     out = staging / graph_file("encoder", "int8", spec.flavour)
     extra["calibration"] = {"method": spec.calib_method, "images": spec.calib_images or "synthetic",
@@ -184,10 +210,13 @@ def ensure_precision_graphs(spec: PrecisionSpec) -> Artifact:
     ``--calib-images`` asks for a new calibration.
     """
     if spec.calib_images is None:
+        manifest = read_manifest(spec.folder)
         try:
-            return read_manifest(spec.folder).find(spec.flavour, spec.precision, format="onnx")
+            artifact = manifest.find(spec.flavour, spec.precision, format="onnx")
         except ArtifactError:
-            pass
+            return make_precision_graphs(spec)
+        manifest.check_files(spec.folder, artifact.files.values())
+        return artifact
     return make_precision_graphs(spec)
 
 
@@ -219,27 +248,29 @@ def make_precision_graphs(spec: PrecisionSpec) -> Artifact:
     folder = Path(spec.folder)
     manifest = read_manifest(folder)
     base = manifest.find("onnxruntime", "fp32")
+    manifest.check_files(folder, base.files.values())
     encoder, decoder = folder / base.files["encoder"], folder / base.files["decoder"]
     if spec.precision == "fp32":
         return base
-    staging = Path(tempfile.mkdtemp(prefix=".build-", dir=folder))
     extra: dict[str, Any] = {}
     check = _checker(spec, manifest, heldout_images(spec))
-    try:
+    with temp_dir(folder, "build") as staging:
         if spec.precision == "fp16":
             enc_out = fp16_graph(encoder, staging / graph_file("encoder", "fp16"))
             dec_out = fp16_graph(decoder, staging / graph_file("decoder", "fp16"))
             figures = check(enc_out, dec_out)
         else:
             dec_out = decoder
-            enc_out, figures = _int8_encoder(spec, folder, encoder, staging, extra, lambda path: check(path, dec_out))
-        for path in staging.iterdir():  # graphs and their external data, into place
-            os.replace(path, folder / path.name)
+            enc_out, figures = _int8_encoder(spec, manifest, encoder, staging, extra, lambda path: check(path, dec_out))
         files = {"encoder": enc_out.name, "decoder": dec_out.name}
         artifact = Artifact(spec.flavour, spec.precision, files, format="onnx", tool_versions=tool_versions(),
                             device="cpu (onnxruntime check)", parity=figures, extra={**extra, **provenance()})
-        manifest.add(artifact)
-        manifest.write(folder)
-        return artifact
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        with deferred():  # the graphs into place, then the manifest that names them: never half
+            made = []
+            for path in staging.iterdir():  # graphs and their external data
+                os.replace(path, folder / path.name)
+                made.append(path.name)
+            manifest.add(artifact)
+            manifest.record_files(folder, made)
+            manifest.write(folder)
+    return artifact

@@ -394,5 +394,6 @@ def build_engines(spec: EngineSpec, generation: str, images: list[np.ndarray], b
                **provenance()},
     )
     manifest.add(artifact)
+    manifest.record_files(folder, files.values())
     manifest.write(folder)
     return artifact

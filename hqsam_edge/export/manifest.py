@@ -9,6 +9,14 @@ An artifact is one variant a runtime uses: a ``backend`` (``onnxruntime`` or
 artifacts; TensorRT builds its engines from ``onnx`` artifacts (its own, such
 as the symmetric INT8 Q/DQ graph, or ONNX Runtime's fp32 / fp16 graphs) and
 runs ``engine`` ones.
+
+``files`` records the size and sha256 of every file the artifacts name (with
+the graphs' external data) and of the calibration caches
+(``export.integrity``); whatever opens a folder checks the files it will use
+against them first (``check_files``). A manifest without ``files`` was written
+by an older hqsam-edge: its folder is refused until ``hqsam-edge verify DIR
+--update`` records them (trusting them on first open would trust a file
+replaced before that).
 """
 
 from __future__ import annotations
@@ -19,9 +27,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..atomic import write_text
+from ..atomic import remove_stale, write_text
 from ..errors import ArtifactError
 from . import contract as C
+from . import integrity
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 2
@@ -99,6 +108,7 @@ class Manifest:
     created: str
     format: int = FORMAT_VERSION
     platform: dict[str, Any] = field(default_factory=dict)  # the machine that exported (runtime/hardware.py)
+    files: dict[str, dict[str, Any]] | None = None  # {name: {size, sha256[, external_data]}}; None: older
 
     @property
     def is_hq(self) -> bool:
@@ -122,6 +132,23 @@ class Manifest:
     def add(self, artifact: Artifact) -> None:
         """Add or replace the artifact of the same backend, precision and format."""
         self.artifacts = [a for a in self.artifacts if a.key != artifact.key] + [artifact]
+
+    def record_files(self, folder: str | Path, names) -> None:
+        """Record the size and sha256 of ``names`` in ``folder`` as they are now (ONNX graphs with their
+        external data): call it for the files just written, before ``write``."""
+        self.files = {**(self.files or {}), **integrity.record(folder, names)}
+
+    def check_files(self, folder: str | Path, names) -> None:
+        """``ArtifactError``, one line naming the file and what differs, unless each file of ``names`` (and
+        the external data its record names) is the file recorded."""
+        folder = Path(folder)
+        if self.files is None:
+            raise ArtifactError(f"{folder / MANIFEST} was written by an older hqsam-edge and records no size or "
+                                f"sha256 of its files: check that they are the files you made, then record them "
+                                f"with `hqsam-edge verify {folder} --update` (or export the folder again)")
+        for result in integrity.check(folder, self.files, names):
+            if not result.ok:
+                raise ArtifactError(result.problem(folder))
 
     def build_model(self):
         """The exported PyTorch model again: from its checkpoint (sha256 checked) or its random-weight seed."""
@@ -154,11 +181,15 @@ def read_manifest(folder: str | Path) -> Manifest:
         raise ArtifactError(f"artifact folder not found: {folder} (make one with `hqsam-edge export`)")
     if not path.is_file():
         raise ArtifactError(f"{folder} has no {MANIFEST}: not an artifact folder of `hqsam-edge export`")
+    remove_stale(folder)  # temporaries of a process that was killed while it worked here
+    remove_stale(folder.parent, prefix=f".{folder.name}.")
     try:
         data = _upgrade(json.loads(path.read_text()))
         data["artifacts"] = [Artifact(**a) for a in data.get("artifacts", [])]
+        if data.get("files") is not None:
+            data["files"] = {str(name): dict(record) for name, record in data["files"].items()}
         manifest = Manifest(**data)
-    except (json.JSONDecodeError, TypeError, KeyError, AttributeError) as exc:
+    except (json.JSONDecodeError, TypeError, KeyError, AttributeError, ValueError) as exc:
         raise ArtifactError(f"{path} is damaged or from another version ({exc}); export the folder again") from None
     if manifest.format != FORMAT_VERSION:
         raise ArtifactError(f"{path} has format {manifest.format}; this hqsam-edge reads {FORMAT_VERSION}")

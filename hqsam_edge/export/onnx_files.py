@@ -45,9 +45,14 @@ def _tensors(graph):
 def external_data_files(path: str | Path) -> list[str]:
     """The external data files the graph at ``path`` names (relative to its folder), read from the graph."""
     import onnx
+    from google.protobuf.message import DecodeError
     from onnx.external_data_helper import ExternalDataInfo, uses_external_data
 
-    model = onnx.load(str(path), load_external_data=False)
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except (OSError, DecodeError) as exc:
+        raise ArtifactError(f"{path} is not a readable ONNX graph ({type(exc).__name__}); export / build it again"
+                            ) from None
     names = sorted({ExternalDataInfo(t).location for t in _tensors(model.graph) if uses_external_data(t)})
     for name in names:
         if Path(name).is_absolute() or ".." in Path(name).parts:

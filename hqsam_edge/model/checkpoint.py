@@ -8,13 +8,13 @@ wrong ends in a ``CheckpointError`` that names the file and the fix.
 
 from __future__ import annotations
 
-import hashlib
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from ..digest import sha256_file as sha256_file  # where the callers of this module have found it
 from ..errors import CheckpointError, UsageError
 from .mask_decoder_hq import HQ_PARAMETER_PREFIXES
 
@@ -41,14 +41,6 @@ def check_weights_choice(checkpoint: object, random_weights: bool) -> None:
         raise UsageError("give --checkpoint FILE (see `hqsam-edge download`) or --random-weights")
     if checkpoint is not None and random_weights:
         raise UsageError("--checkpoint and --random-weights exclude each other")
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:

@@ -12,10 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..atomic import note_kept
 from ..calib.recipes import DEFAULT_INT8_EXCLUDE
 from ..errors import UsageError
-from ..runtime.environment import require_onnxruntime
 from ..export.manifest import Artifact
+from ..runtime.environment import require_onnxruntime
 
 BACKENDS = ("onnxruntime", "tensorrt")
 DLA_NOTE = ("note: only the encoder runs on the DLA; the decoder's prompt and point dimensions are dynamic, which DLA "
@@ -89,7 +90,8 @@ def trtexec_lines(spec: BuildSpec, generation: str) -> list[str]:
 
 def _engines(spec: BuildSpec) -> Artifact:
     from ..calib.variants import ensure_precision_graphs, heldout_images
-    from ..engines.builder import build_engines, check_dla, check_tensorrt_version, source_graphs
+    from ..engines.builder import build_engines, check_dla, check_tensorrt_version, plan, source_graphs
+    from ..export.manifest import read_manifest
     from ..runtime.environment import require_tensorrt
 
     require_tensorrt()
@@ -100,6 +102,8 @@ def _engines(spec: BuildSpec) -> Artifact:
     check_dla(engines)
     for precision, flavour in source_graphs(engines, generation):
         ensure_precision_graphs(spec.precision_spec(precision, flavour))
+    folder = Path(spec.folder)  # every graph the engines are built from is the one recorded
+    read_manifest(folder).check_files(folder, [job.onnx.name for job in plan(folder, engines, generation)])
     graphs = spec.precision_spec()
     return build_engines(engines, generation, heldout_images(graphs), graphs.bounds())
 
@@ -110,9 +114,13 @@ def build(spec: BuildSpec) -> Artifact:
 
     check_spec(spec)
     require_onnxruntime()  # every graph is checked under it
-    if spec.backend == "tensorrt":
-        return _engines(spec)
-    return make_precision_graphs(spec.precision_spec())
+    try:
+        if spec.backend == "tensorrt":
+            return _engines(spec)
+        return make_precision_graphs(spec.precision_spec())
+    except BaseException:
+        note_kept(f"kept {spec.folder} with the artifacts its manifest.json lists")
+        raise
 
 
 def summary(spec: BuildSpec, artifact: Artifact) -> list[str]:

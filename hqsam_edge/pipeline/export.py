@@ -1,8 +1,8 @@
 """``hqsam-edge export``: build the model, export its two graphs, verify them, write the artifact folder.
 
 ``export_artifacts(ExportSpec(...))`` writes ``encoder.onnx``,
-``decoder.onnx`` and ``manifest.json`` into a temporary folder beside the
-target, verifies the graphs under ONNX Runtime against the PyTorch model
+``decoder.onnx`` and ``manifest.json`` (with the graphs' sizes and sha256)
+into a temporary folder beside the target, verifies the graphs under ONNX Runtime against the PyTorch model
 (``runtime.compare``), and only then renames the folder into place: a failure
 leaves nothing behind.
 """
@@ -116,7 +116,9 @@ def export_artifacts(spec: ExportSpec) -> Manifest:
             tool_versions=versions,
             created=stamp["created"],
             platform=stamp["platform"],
+            files={},
         )
+        manifest.record_files(tmp, [ENCODER_FILE, DECODER_FILE])
         manifest.write(tmp)
     return manifest
 
@@ -130,5 +132,6 @@ def add_processing_graphs(folder: str | Path) -> dict[str, dict]:
     manifest = read_manifest(folder)
     entries = export_processing(folder)
     manifest.graphs.update(entries)
+    manifest.record_files(folder, [e["file"] for e in entries.values()])
     manifest.write(folder)
     return entries

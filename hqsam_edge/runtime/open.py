@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import UsageError
+from ..errors import ArtifactError, UsageError
 from .base import Backend, ModelInfo
 
 BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
@@ -36,6 +36,7 @@ def _onnxruntime(folder: Path, manifest, info: ModelInfo, precision: str | None,
                     f"{folder} lacks: make it with `hqsam-edge build {folder} --backend onnxruntime --precision int8 "
                     "--flavour tensorrt`") from None
             chosen = chosen[1:]  # the ONNX Runtime layout runs on CUDA / the CPU
+    manifest.check_files(folder, artifact.files.values())  # the files the manifest describes, unchanged
     return OnnxRuntimeBackend(info, folder / artifact.files["encoder"], folder / artifact.files["decoder"],
                               precision=artifact.precision, providers=chosen)
 
@@ -59,8 +60,13 @@ def open_backend(folder: str | Path, *, backend: str = "auto", precision: str | 
     if backend == "torch":
         return _torch_from_manifest(manifest, precision)
     if backend == "tensorrt":
+        try:
+            artifact = manifest.find("tensorrt", precision)
+        except ArtifactError:
+            require_tensorrt()  # without TensorRT here, that is the first thing to fix
+            raise
+        manifest.check_files(folder, artifact.files.values())  # before TensorRT deserializes a plan
         require_tensorrt()
-        artifact = manifest.find("tensorrt", precision)
         from .tensorrt_backend import TensorRTBackend
 
         return TensorRTBackend(info, folder / artifact.files["encoder"], folder / artifact.files["decoder"],

@@ -8,6 +8,7 @@ shapes come from ``hqsam_edge.export.contract`` (graphs) and
       <name>_encoder/config.pbtxt, 1/model.onnx | 1/model.plan
       <name>_decoder/config.pbtxt, 1/model.onnx | 1/model.plan
       <name>/config.pbtxt, 1/model.py        Python backend: image + prompts -> masks
+      <name>/files.json                      size and sha256 of every copied graph / engine
 
 ``<name>_encoder`` takes ``image`` FP32 ``[B,3,1024,1024]`` (SAM's resized,
 normalised, padded frame) with B a Triton batch dimension: the dynamic batcher
@@ -27,7 +28,10 @@ to ``max_prompts``, the TensorRT profile's bound, in more calls beyond it).
 
 ``<name>`` is ``triton_model.TritonPythonModel`` (see there for its inputs and
 outputs). It calls the other two through BLS and needs ``hqsam-edge``
-installed in the Python backend's environment.
+installed in the Python backend's environment. The artifact's files are
+checked against the folder's manifest before they are copied; the copies keep
+their sizes and sha256 in ``<name>/files.json``, and the Python model checks
+them when Triton loads it (``triton_model.check_repository``).
 
 The repository is built in a temporary folder beside ``REPO`` and renamed into
 place: a failure leaves no half-written repository.
@@ -35,6 +39,7 @@ place: a failure leaves no half-written repository.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from dataclasses import dataclass
@@ -196,26 +201,33 @@ def python_config(name: str, params: S.ServeParameters, num_masks: int, *, insta
 
 # -- files -----------------------------------------------------------------------------------------
 
-def _copy_graph(folder: Path, file: str, backend: str, version_dir: Path) -> None:
+def _copy_graph(folder: Path, file: str, backend: str, version_dir: Path) -> dict[Path, str]:
     """``folder/file`` -> ``version_dir/model.onnx`` (a folder ``model.onnx/`` holding the graph and its
-    external data when it has some, as Triton's ONNX Runtime backend wants) or ``model.plan``."""
+    external data when it has some, as Triton's ONNX Runtime backend wants) or ``model.plan``; each copy
+    -> the file it was copied from."""
     source = folder / file
     version_dir.mkdir(parents=True)
-    if backend == "tensorrt":
-        shutil.copyfile(source, version_dir / MODEL_FILES[backend])
-        return
-    data = external_data_files(source)
-    if not data:
-        shutil.copyfile(source, version_dir / MODEL_FILES[backend])
-        return
     target = version_dir / MODEL_FILES[backend]
+    data = [] if backend == "tensorrt" else external_data_files(source)
+    if not data:
+        shutil.copyfile(source, target)
+        return {target: file}
     target.mkdir()
     shutil.copyfile(source, target / "model.onnx")
+    copies = {target / "model.onnx": file}
     for name in data:
         if not (folder / name).is_file():
             raise ArtifactError(f"{source} needs its external data {folder / name}, which is missing; export again")
         (target / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(folder / name, target / name)
+        copies[target / name] = name
+    return copies
+
+
+def _records(manifest, copies: dict[Path, str], repo: Path) -> dict[str, dict[str, int | str]]:
+    """The size and sha256 of each copy (its source's, checked before copying), by path in the repository."""
+    return {dest.relative_to(repo).as_posix(): {k: manifest.files[source][k] for k in ("size", "sha256")}
+            for dest, source in copies.items()}
 
 
 def _check_replaceable(out: Path, overwrite: bool) -> None:
@@ -279,6 +291,7 @@ def write_repository(spec: TritonSpec) -> Repository:
     folder, out = Path(spec.folder), Path(spec.out)
     manifest = read_manifest(folder)
     artifact = _find_artifact(manifest, folder, spec.backend, spec.precision)
+    manifest.check_files(folder, artifact.files.values())
     _check_replaceable(out, spec.overwrite)
 
     trt = spec.backend == "tensorrt"
@@ -307,6 +320,7 @@ def write_repository(spec: TritonSpec) -> Repository:
     }
 
     with staged_folder(out, "repository") as staging:
+        copies: dict[Path, str] = {}
         for part, config in configs.items():
             model_dir = staging / names[part]
             model_dir.mkdir()
@@ -315,7 +329,9 @@ def write_repository(spec: TritonSpec) -> Repository:
                 (model_dir / VERSION).mkdir()
                 (model_dir / VERSION / "model.py").write_text(MODEL_PY)
             else:
-                _copy_graph(folder, artifact.files[part], spec.backend, model_dir / VERSION)
+                copies.update(_copy_graph(folder, artifact.files[part], spec.backend, model_dir / VERSION))
+        (staging / names["python"] / S.FILES_JSON).write_text(
+            json.dumps({"files": _records(manifest, copies, staging)}, indent=1) + "\n")
 
     note = ""
     if trt:

@@ -37,6 +37,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import MISSING, asdict, dataclass, fields
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -60,6 +61,8 @@ MASK_INPUT = C.TensorSpec(C.MASK_INPUT.name, np.float32, ("K", 1, C.LOW_RES_SIZE
 MASKS = C.TensorSpec("masks", np.bool_, ("K", "M", "H", "W"))
 SCORES = C.TensorSpec("scores", np.float32, ("K", "M"))
 LOW_RES_MASKS = C.TensorSpec(C.LOW_RES_MASKS.name, np.float32, ("K", "M", C.LOW_RES_SIZE, C.LOW_RES_SIZE))
+
+FILES_JSON = "files.json"  # in the Python model's folder: size and sha256 of the encoder's and decoder's files
 
 PROMPT_INPUTS = (BOXES, POINT_COORDS, POINT_LABELS, MASK_INPUT)
 MASK_OUTPUTS = (MASKS, SCORES, LOW_RES_MASKS)
@@ -236,6 +239,25 @@ class Segmenter:
 
 # -- Triton ----------------------------------------------------------------------------------------
 
+def check_repository(model_dir: str | Path) -> None:
+    """``ArtifactError`` (one line) unless every graph or engine file that ``hqsam-edge triton`` copied into the
+    repository is still the one copied: its size and sha256 in ``<model_dir>/files.json``, paths relative to
+    the repository (``model_dir``'s parent)."""
+    from ..export import integrity
+
+    model_dir = Path(model_dir)
+    path, repo = model_dir / FILES_JSON, model_dir.parent
+    fix = "write the repository again with `hqsam-edge triton`"
+    try:
+        records = dict(json.loads(path.read_text())["files"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ArtifactError(f"{path} is missing or damaged: {fix}") from None
+    for result in integrity.check(repo, records, records, stamp=model_dir / integrity.STAMP):
+        if not result.ok:
+            raise ArtifactError(result.problem(repo, str(path), fix))
+
+
+
 def _pb_utils():
     """Triton's ``triton_python_backend_utils``: present only inside the Python backend stub."""
     import triton_python_backend_utils as pb_utils  # type: ignore[import-not-found]
@@ -282,6 +304,7 @@ class TritonPythonModel:
     """Triton's entry point: builds a ``Segmenter`` over BLS calls to the encoder and decoder models."""
 
     def initialize(self, args: dict[str, str]) -> None:
+        check_repository(args["model_repository"])  # a failed check fails the model's load, with its reason
         params = ServeParameters.from_model_config(json.loads(args["model_config"]))
         is_hq = params.info.is_hq
         encoder = bls_call(params.encoder_model, tuple(s.name for s in C.encoder_outputs(is_hq)))

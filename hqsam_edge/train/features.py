@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..atomic import write_text
+from ..atomic import remove_stale, write_text
 from .checkpoints import save_atomically
 
 
@@ -31,6 +31,7 @@ class FeatureCache:
         digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
         self.folder = Path(folder) / digest
         self.folder.mkdir(parents=True, exist_ok=True)
+        remove_stale(self.folder)  # what a killed run left
         key_file = self.folder / "key.json"
         if not key_file.exists():
             write_text(key_file, json.dumps(key, sort_keys=True, default=str, indent=1))

@@ -48,6 +48,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..atomic import note_kept, remove_stale
 from ..data.prompts import Prompt
 from ..errors import CheckpointError, DataError, UsageError
 from .checkpoints import (epoch_checkpoints, hq_state_dict, load_training_checkpoint, save_training_checkpoint,
@@ -149,6 +150,9 @@ def train(spec: TrainSpec) -> TrainResult:
     init_distributed(ctx, device)
     try:
         return _train(spec, ctx, device)
+    except BaseException:
+        note_kept(f"kept the checkpoints in {spec.out} (continue with --resume)")
+        raise
     finally:
         if ctx.distributed:
             import torch.distributed as dist
@@ -310,6 +314,7 @@ def _train(spec: TrainSpec, ctx: DistContext, device: torch.device) -> TrainResu
                             fixed_augmentation=cache is not None)
     if ctx.is_main:
         out.mkdir(parents=True, exist_ok=True)
+        remove_stale(out)  # what a killed run left
     barrier(ctx)
     losses: list[float] = []
     _log(ctx, f"training {spec.backbone}: {len(samples)} images, {batches_per_epoch} steps/epoch x "

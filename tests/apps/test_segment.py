@@ -20,6 +20,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+from hqsam_edge import owners
 from hqsam_edge.cli import app
 from hqsam_edge.apps import rle
 from hqsam_edge.data.transforms import load_image
@@ -209,7 +210,10 @@ def test_segment_resumes_after_kill_and_loses_nothing(dataset, tiny_folder, refe
     done_before = len(written())
     assert 2 <= done_before < N_IMAGES - 1 and not (out / "results.json").exists()
     # what a kill can leave: a temp file; plus a truncated result (not ours: atomic writes never leave one)
-    (out / f".{image_name(19)}.json.k1ll3d00.part").write_text('[{"image_id"')
+    tag = f"{owners.MARK}{owners.realm()}-{first.pid}-1"  # the killed run's owner tag (start time: any other)
+    (out / f".{image_name(19)}.json.{tag}.k1ll3d00.part").write_text('[{"image_id"')
+    live = out / f".{image_name(18)}.json.{owners.tag()}.l1ve0000.part"  # a live process's temporary stays
+    live.write_text('[{"image_id"')
     (out / f"{image_name(19)}.json").write_text('[{"image_id"')
 
     second = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
@@ -218,6 +222,8 @@ def test_segment_resumes_after_kill_and_loses_nothing(dataset, tiny_folder, refe
     assert re.search(rf"segmented {N_IMAGES - done_before} image\(s\) \({3 * (N_IMAGES - done_before)} masks\)",
                      second.stdout), second.stdout
 
+    assert live.exists()
+    live.unlink()
     assert listing(out) == sorted([f"{image_name(i)}.json" for i in range(N_IMAGES)] + ["results.json", ".segment.json"])
     results = json.loads((out / "results.json").read_text())
     assert len(results) == 3 * N_IMAGES
@@ -238,6 +244,27 @@ def test_segment_resumes_after_kill_and_loses_nothing(dataset, tiny_folder, refe
     for e in results[::7]:
         ref = {"size": e["segmentation"]["size"], "counts": e["segmentation"]["counts"].encode()}
         np.testing.assert_array_equal(coco_mask.decode(ref).astype(bool), rle.rle_decode(e["segmentation"]))
+
+
+def test_sigterm_stops_cleanly_and_says_what_it_kept(dataset, tiny_folder, tmp_path):
+    """A job scheduler's SIGTERM: exit 143, one line naming what was kept, no temporary left; a rerun resumes."""
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "hqsam_edge.cli", "segment", str(tiny_folder), "--images", str(dataset / "imgs" / "*"),
+           "--boxes", str(dataset / "coco.json"), "--out", str(out), "--backend", "onnxruntime", "--precision", "fp32",
+           "--queue-size", "1"]
+    run = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 180
+    while not list(out.glob("img_*.json")) and run.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    run.send_signal(signal.SIGTERM)
+    _, err = run.communicate(timeout=60)
+    assert run.returncode == 143, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    kept = re.search(rf"^error: interrupted by SIGTERM: .*; kept the (\d+) image result\(s\) written in {out} "
+                     r"\(run again to resume\)$", err.strip())
+    assert kept and 1 <= int(kept[1]) < N_IMAGES, err
+    assert not [p for p in out.rglob("*") if owners.MARK in p.name] and not (out / "results.json").exists()
+    assert len(list(out.glob("img_*.json"))) == int(kept[1])
 
 
 def test_resume_with_another_model_is_refused(dataset, predictor, tmp_path):

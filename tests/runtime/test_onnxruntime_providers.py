@@ -58,6 +58,7 @@ def _with_int8(folder, tmp_path, tensorrt_layout: bool):
         name = f"encoder.int8.{backend}.onnx"
         shutil.copy(out / "encoder.onnx", out / name)  # stands for the Q/DQ graph: only names matter here
         manifest.add(Artifact(backend, "int8", {"encoder": name, "decoder": "decoder.onnx"}))
+        manifest.record_files(out, [name])
     manifest.write(out)
     return out
 

@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -140,6 +141,7 @@ def variant_folder(tiny_folder, tmp_path_factory):
     manifest.add(Artifact("tensorrt", "fp16", {"encoder": "encoder.test.engine", "decoder": "decoder.test.engine"},
                           format="engine", tool_versions={"tensorrt": "10.3.0"}, device="Orin",
                           extra={"max_prompts": 8, "max_points": 4}))
+    manifest.record_files(folder, ["encoder.external.onnx", "encoder.test.engine", "decoder.test.engine"])
     manifest.write(folder)
     return folder
 
@@ -151,6 +153,10 @@ def test_external_data_goes_into_a_model_folder(variant_folder, tmp_path):
                                        kind="cpu", name="tiny"))
     target = repo.path / "tiny_encoder" / "1" / "model.onnx"
     assert target.is_dir() and sorted(p.name for p in target.iterdir()) == ["encoder.external.onnx.data", "model.onnx"]
+    records = json.loads((repo.path / "tiny" / S.FILES_JSON).read_text())["files"]
+    assert sorted(records) == ["tiny_decoder/1/model.onnx", "tiny_encoder/1/model.onnx/encoder.external.onnx.data",
+                               "tiny_encoder/1/model.onnx/model.onnx"]
+    S.check_repository(repo.path / "tiny")
     onnx.checker.check_model(onnx.load(str(target / "model.onnx")))  # the data resolves beside the graph
     assert (repo.path / "tiny_decoder" / "1" / "model.onnx").is_file()
     assert kinds(parse_config(repo.path / "tiny_encoder")) == [(1, "KIND_CPU")]
@@ -174,6 +180,30 @@ def test_tensorrt_plans_and_profile_bounds(variant_folder, tmp_path):
         write_repository(TritonSpec(folder=str(variant_folder), out=str(tmp_path / "r3"), backend="tensorrt",
                                     kind="cpu"))
     assert not (tmp_path / "r2").exists() and not (tmp_path / "r3").exists()
+
+
+def test_copies_keep_their_hashes_and_the_model_checks_them_when_loaded(variant_folder, tmp_path, monkeypatch):
+    from google.protobuf import json_format
+
+    repo = write_repository(TritonSpec(folder=str(variant_folder), out=str(tmp_path / "r"), backend="tensorrt"))
+    records = json.loads((repo.path / repo.name / S.FILES_JSON).read_text())["files"]
+    manifest = read_manifest(variant_folder)
+    assert records == {f"hq_vit_tiny_{g}/1/model.plan": {k: manifest.files[f"{g}.test.engine"][k]
+                                                         for k in ("size", "sha256")} for g in ("encoder", "decoder")}
+    # what Triton's Python backend stub hands initialize; BLS is not called there
+    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", types.ModuleType("triton_python_backend_utils"))
+    config = json_format.MessageToDict(parse_config(repo.path / repo.name), preserving_proto_field_name=True)
+    args = {"model_config": json.dumps(config), "model_repository": str(repo.path / repo.name), "model_version": "1"}
+    S.TritonPythonModel().initialize(args)
+    plan = repo.path / "hq_vit_tiny_decoder" / "1" / "model.plan"
+    plan.unlink()
+    plan.write_bytes(b"plan of the encoder")  # another plan of the same size
+    with pytest.raises(ArtifactError, match=r"hq_vit_tiny_decoder/1/model\.plan is not the file .*/files\.json "
+                                            r"records \(sha256 .*same size\).*`hqsam-edge triton`"):
+        S.TritonPythonModel().initialize(args)  # the model's load fails, with this reason
+    (repo.path / repo.name / S.FILES_JSON).unlink()
+    with pytest.raises(ArtifactError, match=r"files\.json is missing or damaged"):
+        S.TritonPythonModel().initialize(args)
 
 
 def test_tensorrt_without_engines_says_which_build_makes_them(tiny_folder, tmp_path):

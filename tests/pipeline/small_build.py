@@ -1,0 +1,28 @@
+"""``hqsam-edge`` with a small INT8 problem, for tests that interrupt ``build --precision int8 --layer-search``.
+
+Only Light HQ-SAM's first attention stage is an INT8 candidate (8 GEMMs, as in
+``tests/calib/test_sensitivity.py``) and one image is held out: the command
+line's own code path (signals, temporaries, the one-line errors) in a minute
+instead of six. Run as ``python tests/pipeline/small_build.py build DIR ...``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+
+from hqsam_edge.pipeline import build as pipeline
+from tests.calib.test_sensitivity import SMALL
+
+_precision_spec = pipeline.BuildSpec.precision_spec
+
+
+def _small(self, precision=None, flavour=None):
+    return dataclasses.replace(_precision_spec(self, precision, flavour), int8_exclude=SMALL, heldout=1)
+
+
+if __name__ == "__main__":
+    from hqsam_edge.cli import app
+
+    pipeline.BuildSpec.precision_spec = _small
+    app(sys.argv[1:], prog_name="hqsam-edge")
