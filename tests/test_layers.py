@@ -30,7 +30,7 @@ FLOORS = [
     {"pipeline"},
     {"eval", "train", "benchmarks"},
     {"apps", "serve"},
-    {"cli", "__init__"},
+    {"cli", "console", "__init__"},
 ]
 FLOOR = {part: level for level, parts in enumerate(FLOORS) for part in parts}
 

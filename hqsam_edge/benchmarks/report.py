@@ -6,7 +6,9 @@ import json
 import math
 from pathlib import Path
 
+from .. import tables
 from ..errors import UsageError
+from ..tables import Block, Table
 from .harness import BenchRow, rows_to_dicts
 from .paper import paper_row
 
@@ -43,55 +45,65 @@ def precision_speedups(rows: list[BenchRow]) -> list[tuple[BenchRow, float, floa
     return out
 
 
-def markdown(rows: list[BenchRow]) -> str:
-    """Rows next to the paper's Table 10, then the cost of HQ per backbone."""
-    machines = sorted({r.machine.get("summary", "") for r in rows if r.machine.get("summary")})
-    lines = [f"Measured on: {'; '.join(machines)}", ""] if machines else []
-    lines += [
-        "| model | backend | precision | device | params MiB (paper) | encoder ms | decoder ms 1 box | "
-        "10 pts | 16 boxes | e2e ms (p90) | FPS (paper) | peak MiB |",
-        "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
+def _row_cells(r: BenchRow) -> list[str]:
+    paper = paper_row(r.backbone, r.variant)
+    params = f"{_f(r.params_mib)} ({paper.params_mib})"
+    if r.error:
+        return [r.model, r.backend, r.precision, "-", params, f"not run: {r.error}", "", "", "", "", "", ""]
+    return [r.model, r.backend, r.precision, r.device, params, _f(r.encoder_ms), _f(r.decoder_ms),
+            _f(r.decoder_10pt_ms), _f(r.decoder_16box_ms), f"{_f(r.e2e_ms)} ({_f(r.e2e_p90_ms)})",
+            f"{_f(r.fps, 2)} ({paper.fps})", _f(r.peak_mem_mib, 0)]
+
+
+def _scaling_lines(rows: list[BenchRow]) -> list[str]:
+    lines = []
     for r in rows:
-        paper = paper_row(r.backbone, r.variant)
-        if r.error:
-            lines.append(f"| {r.model} | {r.backend} | {r.precision} | - | {_f(r.params_mib)} ({paper.params_mib}) | "
-                         f"not run: {r.error} | | | | | | |")
+        if not r.scaling:
             continue
-        lines.append(
-            f"| {r.model} | {r.backend} | {r.precision} | {r.device} | {_f(r.params_mib)} ({paper.params_mib}) | "
-            f"{_f(r.encoder_ms)} | {_f(r.decoder_ms)} | {_f(r.decoder_10pt_ms)} | {_f(r.decoder_16box_ms)} | "
-            f"{_f(r.e2e_ms)} ({_f(r.e2e_p90_ms)}) | {_f(r.fps, 2)} ({paper.fps}) | {_f(r.peak_mem_mib, 0)} |"
-        )
+        dec = ", ".join(f"{k}: {v:.1f}" for k, v in r.scaling.get("decoder_ms_by_prompts", {}).items())
+        enc = ", ".join(f"{k}: {v:.2f}" for k, v in r.scaling.get("encoder_images_per_s_by_batch", {}).items())
+        skipped = r.scaling.get("skipped_batches", {})
+        note = (f" (batches {', '.join(skipped)} not run: the engine's profile takes at most "
+                f"{int(next(iter(skipped.values())))})" if skipped else "")
+        lines.append(f"- {r.model} {r.backend}/{r.precision}: decoder {{{dec}}}; encoder {{{enc}}}{note}")
+    return lines
+
+
+def blocks(rows: list[BenchRow]) -> list[Block]:
+    """The report: the rows next to the paper's Table 10, notes, the cost of HQ per backbone, precision
+    speed-ups from this run, scaling."""
+    machines = sorted({r.machine.get("summary", "") for r in rows if r.machine.get("summary")})
+    out: list[Block] = [f"Measured on: {'; '.join(machines)}"] if machines else []
+    out.append(Table(["model", "backend", "precision", "device", "params MiB (paper)", "encoder ms", "decoder ms 1 box",
+                      "10 pts", "16 boxes", "e2e ms (p90)", "FPS (paper)", "peak MiB"],
+                     [_row_cells(r) for r in rows], numeric=frozenset(range(4, 12))))
     notes = [f"- {r.model} {r.backend}/{r.precision}: {note}" for r in rows for note in r.notes]
     if notes:
-        lines += ["", *notes]
+        out.append("\n".join(notes))
     cost = hq_cost(rows)
     if cost:
-        lines += ["", "Cost of HQ (end-to-end latency HQ / SAM; the paper's is its FPS ratio SAM / HQ):", "",
-                  "| backbone | backend | precision | ours | paper |", "|---|---|---|---:|---:|"]
-        for backbone, backend, precision, ours, paper in cost:
-            lines.append(f"| {backbone} | {backend} | {precision} | {100 * (ours - 1):+.1f}% | {100 * (paper - 1):+.1f}% |")
+        out.append(Table(["backbone", "backend", "precision", "ours", "paper"],
+                         [[b, be, p, f"{100 * (o - 1):+.1f}%", f"{100 * (pp - 1):+.1f}%"] for b, be, p, o, pp in cost],
+                         title="Cost of HQ (end-to-end latency HQ / SAM; the paper's is its FPS ratio SAM / HQ):",
+                         numeric=frozenset({3, 4})))
     speedups = precision_speedups(rows)
     if speedups:
         rounds = max(r.rounds for r in rows)
         named = len({r.folder for r, _, _ in speedups}) > 1  # several folders of one model: say which
-        lines += ["", f"Speed vs fp32 in this run ({rounds} interleaved round(s), median):", "",
-                  "| model | backend | precision | encoder | end to end |", "|---|---|---|---:|---:|"]
-        for r, encoder, e2e in speedups:
-            model = f"{r.model} ({r.folder})" if named else r.model
-            lines.append(f"| {model} | {r.backend} | {r.precision} | {encoder:.2f}x | {e2e:.2f}x |")
-    scaled = [r for r in rows if r.scaling]
-    if scaled:
-        lines += ["", "Scaling (decoder ms by prompts per call; encoder images/s by batch):", ""]
-        for r in scaled:
-            dec = ", ".join(f"{k}: {v:.1f}" for k, v in r.scaling.get("decoder_ms_by_prompts", {}).items())
-            enc = ", ".join(f"{k}: {v:.2f}" for k, v in r.scaling.get("encoder_images_per_s_by_batch", {}).items())
-            skipped = r.scaling.get("skipped_batches", {})
-            note = (f" (batches {', '.join(skipped)} not run: the engine's profile takes at most "
-                    f"{int(next(iter(skipped.values())))})" if skipped else "")
-            lines.append(f"- {r.model} {r.backend}/{r.precision}: decoder {{{dec}}}; encoder {{{enc}}}{note}")
-    return "\n".join(lines)
+        out.append(Table(["model", "backend", "precision", "encoder", "end to end"],
+                         [[f"{r.model} ({r.folder})" if named else r.model, r.backend, r.precision, f"{enc:.2f}x",
+                           f"{e2e:.2f}x"] for r, enc, e2e in speedups],
+                         title=f"Speed vs fp32 in this run ({rounds} interleaved round(s), median):",
+                         numeric=frozenset({3, 4})))
+    scaling = _scaling_lines(rows)
+    if scaling:
+        out.append("Scaling (decoder ms by prompts per call; encoder images/s by batch):\n\n" + "\n".join(scaling))
+    return out
+
+
+def markdown(rows: list[BenchRow]) -> str:
+    """The report as markdown (``--markdown``, and what the terminal shows as tables)."""
+    return tables.markdown(blocks(rows))
 
 
 def write_json(rows: list[BenchRow], path: str | Path) -> None:
@@ -108,8 +120,24 @@ def write_markdown(rows: list[BenchRow], path: str | Path) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
+def plot_title(rows: list[BenchRow]) -> str:
+    """What the figure measured: the machine(s) and the precision(s) of its rows."""
+    machines = sorted({r.machine.get("summary", "") for r in rows if r.machine.get("summary")}) or ["unknown machine"]
+    precisions = "/".join(sorted({r.precision for r in rows}))
+    return f"End-to-end latency, one image and one box ({precisions}) on {'; '.join(machines)}"
+
+
+def _label_bars(ax, bars, values: list[float]) -> None:
+    """The value (ms) on each bar."""
+    for bar, value in zip(bars, values):
+        if value > 0:
+            ax.annotate(f"{value:.0f}", (bar.get_x() + bar.get_width() / 2, bar.get_y() + bar.get_height() / 2),
+                        ha="center", va="center", fontsize=7, color="white")
+
+
 def plot(rows: list[BenchRow], path: str | Path) -> None:
-    """Latency breakdown per row (encoder, decoder, pre/post) and, if measured, decoder scaling."""
+    """Latency breakdown per row (encoder, decoder, pre/post, each bar labelled in ms, the total above it) and,
+    if measured, decoder scaling; the machine and the precisions in the title."""
     try:
         import matplotlib
 
@@ -121,28 +149,33 @@ def plot(rows: list[BenchRow], path: str | Path) -> None:
 
     ok = [r for r in rows if not r.error]
     scaled = [r for r in ok if r.scaling]
-    fig, axes = plt.subplots(1, 2 if scaled else 1, figsize=(12 if scaled else 7, 4.5), squeeze=False)
+    fig, axes = plt.subplots(1, 2 if scaled else 1, figsize=(13 if scaled else 8, 5), squeeze=False)
     ax = axes[0][0]
     labels = [f"{r.model}\n{r.backend}/{r.precision}" for r in ok]
     enc = [r.encoder_ms for r in ok]
     dec = [r.decoder_ms for r in ok]
     rest = [max(0.0, r.e2e_ms - r.encoder_ms - r.decoder_ms) for r in ok]
-    ax.bar(labels, enc, label="encoder")
-    ax.bar(labels, dec, bottom=enc, label="decoder (1 box)")
-    ax.bar(labels, rest, bottom=[a + b for a, b in zip(enc, dec)], label="pre/post-processing")
+    _label_bars(ax, ax.bar(labels, enc, label="encoder"), enc)
+    _label_bars(ax, ax.bar(labels, dec, bottom=enc, label="decoder (1 box)"), dec)
+    _label_bars(ax, ax.bar(labels, rest, bottom=[a + b for a, b in zip(enc, dec)], label="pre/post-processing"), rest)
+    for i, r in enumerate(ok):
+        ax.annotate(f"{r.e2e_ms:.0f} ms, {r.fps:.2f} FPS", (i, r.e2e_ms), ha="center", va="bottom", fontsize=7)
     ax.set_ylabel("ms (median)")
-    ax.set_title("End-to-end latency, one image and one box")
-    ax.legend()
+    ax.set_title(plot_title(ok or rows), fontsize=8)
+    ax.legend(fontsize=7)
     ax.tick_params(axis="x", labelsize=7)
     if scaled:
         ax2 = axes[0][1]
         for r in scaled:
             data = r.scaling["decoder_ms_by_prompts"]
-            ax2.plot([int(k) for k in data], list(data.values()), marker="o", label=f"{r.model} {r.backend}")
+            ax2.plot([int(k) for k in data], list(data.values()), marker="o", label=f"{r.model} {r.backend}/{r.precision}")
+            for k, v in data.items():
+                ax2.annotate(f"{v:.0f}", (int(k), v), textcoords="offset points", xytext=(0, 4), fontsize=7,
+                             ha="center")
         ax2.set_xscale("log", base=2)
         ax2.set_xlabel("prompts per decoder call")
         ax2.set_ylabel("decoder ms")
-        ax2.set_title("Decoder scaling")
+        ax2.set_title("Decoder scaling", fontsize=8)
         ax2.legend(fontsize=7)
     fig.tight_layout()
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))

@@ -112,7 +112,7 @@ def test_report_speed_vs_fp32_from_the_same_run(folder):
     from dataclasses import replace
 
     fp32 = harness.run_rows([harness.Target("vit_tiny", "hq", "onnxruntime", folder=str(folder))], iters=1,
-                            warmup=0, isolate=False, progress=False)[0]
+                            warmup=0, isolate=False)[0]
     int8 = replace(fp32, precision="int8", encoder_ms=fp32.encoder_ms / 2, e2e_ms=fp32.e2e_ms / 1.25)
     failed = replace(fp32, precision="fp16", error="not built")
     text = report.markdown([fp32, int8, failed])
