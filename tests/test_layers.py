@@ -2,7 +2,8 @@
 cycle, and no module imports from a floor above its own.
 
 The floors, from the bottom (README, "Layout"): the version, the error types, signals and temporaries' owners
--> leaf modules (atomic writes, file digests, platform detection, metrics, progress) -> ``data`` -> ``model`` ->
+-> leaf modules (atomic writes, file digests, platform detection, metrics, progress, tables) -> ``data`` ->
+``model`` ->
 ``export`` (graph contract, profiles, graphs, manifest) ->
 ``runtime`` (backends, Predictor, the one comparison) -> ``calib`` (precision graphs) -> ``engines`` (TensorRT)
 -> ``pipeline`` (the verified export and build steps) -> ``eval``, ``train``, ``benchmarks`` -> ``apps``,
@@ -20,7 +21,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "hqsam_edge"
 FLOORS = [
     {"_version", "errors", "interrupts", "owners"},
-    {"atomic", "digest", "hardware", "metrics", "progress"},
+    {"atomic", "digest", "hardware", "metrics", "progress", "tables"},
     {"data"},
     {"model"},
     {"export"},
