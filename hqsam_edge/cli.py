@@ -313,7 +313,7 @@ def train(
                      max_steps=max_steps, batch_size=batch_size, lr=lr, lr_drop_epoch=lr_drop_epoch,
                      datasets=tuple(datasets), resume=resume, seed=seed, workers=workers, device=device,
                      cache_features=None if cache_features is None else str(cache_features),
-                     augment=AugmentSpec(enabled=augment), progress=sys.stderr.isatty())
+                     augment=AugmentSpec(enabled=augment))
     result = run_training(spec)
     if result.merged_checkpoint is not None:
         typer.echo(result.summary())
@@ -336,7 +336,7 @@ def evaluate(
     from .eval.runner import EvalSpec, evaluate_deployment, format_table, write_json
 
     spec = EvalSpec(data=str(data), datasets=tuple(datasets), limit=limit, protocol=protocol,
-                    hq_token_only=hq_token_only, progress=sys.stderr.isatty())
+                    hq_token_only=hq_token_only)
     reports = evaluate_deployment(spec, model, reference=reference)
     typer.echo(format_table(reports))
     if json_out:

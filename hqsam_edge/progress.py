@@ -63,17 +63,17 @@ def current() -> Reporter | None:
 class Stage:
     """One stage of work; ``advance()`` once per step of ``total``."""
 
-    def __init__(self, reporter: Reporter | None, name: str, total: int | None, unit: str) -> None:
+    def __init__(self, reporter: Reporter | None, name: str, total: int | None, unit: str, initial: int = 0) -> None:
         self.reporter, self.name, self.total, self.unit = reporter, name, total, unit
-        self.done = 0
+        self.done = initial
         self.started = time.perf_counter()
         self.detail = ""
         self._bar: Any = None
-        self._next_line = 0
+        self._next_line = initial
         if reporter is not None and reporter.interactive and total:
             from tqdm.auto import tqdm
 
-            self._bar = tqdm(total=total, desc=name, unit=unit, file=reporter.stream, leave=False)
+            self._bar = tqdm(total=total, initial=initial, desc=name, unit=unit, file=reporter.stream, leave=False)
 
     def advance(self, n: int = 1, detail: str = "") -> None:
         self.done += n
@@ -101,9 +101,10 @@ class Stage:
 
 
 @contextlib.contextmanager
-def stage(name: str, total: int | None = None, unit: str = "step") -> Iterator[Stage]:
-    """A stage of the current work: one line when it ends (a bar meanwhile on a terminal, if it has steps)."""
-    s = Stage(current(), name, total, unit)
+def stage(name: str, total: int | None = None, unit: str = "step", initial: int = 0) -> Iterator[Stage]:
+    """A stage of the current work: one line when it ends (a bar meanwhile on a terminal, if it has steps;
+    ``initial`` of them done already, as when a run resumes)."""
+    s = Stage(current(), name, total, unit, initial)
     try:
         yield s
     except BaseException:

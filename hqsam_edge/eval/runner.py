@@ -53,7 +53,6 @@ class EvalSpec:
     hq_token_only: bool | None = None
     dilation_ratio: float = 0.02
     image_size: int = 1024
-    progress: bool = False
 
     def __post_init__(self) -> None:
         if self.protocol not in PROTOCOLS:
@@ -173,15 +172,14 @@ def validation_samples(spec: EvalSpec) -> dict[str, list[Sample]]:
 def evaluate(predictor: Predictor, spec: EvalSpec, label: str | None = None,
              samples: dict[str, list[Sample]] | None = None) -> EvalReport:
     """Score ``predictor`` on the validation sets of ``spec``."""
-    from tqdm.auto import tqdm
-
+    from .. import progress
     from ..data.hqseg import read_pair
 
     samples = samples if samples is not None else validation_samples(spec)
     label = label or predictor_label(predictor)
     total = sum(len(v) for v in samples.values())
     sets, images = [], []
-    with tqdm(total=total, desc=f"eval {label}", disable=not spec.progress, leave=False) as bar:
+    with progress.stage(f"eval: {label}", total=total, unit="image") as bar:
         for name, items in samples.items():
             scores = []
             for sample in items:
@@ -189,7 +187,7 @@ def evaluate(predictor: Predictor, spec: EvalSpec, label: str | None = None,
                 iou, biou = score_image(predictor, image, gt, spec, sample)
                 scores.append((iou, biou))
                 images.append(ImageScore(name, sample.name, iou, biou))
-                bar.update(1)
+                bar.advance(detail=name)
             arr = np.asarray(scores, np.float64)
             sets.append(SetScore(name, len(items), float(arr[:, 0].mean()), float(arr[:, 1].mean())))
     return EvalReport(label, spec.protocol, spec.hq_token_only, tuple(sets), tuple(images))

@@ -32,6 +32,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from .. import progress as reports
 from ..errors import DownloadError, UsageError
 
 __all__ = ["CHECKPOINTS", "CheckpointSource", "cache_dir", "download_checkpoint"]
@@ -147,7 +148,10 @@ def _mismatch(path: Path, expected: _Expected) -> tuple[str | None, str | None]:
 
 
 def _say(message: str, progress: bool) -> None:
-    if progress:
+    """To the command's progress log if one is installed, else stderr (``progress``) or ``logging``."""
+    if reports.current() is not None:
+        reports.note(message)
+    elif progress:
         tqdm.write(message, file=sys.stderr)
     else:
         logger.info(message)
@@ -335,8 +339,10 @@ def download_checkpoint(
     except OSError as exc:
         raise DownloadError(f"cannot create the download folder {folder}: {exc.strerror or exc}") from None
 
-    _resume(url, part, expected, progress=progress, timeout=timeout)
-    problem, digest = _mismatch(part, expected)
+    with reports.stage(f"download: {source.filename}"):
+        _resume(url, part, expected, progress=progress, timeout=timeout)
+    with reports.stage(f"download: check {source.filename}"):
+        problem, digest = _mismatch(part, expected)
     if problem is not None:
         part.unlink(missing_ok=True)
         raise DownloadError(

@@ -48,7 +48,6 @@ class TrainSpec:
     augment: AugmentSpec = field(default_factory=AugmentSpec)
     prompts: PromptSpec = field(default_factory=PromptSpec)
     loss: LossSpec = field(default_factory=LossSpec)
-    progress: bool = True
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "lr_drop_epoch"):

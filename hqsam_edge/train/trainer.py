@@ -48,6 +48,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .. import progress
 from ..atomic import note_kept, remove_stale
 from ..data.prompts import Prompt
 from ..errors import CheckpointError, DataError, UsageError
@@ -149,7 +150,8 @@ def train(spec: TrainSpec) -> TrainResult:
     device = select_device(ctx, spec.device)
     init_distributed(ctx, device)
     try:
-        return _train(spec, ctx, device)
+        with progress.reporting(progress.current() if ctx.is_main else None):  # one process reports
+            return _train(spec, ctx, device)
     except BaseException:
         note_kept(f"kept the checkpoints in {spec.out} (continue with --resume)")
         raise
@@ -251,32 +253,36 @@ def _feature_cache(spec: TrainSpec, samples) -> FeatureCache | None:
 def _epoch(run: _Run, spec: TrainSpec, ctx: DistContext, device: torch.device, loader, batches_per_epoch: int,
            cache: FeatureCache | None, losses: list[float]) -> list[float]:
     """Every batch of ``loader``: one step each, logged; the epoch's losses."""
-    from tqdm.auto import tqdm
-
     state, epoch = run.state, run.state.epoch
     log_file = Path(spec.out) / LOG_FILE
-    bar = tqdm(total=batches_per_epoch, initial=state.batch_in_epoch, desc=f"epoch {epoch + 1}/{spec.epochs}",
-               disable=not (spec.progress and ctx.is_main), leave=False, file=sys.stderr)
     t0 = time.time()
     epoch_losses = []
-    for batch in loader:
-        values = train_step(run.model, run.net, batch, run.optimizer, run.scaler, spec, device, cache,
-                            _step_generator(spec, state.step, ctx), run.use_amp)
-        state.step += 1
-        state.batch_in_epoch += 1
-        loss_mask, loss_dice = average([values["loss_mask"], values["loss_dice"]], ctx)
-        losses.append(loss_mask + loss_dice)
-        epoch_losses.append(loss_mask + loss_dice)
-        if ctx.is_main:
-            record = {"epoch": epoch, "step": state.step, "lr": run.optimizer.param_groups[0]["lr"],
-                      "loss": loss_mask + loss_dice, "loss_mask": loss_mask, "loss_dice": loss_dice,
-                      "world_size": ctx.world_size, "seconds": round(time.time() - t0, 3)}
-            with open(log_file, "a") as f:
-                f.write(json.dumps(record) + "\n")
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss_mask + loss_dice:.4f}")
-    bar.close()
+    with progress.stage(f"train: epoch {epoch + 1}/{spec.epochs}", total=batches_per_epoch, unit="step",
+                        initial=state.batch_in_epoch) as bar:
+        for batch in loader:
+            _one_step(run, spec, ctx, device, batch, cache, losses, epoch_losses, log_file, t0, bar)
     return epoch_losses
+
+
+def _one_step(run: _Run, spec: TrainSpec, ctx: DistContext, device: torch.device, batch: dict,
+              cache: FeatureCache | None, losses: list[float], epoch_losses: list[float], log_file: Path, t0: float,
+              bar: progress.Stage) -> None:
+    """One optimiser step, its losses averaged over the processes, logged (the main process)."""
+    state, epoch = run.state, run.state.epoch
+    values = train_step(run.model, run.net, batch, run.optimizer, run.scaler, spec, device, cache,
+                        _step_generator(spec, state.step, ctx), run.use_amp)
+    state.step += 1
+    state.batch_in_epoch += 1
+    loss_mask, loss_dice = average([values["loss_mask"], values["loss_dice"]], ctx)
+    losses.append(loss_mask + loss_dice)
+    epoch_losses.append(loss_mask + loss_dice)
+    if ctx.is_main:
+        record = {"epoch": epoch, "step": state.step, "lr": run.optimizer.param_groups[0]["lr"],
+                  "loss": loss_mask + loss_dice, "loss_mask": loss_mask, "loss_dice": loss_dice,
+                  "world_size": ctx.world_size, "seconds": round(time.time() - t0, 3)}
+        with open(log_file, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        bar.advance(detail=f"loss {loss_mask + loss_dice:.4f}")
 
 
 def _end_epoch(run: _Run, spec: TrainSpec, ctx: DistContext, batches_per_epoch: int, epoch_losses: list[float],

@@ -7,8 +7,10 @@ trained: the HQ parts begin untrained, everything else stays frozen.
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import os
+import re
 import subprocess
 import sys
 import warnings
@@ -18,6 +20,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from hqsam_edge import progress
 from hqsam_edge.cli import app
 from hqsam_edge.data.augment import AugmentSpec
 from hqsam_edge.data.hqseg import HQSegTrainSet, collate_train, list_split
@@ -134,7 +137,7 @@ def test_trainer_lowers_the_loss_and_feature_cache_skips_the_encoder(root, mobil
     """Six epochs of `train` (box prompts, no augmentation, for a clean signal) lower the loss; a second run
     reads every encoder output from the cache (the encoder is made to fail) and reproduces the first."""
     spec = TrainSpec(backbone="vit_tiny", checkpoint=str(mobilesam), data=str(root), out=str(tmp_path / "a"),
-                     datasets=ONE, epochs=6, batch_size=1, lr=3e-4, workers=0, progress=False,
+                     datasets=ONE, epochs=6, batch_size=1, lr=3e-4, workers=0,
                      cache_features=str(tmp_path / "cache"), augment=AugmentSpec(enabled=False),
                      prompts=PromptSpec(types=("box",)))
     first = train(spec)
@@ -149,8 +152,13 @@ def test_trainer_lowers_the_loss_and_feature_cache_skips_the_encoder(root, mobil
         raise AssertionError("the encoder ran although its features are cached")
 
     monkeypatch.setattr(TinyViT, "forward", no_encoder)
-    second = train(dataclasses.replace(spec, out=str(tmp_path / "b"), epochs=2))
+    log = io.StringIO()
+    with progress.reporting(progress.Reporter(stream=log, interactive=False)):
+        second = train(dataclasses.replace(spec, out=str(tmp_path / "b"), epochs=2))
     assert second.losses == pytest.approx(first.losses[:2], rel=1e-6)
+    lines = log.getvalue().splitlines()  # one line per epoch when not on a terminal, with its seconds
+    ends = [m.group(1) for m in map(re.compile(r"\] (train: epoch \d+/\d+) \(\d+\.\d s, 1/1 steps, loss ").search, lines) if m]
+    assert ends == ["train: epoch 1/2", "train: epoch 2/2"], lines
 
 
 def test_bad_inputs_end_in_one_line(root, mobilesam, tmp_path):
