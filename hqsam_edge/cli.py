@@ -43,14 +43,20 @@ def cli_errors(fn):
     unwinds) and with ``tempfile`` pointed at a folder of its own; interrupted, it ends with one line saying
     what it removed and what it kept, and exit code 130 (SIGINT) or 143 (SIGTERM)."""
 
+    sig = inspect.signature(fn)
+    extra = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=bool)
+             for name, default in (("verbose", VerboseOpt), ("quiet", QuietOpt))]
+
     @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
+    def wrapper(*args, verbose: bool = False, quiet: bool = False, **kwargs):
+        from .progress import Reporter, reporting
+
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             warnings.showwarning = lambda msg, *a, **k: typer.echo(f"warning: {msg}", err=True)
             take_ledger()
             try:
-                with signals_raise(), private_tempdir():
+                with signals_raise(), private_tempdir(), reporting(None if quiet else Reporter(verbose=verbose)):
                     return fn(*args, **kwargs)
             except (typer.Exit, typer.Abort):
                 raise
@@ -66,7 +72,13 @@ def cli_errors(fn):
                     _fail("out of memory; try a smaller backbone or fewer prompts per call", 1)
                 raise
 
+    wrapper.__signature__ = sig.replace(parameters=[*sig.parameters.values(), *extra])  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {**fn.__annotations__, "verbose": bool, "quiet": bool}
     return wrapper
+
+
+VerboseOpt = typer.Option(False, "--verbose", "-v", help="Progress: also a line per step (not only per stage).")
+QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress lines or bars (errors and results only).")
 
 
 def model_options(fn):
@@ -156,17 +168,16 @@ def export(
     hq_token_only: bool = typer.Option(False, "--hq-token-only", help="Decoder returns the HQ token's mask alone."),
     multimask: bool = typer.Option(False, "--multimask", help="Decoder picks SAM's best of three masks (HQ: + HQ logits)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing artifact folder."),
+    with_processing: bool = typer.Option(False, "--with-processing", help="Also preprocess.onnx (image -> encoder input) and postprocess.onnx (masks at the image's size)."),
 ):
     """Export the encoder and decoder ONNX graphs, verified against PyTorch, with a manifest."""
-    from .pipeline.export import ExportSpec, export_artifacts
+    from .pipeline.export import ExportSpec, export_artifacts, summary
 
     spec = ExportSpec(backbone=backbone, variant=variant, checkpoint=None if checkpoint is None else str(checkpoint),
                       random_weights=random_weights, out=None if out is None else str(out), opset=opset,
-                      hq_token_only=hq_token_only, multimask_output=multimask, overwrite=overwrite)
-    manifest = export_artifacts(spec)
-    worst = max(v for figures in manifest.parity["decoder"].values() for k, v in figures.items() if "rel" in k)
-    typer.echo(f"wrote {spec.out_dir}: encoder.onnx, decoder.onnx, manifest.json "
-               f"(ONNX Runtime vs PyTorch: max relative logit error {worst:.1e})")
+                      hq_token_only=hq_token_only, multimask_output=multimask, overwrite=overwrite,
+                      with_processing=with_processing)
+    typer.echo(summary(spec, export_artifacts(spec)))
 
 
 @app.command()
@@ -271,10 +282,7 @@ def bench(
     targets = harness.plan_targets(folders=[str(f) for f in folders or []], backbones=backbone, variants=variant,
                                    backends=backend, precisions=precision, table10=table10, reference=reference,
                                    checkpoint=None if checkpoint is None else str(checkpoint))
-    from .progress import Reporter, reporting
-
-    with reporting(Reporter()):
-        rows = harness.run_rows(targets, iters=iters, warmup=warmup, scaling=scaling, rounds=rounds)
+    rows = harness.run_rows(targets, iters=iters, warmup=warmup, scaling=scaling, rounds=rounds)
     typer.echo(report.markdown(rows))
     if json_out:
         report.write_json(rows, json_out)

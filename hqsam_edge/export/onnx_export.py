@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from .. import progress
 from . import contract as C
 from .manifest import graph_file, tensor_entries
 from .onnx_files import EXTERNAL_DATA_THRESHOLD, save_onnx
@@ -84,14 +85,17 @@ def export_model(model: torch.nn.Module, folder: Path, *, opset: int, multimask_
     for path in raw.values():
         path.parent.mkdir()
     encoder = EncoderGraph(graph_model)
-    _export_graph(encoder, (image,), raw[ENCODER_FILE], C.encoder_inputs(), C.encoder_outputs(is_hq), opset)
-    with torch.no_grad():
-        features = encoder(image)
+    with progress.stage("export: trace the encoder"):
+        _export_graph(encoder, (image,), raw[ENCODER_FILE], C.encoder_inputs(), C.encoder_outputs(is_hq), opset)
+        with torch.no_grad():
+            features = encoder(image)
     decoder = DecoderGraph(graph_model, multimask_output=multimask_output, hq_token_only=hq_token_only)
-    _export_graph(decoder, (*features, *_trace_prompts()), raw[DECODER_FILE], C.decoder_inputs(is_hq),
-                  C.decoder_outputs(), opset)
+    with progress.stage("export: trace the decoder"):
+        _export_graph(decoder, (*features, *_trace_prompts()), raw[DECODER_FILE], C.decoder_inputs(is_hq),
+                      C.decoder_outputs(), opset)
     for name, path in raw.items():
-        _finish_graph(path, folder / name, simplify)
+        with progress.stage(f"export: {'check and simplify' if simplify else 'check'} {name}"):
+            _finish_graph(path, folder / name, simplify)
     m = C.num_masks(is_hq, multimask_output)
     outputs = [dict(e, shape=[m if d == "M" else d for d in e["shape"]]) for e in tensor_entries(C.decoder_outputs())]
     return {

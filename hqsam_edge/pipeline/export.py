@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import progress
 from ..atomic import staged_folder
 from ..errors import UsageError
 from ..runtime.environment import require_onnxruntime
@@ -38,6 +39,7 @@ class ExportSpec:
     simplify: bool = True
     verify: bool = True
     overwrite: bool = False
+    with_processing: bool = False  # also preprocess.onnx / postprocess.onnx (resize, normalise, pad; upscale)
 
     @property
     def out_dir(self) -> Path:
@@ -90,13 +92,15 @@ def export_artifacts(spec: ExportSpec) -> Manifest:
     with staged_folder(spec.out_dir, "artifact folder") as tmp:
         if spec.random_weights:
             torch.manual_seed(spec.seed)
-        model = build_model(spec.backbone, spec.variant, spec.checkpoint)
+        with progress.stage("export: build the model"):
+            model = build_model(spec.backbone, spec.variant, spec.checkpoint)
         graphs = export_model(model, tmp, opset=spec.opset, multimask_output=spec.multimask_output,
                               hq_token_only=spec.hq_token_only, simplify=spec.simplify)
         parity = {}
         if spec.verify:
-            parity = verify_export(model, tmp, multimask_output=spec.multimask_output,
-                                   hq_token_only=spec.hq_token_only)
+            with progress.stage("export: check the graphs against PyTorch (ONNX Runtime, CPU)"):
+                parity = verify_export(model, tmp, multimask_output=spec.multimask_output,
+                                       hq_token_only=spec.hq_token_only)
         versions = tool_versions()
         stamp = provenance()
         manifest = Manifest(
@@ -119,19 +123,38 @@ def export_artifacts(spec: ExportSpec) -> Manifest:
             files={},
         )
         manifest.record_files(tmp, [ENCODER_FILE, DECODER_FILE])
+        if spec.with_processing:
+            _add_processing(manifest, tmp)
         manifest.write(tmp)
     return manifest
+
+
+def summary(spec: ExportSpec, manifest: Manifest) -> str:
+    """The command's last line: the folder, its files, and the check's worst error."""
+    line = f"wrote {spec.out_dir}: {', '.join([*manifest.files, 'manifest.json'])}"
+    decoder = manifest.parity.get("decoder", {})
+    errors = [v for figures in decoder.values() for k, v in figures.items() if "rel" in k]
+    if errors:
+        line += f" (ONNX Runtime vs PyTorch: max relative logit error {max(errors):.1e})"
+    return line
+
+
+def _add_processing(manifest: Manifest, folder: Path) -> dict[str, dict]:
+    from ..export.processing import export_processing
+
+    with progress.stage("export: processing graphs (preprocess.onnx, postprocess.onnx)"):
+        entries = export_processing(folder)
+    manifest.graphs.update(entries)
+    manifest.record_files(folder, [e["file"] for e in entries.values()])
+    return entries
 
 
 def add_processing_graphs(folder: str | Path) -> dict[str, dict]:
     """Write ``preprocess.onnx`` / ``postprocess.onnx`` into an artifact folder and record them in its manifest
     (``graphs.preprocess``, ``graphs.postprocess``)."""
     from ..export.manifest import read_manifest
-    from ..export.processing import export_processing
 
     manifest = read_manifest(folder)
-    entries = export_processing(folder)
-    manifest.graphs.update(entries)
-    manifest.record_files(folder, [e["file"] for e in entries.values()])
+    entries = _add_processing(manifest, Path(folder))
     manifest.write(folder)
     return entries

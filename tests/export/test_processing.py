@@ -8,6 +8,8 @@ where the logit is within rounding of 0.
 
 from __future__ import annotations
 
+import io
+import re
 import shutil
 import subprocess
 import sys
@@ -18,22 +20,51 @@ import onnxruntime as ort
 import pytest
 from PIL import Image
 
-from hqsam_edge import Predictor
+from hqsam_edge import Predictor, progress
 from hqsam_edge.data import transforms as T
 from hqsam_edge.data.synthetic import demo_image
 from hqsam_edge.export.processing import POSTPROCESS_FILE, PREPROCESS_FILE
-from hqsam_edge.pipeline.export import add_processing_graphs
+from hqsam_edge.export.manifest import read_manifest
+from hqsam_edge.pipeline.export import ExportSpec, add_processing_graphs, export_artifacts
+from hqsam_edge.pipeline.verify import verify_folder
 
 ROOT = Path(__file__).resolve().parents[2]
 SIZES = {"portrait": (480, 320), "landscape": (300, 400), "tiny": (7, 5), "photo 4000x3000": (3000, 4000)}
 
 
 @pytest.fixture(scope="module")
-def folder(tiny_folder, tmp_path_factory):
+def folder(tmp_path_factory):
+    """``export --with-processing``, its stage lines checked (test_export_reports_its_stages)."""
     out = tmp_path_factory.mktemp("processing") / "hq_vit_tiny"
+    log = io.StringIO()
+    with progress.reporting(progress.Reporter(stream=log, interactive=False)):
+        export_artifacts(ExportSpec(random_weights=True, out=str(out), verify=False, with_processing=True))
+    (out.parent / "export.log").write_text(log.getvalue())
+    return out
+
+
+def test_export_reports_its_stages_and_records_the_processing_graphs(folder):
+    lines = (folder.parent / "export.log").read_text().splitlines()
+    stages = [m.groups() for m in map(re.compile(r"^\[ *(\d+\.\d) s\] export: (.+) \((\d+\.\d) s\)$").match, lines) if m]
+    assert [name for _, name, _ in stages] == [
+        "build the model", "trace the encoder", "trace the decoder", "check and simplify encoder.onnx",
+        "check and simplify decoder.onnx", "processing graphs (preprocess.onnx, postprocess.onnx)"], lines
+    elapsed = [float(t) for t, _, _ in stages]
+    assert elapsed == sorted(elapsed) and elapsed[-1] >= sum(float(s) for _, _, s in stages) - 0.5
+    manifest = read_manifest(folder)
+    assert {name: g["file"] for name, g in manifest.graphs.items() if name.endswith("process")} == {
+        "preprocess": PREPROCESS_FILE, "postprocess": POSTPROCESS_FILE}
+    assert list(manifest.files) == ["encoder.onnx", "decoder.onnx", PREPROCESS_FILE, POSTPROCESS_FILE]
+    assert verify_folder(folder).problems == []
+
+
+def test_processing_graphs_added_to_an_exported_folder(tiny_folder, folder, tmp_path):
+    out = tmp_path / "hq_vit_tiny"
     shutil.copytree(tiny_folder, out)
     add_processing_graphs(out)
-    return out
+    assert read_manifest(out).graphs["preprocess"] == read_manifest(folder).graphs["preprocess"]
+    assert (out / PREPROCESS_FILE).read_bytes() == (folder / PREPROCESS_FILE).read_bytes()
+    assert verify_folder(out).problems == []
 
 
 def _session(path):

@@ -44,7 +44,8 @@ def wait_for(proc: subprocess.Popen, ready: Callable[[], bool], what: str, timeo
 
 
 def interrupt(cmd: list[str], tmpdir: Path, ready: Callable[[], bool], what: str, sig: int) -> str:
-    """Run ``cmd`` until ``ready()``, send ``sig``; its stderr (SIGINT / SIGTERM: checked to be one line)."""
+    """Run ``cmd`` until ``ready()``, send ``sig``; its stderr's error line (SIGINT / SIGTERM: checked to be one
+    line, after the progress lines of the stages that ran)."""
     proc = start(cmd, tmpdir)
     wait_for(proc, ready, what)
     proc.send_signal(sig)
@@ -52,7 +53,8 @@ def interrupt(cmd: list[str], tmpdir: Path, ready: Callable[[], bool], what: str
     assert proc.returncode == (-sig if sig == signal.SIGKILL else 128 + sig), f"{what}: {proc.returncode} {err}"
     if sig != signal.SIGKILL:
         name = signal.Signals(sig).name
-        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+        *stages, err = err.strip().splitlines()
+        assert all(re.match(r"\[ *\d+\.\d s\] ", line) for line in stages) and "Traceback" not in err, stages
         assert err.startswith(f"error: interrupted by {name}: "), err
     return err
 
