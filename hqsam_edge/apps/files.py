@@ -64,6 +64,14 @@ def parse_prompts(boxes: Sequence[str], points: Sequence[str]) -> tuple[list[lis
     return box_list, point_list
 
 
+def check_points_inside(points: Sequence[tuple[float, float, int]], size: tuple[int, int]) -> None:
+    """A point typed on the command line must lie on the image (the Python API, as SamPredictor, takes any)."""
+    h, w = size
+    for x, y, _ in points:
+        if not (0 <= x <= w and 0 <= y <= h):
+            raise UsageError(f"point ({x:g}, {y:g}) is outside the {w}x{h} image")
+
+
 def _save_png(path: str | Path, array: np.ndarray) -> Path:
     return atomic_write(path, lambda tmp: Image.fromarray(array).save(tmp, format="PNG"))
 
@@ -104,6 +112,7 @@ def predict_to_files(
     the masks) and optionally a colour overlay. Several boxes are decoded in one call."""
     box_list, point_list = parse_prompts(boxes, points)
     image = load_image(str(image_path))
+    check_points_inside(point_list, image.shape[:2])
     predictor.set_image(image)
     coords = labels = None
     if point_list:
