@@ -1,7 +1,10 @@
 """hqsam-edge: HQ-SAM from PyTorch checkpoints to verified edge deployments.
 
 Entry points: ``build_model(backbone, variant="hq", checkpoint=None)`` and
-``Predictor`` (``Predictor.from_model`` / ``Predictor.from_artifacts``).
+``Predictor`` (``Predictor.from_model`` / ``Predictor.from_artifacts``); for
+code written against ``segment_anything_hq``, its names over the same
+Predictor: ``sam_model_registry`` and ``SamPredictor`` (also
+``SamPredictor.from_artifacts``).
 Heavy modules load on first use.
 """
 
@@ -13,9 +16,11 @@ from ._version import __version__
 
 if TYPE_CHECKING:
     from .model import build_model
+    from .model.official import sam_model_registry
     from .runtime.predictor import Predictor
+    from .runtime.sam_predictor import SamPredictor
 
-__all__ = ["Predictor", "__version__", "build_model"]
+__all__ = ["Predictor", "SamPredictor", "__version__", "build_model", "sam_model_registry"]
 
 
 def __getattr__(name: str):
@@ -27,4 +32,12 @@ def __getattr__(name: str):
         from .runtime.predictor import Predictor
 
         return Predictor
+    if name == "SamPredictor":
+        from .runtime.sam_predictor import SamPredictor
+
+        return SamPredictor
+    if name == "sam_model_registry":
+        from .model.official import sam_model_registry
+
+        return sam_model_registry
     raise AttributeError(f"module 'hqsam_edge' has no attribute {name!r}")

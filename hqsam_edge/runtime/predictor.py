@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..data import transforms as T
-from ..errors import UsageError
+from ..errors import ImageNotSetError, UsageError
 from ..export import contract as C
 from .base import Backend
 
@@ -114,7 +114,7 @@ class Predictor:
 
     def _require_image(self) -> None:
         if self._features is None:
-            raise UsageError("An image must be set with .set_image(...) before mask prediction.")
+            raise ImageNotSetError("An image must be set with .set_image(...) before mask prediction.")
 
     # -- prompts --------------------------------------------------------------
     @staticmethod
