@@ -81,6 +81,13 @@ def rle_encode(mask: np.ndarray) -> dict[str, Any]:
     return encode_with_stats(mask)[0]
 
 
+def compress_rle(rle: Mapping[str, Any]) -> dict[str, Any]:
+    """An uncompressed RLE (``counts`` a list of runs, as ``segment_anything``'s ``mask_to_rle_pytorch`` gives)
+    -> the compressed one, byte for byte ``pycocotools.mask.frPyObjects`` (``counts`` decoded to ``str``)."""
+    (h, w), runs = rle_counts(rle)
+    return {"size": [h, w], "counts": _compress(runs.tolist())}
+
+
 def rle_counts(rle: Mapping[str, Any]) -> tuple[tuple[int, int], np.ndarray]:
     """``(h, w)`` and the run lengths of an RLE, compressed (str/bytes) or uncompressed (list)."""
     try:

@@ -36,7 +36,7 @@ def _official(model):
 
 
 def assert_matches(ours, ref, what):
-    (m1, s1, l1), (m2, s2, l2) = ours, ref
+    (m1, _, l1), (m2, _, l2) = ours, ref
     l2 = np.asarray(l2)
     err = float(np.abs(l1 - l2).max())
     scale = float(np.abs(l2).max())
