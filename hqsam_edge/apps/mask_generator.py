@@ -18,99 +18,19 @@ decoder and everything else).
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, fields
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..data.transforms import check_rgb
-from ..errors import UsageError
 from ..runtime.sam_predictor import SamPredictor
 from . import mask_filters
-
-OUTPUT_MODES = ("binary_mask", "uncompressed_rle", "coco_rle")
-
-
-@dataclass(frozen=True)
-class GeneratorOptions:
-    """The official generator's options and defaults (see its docstring), and ``low_res_stability`` (off: the
-    official answer; on: the stability score from the low-res logits, faster, see ``mask_filters``)."""
-
-    points_per_side: int | None = 32
-    points_per_batch: int = 64
-    pred_iou_thresh: float = 0.88
-    stability_score_thresh: float = 0.95
-    stability_score_offset: float = 1.0
-    box_nms_thresh: float = 0.7
-    crop_n_layers: int = 0
-    crop_nms_thresh: float = 0.7
-    crop_overlap_ratio: float = 512 / 1500
-    crop_n_points_downscale_factor: int = 1
-    point_grids: Sequence[np.ndarray] | None = field(default=None, compare=False)
-    min_mask_region_area: int = 0
-    output_mode: str = "binary_mask"
-    low_res_stability: bool = False
-
-    def mask_filter(self) -> mask_filters.MaskFilter:
-        return mask_filters.MaskFilter(self.pred_iou_thresh, self.stability_score_thresh,
-                                       self.stability_score_offset, self.low_res_stability)
-
-    def grids(self) -> list[np.ndarray]:
-        """The point grid of each crop layer (``[N,2]``, normalised to the crop), checked: ``UsageError`` else."""
-        check_options(self)
-        if self.point_grids is None:
-            from segment_anything.utils.amg import build_all_layer_point_grids
-
-            grids = build_all_layer_point_grids(self.points_per_side, self.crop_n_layers,
-                                                self.crop_n_points_downscale_factor)
-        else:
-            grids = [np.asarray(g, dtype=np.float64) for g in self.point_grids]
-        for layer, grid in enumerate(grids[: self.crop_n_layers + 1]):
-            if grid.ndim != 2 or grid.shape[1] != 2 or len(grid) == 0:
-                raise UsageError(f"point grid of crop layer {layer} must be an Nx2 array of (x, y) points in [0, 1] "
-                                 f"with N >= 1; got shape {list(grid.shape)}")
-            if not np.all(np.isfinite(grid)) or grid.min() < 0 or grid.max() > 1:
-                raise UsageError(f"point grid of crop layer {layer} must hold finite (x, y) in [0, 1] (normalised to "
-                                 "the crop), not NaN or pixels")
-        return grids
-
-
-def check_options(o: GeneratorOptions) -> None:
-    """Options that cannot make masks: one clear ``UsageError`` (where the official asserts or fails later)."""
-    if (o.points_per_side is None) == (o.point_grids is None):
-        raise UsageError("give exactly one of points_per_side or point_grids")
-    if o.points_per_side is not None and (not isinstance(o.points_per_side, int) or o.points_per_side < 1):
-        raise UsageError(f"points_per_side must be a whole number of at least 1 (a grid of 0 points makes no "
-                         f"masks), not {o.points_per_side!r}")
-    for name in ("points_per_batch", "crop_n_points_downscale_factor"):
-        if not isinstance(getattr(o, name), int) or getattr(o, name) < 1:
-            raise UsageError(f"{name} must be a whole number of at least 1, not {getattr(o, name)!r}")
-    if not isinstance(o.crop_n_layers, int) or o.crop_n_layers < 0:
-        raise UsageError(f"crop_n_layers must be 0 or more, not {o.crop_n_layers!r}")
-    if o.point_grids is not None and len(o.point_grids) < o.crop_n_layers + 1:
-        raise UsageError(f"point_grids has {len(o.point_grids)} grid(s), but crop_n_layers={o.crop_n_layers} needs "
-                         f"one per layer: {o.crop_n_layers + 1}")
-    if o.points_per_side is not None and o.points_per_side // o.crop_n_points_downscale_factor ** o.crop_n_layers < 1:
-        raise UsageError(f"points_per_side={o.points_per_side} leaves crop layer {o.crop_n_layers} no points with "
-                         f"crop_n_points_downscale_factor={o.crop_n_points_downscale_factor}")
-    for f in fields(o):
-        value = getattr(o, f.name)
-        if isinstance(value, float) and not math.isfinite(value):
-            raise UsageError(f"{f.name} must be a finite number, not {value}")
-    if o.output_mode not in OUTPUT_MODES:
-        raise UsageError(f"unknown output_mode {o.output_mode!r}; choose one of: {', '.join(OUTPUT_MODES)}")
-    if o.min_mask_region_area < 0:
-        raise UsageError(f"min_mask_region_area must be 0 or more, not {o.min_mask_region_area}")
-    if o.min_mask_region_area > 0:
-        try:
-            import cv2  # noqa: F401
-        except ImportError:
-            raise UsageError("min_mask_region_area > 0 needs OpenCV: pip install opencv-python-headless") from None
+from .generator_options import GeneratorOptions
 
 
 class SamAutomaticMaskGenerator:
@@ -133,8 +53,13 @@ class SamAutomaticMaskGenerator:
             box_nms_thresh, crop_n_layers, crop_nms_thresh, crop_overlap_ratio, crop_n_points_downscale_factor,
             point_grids, min_mask_region_area, output_mode, low_res_stability)
         self.point_grids = self.options.grids()
-        self.predictor = model if isinstance(model, SamPredictor) else SamPredictor(model)
+        self.predictor = model if isinstance(model, SamPredictor) else SamPredictor(model, keep_interm_features=False)
         self.timings: dict[str, float] = {}
+
+    @classmethod
+    def from_options(cls, model: Any, options: GeneratorOptions) -> SamAutomaticMaskGenerator:
+        """Over ``model`` (as the constructor) with an options group."""
+        return cls(model, **{f.name: getattr(options, f.name) for f in fields(options)})
 
     @classmethod
     def from_artifacts(cls, folder: str | Path, backend: str = "auto", precision: str | None = None,
@@ -201,7 +126,7 @@ class SamAutomaticMaskGenerator:
         x0, y0, x1, y1 = crop_box
         crop = np.ascontiguousarray(image[y0:y1, x0:x1, :])
         with self._timed("encoder"):
-            engine.set_image(crop)
+            self.predictor.set_image(crop)
         points_for_image = self.point_grids[layer] * np.array(crop.shape[:2])[None, ::-1]
         data = MaskData()
         for start in range(0, len(points_for_image), o.points_per_batch):
@@ -211,7 +136,7 @@ class SamAutomaticMaskGenerator:
                                                         multimask_output=multimask_output, hq_token_only=False)
             data.cat(mask_filters.batch_masks(engine, points, low_res, scores, o.mask_filter(), crop_box,
                                               orig_size))
-        engine.reset_image()
+        self.predictor.reset_image()
         keep = batched_nms(data["boxes"].float(), data["iou_preds"], torch.zeros_like(data["boxes"][:, 0]),
                            iou_threshold=o.box_nms_thresh)
         data.filter(keep)

@@ -92,7 +92,9 @@ def _numpy(value: Any) -> np.ndarray | None:
 class SamPredictor:
     """``segment_anything_hq.SamPredictor`` over any backend (see the module doc)."""
 
-    def __init__(self, sam_model: Any) -> None:
+    def __init__(self, sam_model: Any, *, keep_interm_features: bool = True) -> None:
+        """``keep_interm_features=False``: no ``interm_features`` (the torch backend then keeps no extra copies of
+        the encoder's early outputs)."""
         from .torch_backend import TorchBackend
 
         if isinstance(sam_model, Predictor):
@@ -105,12 +107,13 @@ class SamPredictor:
         self.engine = engine
         info = engine.info
         backend = engine.backend
+        self._interm: _IntermFeatures | None = None
         if isinstance(backend, TorchBackend):
             self.model: Any = backend.model
-            self._interm: _IntermFeatures | None = _IntermFeatures(backend.model.image_encoder)
+            if keep_interm_features:
+                self._interm = _IntermFeatures(backend.model.image_encoder)
         else:
             self.model = DeployedModel(info.backbone, info.variant, ImageEncoderInfo(info.image_size))
-            self._interm = None
         from segment_anything.utils.transforms import ResizeLongestSide
 
         self.transform = ResizeLongestSide(info.image_size)
