@@ -1,8 +1,12 @@
 """The everything mode's post-processing, as ``segment_anything_hq``'s ``SamAutomaticMaskGenerator`` computes it.
 
-The steps and their arithmetic are the official ones (Meta's
-``segment_anything.utils.amg`` helpers, torchvision's ``batched_nms``), each over
-a whole batch of masks at once; what changes is where they run, never the answer:
+The steps, their order and their numbers are the official ones: Meta's
+``segment_anything.utils.amg`` helpers and torchvision's ``batched_nms``, and
+where one pass over each mask is cheaper than the official pass over all masks
+for each quantity, exact equivalents (``mask_stats``: the stability score's
+counts, the binary masks and their boxes, ``BLOCK_ROWS`` rows at a time while
+they sit in the cache; ``rle.uncompressed_rle``: the RLE from one ravel). What
+changes is where the steps run, never the answer:
 
 - the predicted-IoU threshold is applied to the decoder's low-res output,
   before anything is upscaled (the IoU does not depend on the upscaling), so
@@ -32,6 +36,7 @@ from ..runtime.predictor import Predictor
 from . import rle as rle_codec
 
 UPSCALE_CHUNK = 16  # masks upscaled to the image at once
+BLOCK_ROWS = 64  # rows of one mask scored at once (a block of a 2250-wide mask: 576 KB of logits)
 
 
 @dataclass(frozen=True)
@@ -52,10 +57,29 @@ def _empty() -> Any:
                     stability_score=torch.zeros(0), boxes=torch.zeros(0, 4, dtype=torch.int64), rles=[])
 
 
+def concat(parts: list[Any]) -> Any:
+    """``MaskData`` parts (each with the keys of the first) -> one, in order: ``MaskData.cat`` without its deep
+    copies (the parts are fresh and not used again)."""
+    from segment_anything.utils.amg import MaskData
+
+    if not parts:
+        return _empty()
+    joined = {}
+    for key, first in parts[0].items():
+        values = [part[key] for part in parts]
+        if isinstance(first, torch.Tensor):
+            joined[key] = torch.cat(values)
+        elif isinstance(first, np.ndarray):
+            joined[key] = np.concatenate(values)
+        else:
+            joined[key] = [item for value in values for item in value]
+    return MaskData(**joined)
+
+
 def _stability(logits: torch.Tensor, f: MaskFilter) -> torch.Tensor:
     from segment_anything.utils.amg import calculate_stability_score
 
-    return calculate_stability_score(logits, f.mask_threshold, f.stability_score_offset)
+    return calculate_stability_score(logits, f.mask_threshold, f.stability_score_offset)  # the low-res approximation
 
 
 def _low_res_region(engine: Predictor, low: np.ndarray) -> torch.Tensor:
@@ -65,25 +89,57 @@ def _low_res_region(engine: Predictor, low: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(low[:, :h, :w]))
 
 
+def mask_stats(logits: np.ndarray, f: MaskFilter) -> tuple[np.ndarray, np.ndarray, np.ndarray, torch.Tensor]:
+    """Logits ``[K,H,W]`` -> the stability score's two pixel counts (above threshold + offset, above threshold -
+    offset), the binary masks (above threshold) and their boxes (XYXY, 0 for an empty mask): what the official
+    ``calculate_stability_score``, ``masks > threshold`` and ``batched_mask_to_box`` give, in one pass over each
+    mask, ``BLOCK_ROWS`` rows at a time (which stay in the cache) instead of one pass over all masks for each."""
+    k, h, w = logits.shape
+    above = np.float32(f.mask_threshold + f.stability_score_offset)
+    below = np.float32(f.mask_threshold - f.stability_score_offset)
+    threshold = np.float32(f.mask_threshold)
+    high, low = np.zeros(k, np.int64), np.zeros(k, np.int64)
+    masks, rows, cols = np.empty((k, h, w), bool), np.empty((k, h), bool), np.zeros((k, w), bool)
+    for i in range(k):
+        for r in range(0, h, BLOCK_ROWS):
+            block = logits[i, r : r + BLOCK_ROWS]
+            high[i] += np.count_nonzero(block > above)
+            low[i] += np.count_nonzero(block > below)
+            binary = np.greater(block, threshold, out=masks[i, r : r + BLOCK_ROWS])
+            rows[i, r : r + BLOCK_ROWS] = binary.any(axis=1)
+            cols[i] |= binary.any(axis=0)
+    empty = ~rows.any(axis=1)
+    boxes = np.stack([cols.argmax(1), rows.argmax(1), w - 1 - cols[:, ::-1].argmax(1), h - 1 - rows[:, ::-1].argmax(1)],
+                     axis=1)
+    boxes[empty] = 0
+    return high, low, masks, torch.from_numpy(boxes.astype(np.int64))
+
+
+def stability_score(high: np.ndarray, low: np.ndarray) -> torch.Tensor:
+    """The official ``calculate_stability_score`` from its two counts (int32 / int32, as there)."""
+    return torch.from_numpy(high.astype(np.int32)) / torch.from_numpy(low.astype(np.int32))
+
+
 def _upscaled(engine: Predictor, low: np.ndarray, data: Any, f: MaskFilter, crop_box: list[int],
               orig_size: tuple[int, int]) -> Any:
     """The masks of ``data`` (indices ``data["index"]`` into ``low``) upscaled to the crop, filtered by stability
     and crop edge, in the original frame as RLE: the official ``_process_batch`` after its IoU filter."""
-    from segment_anything.utils.amg import (
-        batched_mask_to_box, is_box_near_crop_edge, mask_to_rle_pytorch, uncrop_masks)
+    from segment_anything.utils.amg import is_box_near_crop_edge
 
     orig_h, orig_w = orig_size
-    data["masks"] = torch.from_numpy(engine.upscale_masks(low[data["index"].numpy()][:, None]))[:, 0]
+    logits = engine.upscale_masks(low[data["index"].numpy()][:, None])[:, 0]
+    high, low_count, data["masks"], data["boxes"] = mask_stats(logits, f)
+    del logits
     if not f.low_res_stability:
-        data["stability_score"] = _stability(data["masks"], f)
+        data["stability_score"] = stability_score(high, low_count)
         if f.stability_score_thresh > 0.0:
             data.filter(data["stability_score"] >= f.stability_score_thresh)
-    data["masks"] = data["masks"] > f.mask_threshold
-    data["boxes"] = batched_mask_to_box(data["masks"])
     keep = ~is_box_near_crop_edge(data["boxes"], crop_box, [0, 0, orig_w, orig_h])
     if not torch.all(keep):
         data.filter(keep)
-    data["rles"] = mask_to_rle_pytorch(uncrop_masks(data["masks"], crop_box, orig_h, orig_w))
+    x0, y0, x1, y1 = crop_box
+    pad = ((y0, orig_h - y1), (x0, orig_w - x1))  # the official ``uncrop_masks``
+    data["rles"] = [rle_codec.uncompressed_rle(np.pad(m, pad) if any(map(any, pad)) else m) for m in data["masks"]]
     del data["masks"], data["index"]
     return data
 
@@ -105,17 +161,14 @@ def batch_masks(engine: Predictor, points: np.ndarray, low_res: np.ndarray, scor
         data["stability_score"] = _stability(_low_res_region(engine, low[data["index"].numpy()]), f)
         if f.stability_score_thresh > 0.0:
             data.filter(data["stability_score"] >= f.stability_score_thresh)
-    out = _empty()
-    for start in range(0, len(data["index"]), UPSCALE_CHUNK):
-        chunk = MaskData(**{k: v[start : start + UPSCALE_CHUNK] for k, v in data.items()})
-        out.cat(_upscaled(engine, low, chunk, f, crop_box, orig_size))
-    return out
+    return concat([_upscaled(engine, low, MaskData(**{k: v[start : start + UPSCALE_CHUNK] for k, v in data.items()}),
+                             f, crop_box, orig_size) for start in range(0, len(data["index"]), UPSCALE_CHUNK)])
 
 
 def remove_small_regions(data: Any, min_area: int, nms_thresh: float) -> Any:
     """The official ``postprocess_small_regions``: holes and islands under ``min_area`` pixels removed from every
     mask, duplicates that appear removed by box NMS preferring unchanged masks; ``data`` edited in place."""
-    from segment_anything.utils.amg import batched_mask_to_box, mask_to_rle_pytorch
+    from segment_anything.utils.amg import batched_mask_to_box
     from segment_anything.utils.amg import remove_small_regions as clean
     from torchvision.ops.boxes import batched_nms
 
@@ -129,7 +182,7 @@ def remove_small_regions(data: Any, min_area: int, nms_thresh: float) -> Any:
         tensor = torch.as_tensor(mask)[None]
         boxes.append(batched_mask_to_box(tensor)[0])
         scores.append(float(not (holes or islands)))
-        changed_rles.append(None if scores[-1] else mask_to_rle_pytorch(tensor)[0])
+        changed_rles.append(None if scores[-1] else rle_codec.uncompressed_rle(mask))
     boxes_t = torch.stack(boxes)
     keep = batched_nms(boxes_t.float(), torch.as_tensor(scores), torch.zeros_like(boxes_t[:, 0]),
                       iou_threshold=nms_thresh)

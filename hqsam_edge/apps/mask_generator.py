@@ -99,15 +99,14 @@ class SamAutomaticMaskGenerator:
 
     def _generate_masks(self, image: np.ndarray, multimask_output: bool) -> Any:
         import torch
-        from segment_anything.utils.amg import MaskData, generate_crop_boxes
+        from segment_anything.utils.amg import generate_crop_boxes
         from torchvision.ops.boxes import batched_nms, box_area
 
         o = self.options
         orig_size = image.shape[:2]
         crop_boxes, layer_idxs = generate_crop_boxes(orig_size, o.crop_n_layers, o.crop_overlap_ratio)
-        data = MaskData()
-        for crop_box, layer_idx in zip(crop_boxes, layer_idxs):
-            data.cat(self._process_crop(image, crop_box, layer_idx, orig_size, multimask_output))
+        data = mask_filters.concat([self._process_crop(image, crop_box, layer_idx, orig_size, multimask_output)
+                                    for crop_box, layer_idx in zip(crop_boxes, layer_idxs)])
         if len(crop_boxes) > 1:  # duplicates between crops: prefer masks from smaller crops
             scores = 1 / box_area(data["crop_boxes"])
             keep = batched_nms(data["boxes"].float(), scores, torch.zeros_like(data["boxes"][:, 0]),
@@ -119,7 +118,7 @@ class SamAutomaticMaskGenerator:
     def _process_crop(self, image: np.ndarray, crop_box: list[int], layer: int, orig_size: tuple[int, int],
                       multimask_output: bool) -> Any:
         import torch
-        from segment_anything.utils.amg import MaskData, uncrop_boxes_xyxy, uncrop_points
+        from segment_anything.utils.amg import uncrop_boxes_xyxy, uncrop_points
         from torchvision.ops.boxes import batched_nms
 
         o, engine = self.options, self.predictor.engine
@@ -128,14 +127,15 @@ class SamAutomaticMaskGenerator:
         with self._timed("encoder"):
             self.predictor.set_image(crop)
         points_for_image = self.point_grids[layer] * np.array(crop.shape[:2])[None, ::-1]
-        data = MaskData()
+        parts = []
         for start in range(0, len(points_for_image), o.points_per_batch):
             points = points_for_image[start : start + o.points_per_batch]
             with self._timed("decoder"):
                 low_res, scores = engine.decode_prompts(points[:, None, :], np.ones((len(points), 1)),
                                                         multimask_output=multimask_output, hq_token_only=False)
-            data.cat(mask_filters.batch_masks(engine, points, low_res, scores, o.mask_filter(), crop_box,
-                                              orig_size))
+            parts.append(mask_filters.batch_masks(engine, points, low_res, scores, o.mask_filter(), crop_box,
+                                                  orig_size))
+        data = mask_filters.concat(parts)
         self.predictor.reset_image()
         keep = batched_nms(data["boxes"].float(), data["iou_preds"], torch.zeros_like(data["boxes"][:, 0]),
                            iou_threshold=o.box_nms_thresh)

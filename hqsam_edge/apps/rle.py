@@ -81,6 +81,15 @@ def rle_encode(mask: np.ndarray) -> dict[str, Any]:
     return encode_with_stats(mask)[0]
 
 
+def uncompressed_rle(mask: np.ndarray) -> dict[str, Any]:
+    """``HxW`` mask -> ``{"size": [h, w], "counts": [runs...]}``, the uncompressed RLE that ``segment_anything``'s
+    ``mask_to_rle_pytorch`` writes (and ``pycocotools.mask.frPyObjects`` reads)."""
+    mask = np.asarray(mask)
+    if mask.ndim != 2:
+        raise UsageError(f"uncompressed_rle takes one HxW mask, got shape {mask.shape}")
+    return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": _runs(mask != 0).tolist()}
+
+
 def compress_rle(rle: Mapping[str, Any]) -> dict[str, Any]:
     """An uncompressed RLE (``counts`` a list of runs, as ``segment_anything``'s ``mask_to_rle_pytorch`` gives)
     -> the compressed one, byte for byte ``pycocotools.mask.frPyObjects`` (``counts`` decoded to ``str``)."""

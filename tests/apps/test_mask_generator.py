@@ -174,8 +174,8 @@ BLOB_SETTINGS = {
                                 crop_n_layers=1, crop_n_points_downscale_factor=2, min_mask_region_area=30,
                                 output_mode="coco_rle"),
     "uncompressed, batches of 10": dict(points_per_side=6, points_per_batch=10, pred_iou_thresh=0.0,
-                                        stability_score_thresh=0.0, box_nms_thresh=0.5,
-                                        output_mode="uncompressed_rle"),
+                                        stability_score_thresh=0.97, stability_score_offset=0.3,
+                                        box_nms_thresh=0.5, output_mode="uncompressed_rle"),
 }
 
 
@@ -206,6 +206,30 @@ def test_low_res_stability_is_close_and_off_by_default():
     a, b = exact.generate(IMAGE), fast.generate(IMAGE)
     matched = sum(max((mask_iou(decoded(x), decoded(y)) for y in b), default=0) >= 0.98 for x in a)
     assert matched >= 0.8 * len(a) and abs(len(b) - len(a)) <= 0.2 * len(a)
+
+
+def test_one_pass_statistics_equal_the_official_helpers():
+    """``mask_stats`` / ``stability_score`` / ``rle.uncompressed_rle`` against Meta's helpers, bit for bit: masks of
+    every kind (scattered, blobs, empty, full), a width past one block, offsets other than 1."""
+    from segment_anything.utils.amg import batched_mask_to_box, calculate_stability_score, mask_to_rle_pytorch
+
+    from hqsam_edge.apps import mask_filters
+
+    rng = np.random.default_rng(0)
+    low = torch.from_numpy(rng.normal(0, 3, (6, 1, 40, 50)).astype(np.float32))
+    logits = torch.nn.functional.interpolate(low, (150, 301), mode="bilinear")[:, 0].contiguous()
+    logits[3] = -5.0  # empty
+    logits[4] = 5.0  # full
+    blob = torch.from_numpy(blob_tokens(np.array([[500.0, 300.0]]), True)[0][:, 2:3])
+    logits[5] = torch.nn.functional.interpolate(blob, (150, 301), mode="bilinear")[0, 0]
+    for offset in (1.0, 0.3):
+        f = mask_filters.MaskFilter(stability_score_offset=offset)
+        high, low_count, masks, boxes = mask_filters.mask_stats(logits.numpy(), f)
+        assert torch.equal(mask_filters.stability_score(high, low_count)[:3],
+                           calculate_stability_score(logits, 0.0, offset)[:3])  # (the empty one: 0/0 both)
+        assert np.array_equal(masks, (logits > 0).numpy())
+        assert torch.equal(boxes, batched_mask_to_box(logits > 0))
+    assert [rle.uncompressed_rle(m) for m in masks] == mask_to_rle_pytorch(torch.from_numpy(masks))
 
 
 # -- the whole pipeline on random weights -----------------------------------------------------------------------------
