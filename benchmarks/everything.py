@@ -1,7 +1,7 @@
 """Everything mode: our ``SamAutomaticMaskGenerator`` under ONNX Runtime vs the official generator, in one run.
 
-Light HQ-SAM (``vit_tiny``) with random weights saved in the official format (official initialisation, seed 0),
-loaded by the official model and exported to an artifact folder for ours; one synthetic picture
+Light HQ-SAM (``vit_tiny``) with random weights saved in the official format (official initialisation, seed 5,
+perturbed as the tests' checkpoints), loaded by the official model and exported to an artifact folder for ours; one synthetic picture
 (``data.synthetic.demo_image``, 1500x2250 by default); the same generator options for both. Prints each side's
 time split into encoder (``set_image`` of every crop), decoder (the mask decoder calls: the official
 ``mask_decoder.forward``; ours the decoder graph plus the mask choice) and the rest (post-processing: upscaling,
@@ -13,8 +13,9 @@ IoU-first order can save); pass ``--pred-iou-thresh`` / ``--stability-score-thre
 with the exact answer (use a stability threshold that removes masks). ``--scaling B ...`` times ours for each
 ``points_per_batch`` B (on a ``--scaling-points-per-side`` grid).
 
-    python benchmarks/everything.py --threads 2
-    python benchmarks/everything.py --stability-score-thresh 0.3 --low-res-stability --scaling 16 32 64 128
+    python benchmarks/everything.py --rounds 2
+    python benchmarks/everything.py --stability-score-thresh 0.2 --box-nms-thresh 1.0 --skip-official \
+        --low-res-stability --scaling 16 32 64 128
 """
 
 from __future__ import annotations
@@ -27,6 +28,28 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+
+def random_checkpoint(path: Path, seed: int) -> None:
+    """Light HQ-SAM in the official format: the official initialisation (seeded), every floating-point tensor
+    perturbed (as tests/conftest.py does, so that every part matters and the masks vary), saved as a .pth."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from segment_anything_hq.build_sam import build_sam_vit_t
+    torch.manual_seed(seed)
+    model = build_sam_vit_t()
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, t in model.state_dict().items():
+            if t.dtype.is_floating_point:
+                noise = torch.randn(t.shape, generator=g)
+                if name.endswith("running_var"):
+                    t.copy_(0.5 + noise.abs())
+                elif name.endswith("running_mean"):
+                    t.copy_(0.1 * noise)
+                else:
+                    t.add_(0.05 * noise)
+    torch.save(model.state_dict(), path)
 
 
 def official_side(path: Path):
@@ -76,22 +99,21 @@ def run_ours(predictor, image: np.ndarray, options: dict) -> tuple[list, dict]:
 
 
 def agreement(a: list[dict], b: list[dict]) -> tuple[int, int]:
-    """Masks of ``a`` with a mask of ``b`` at IoU >= 0.98 (same prompt and crop first, then any), and of ``b`` in
-    ``a``. Masks are compared as boxes + pixels, on the masks' union box only."""
+    """Masks of ``a`` matched by a mask of ``b`` from the same prompt and crop at mask IoU >= 0.98, and of ``b``
+    by ``a`` (each point's mask is decided on its own before NMS, so a mask is compared with its own prompt's)."""
     def key(r):
         return (tuple(r["point_coords"][0]), tuple(r["crop_box"]))
 
     def matched(x: list[dict], y: list[dict]) -> int:
         by_key: dict = {}
         for r in y:
-            by_key.setdefault(key(r), []).append(r)
+            by_key.setdefault(key(r), []).append(r["segmentation"])
         count = 0
         for r in x:
-            candidates = by_key.get(key(r), []) or y
             m = r["segmentation"]
-            for c in candidates:
-                union = np.logical_or(m, c["segmentation"]).sum()
-                if union and np.logical_and(m, c["segmentation"]).sum() / union >= 0.98:
+            for other in by_key.get(key(r), []):
+                union = np.logical_or(m, other).sum()
+                if union and np.logical_and(m, other).sum() / union >= 0.98:
                     count += 1
                     break
         return count
@@ -103,7 +125,7 @@ def line(name: str, t: dict, n: int) -> str:
     return (f"| {name} | {t['encoder']:.1f} | {t['decoder']:.1f} | {t['postprocess']:.1f} | {t['total']:.1f} | {n} |")
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--height", type=int, default=1500)
     parser.add_argument("--width", type=int, default=2250)
@@ -112,12 +134,52 @@ def main() -> None:
     parser.add_argument("--pred-iou-thresh", type=float, default=0.0)
     parser.add_argument("--stability-score-thresh", type=float, default=0.0)
     parser.add_argument("--box-nms-thresh", type=float, default=0.7)
+    parser.add_argument("--seed", type=int, default=5, help="seed of the random weights' official initialisation")
     parser.add_argument("--threads", type=int, default=None, help="torch and ONNX Runtime threads (default: theirs)")
     parser.add_argument("--low-res-stability", action="store_true")
     parser.add_argument("--scaling", nargs="*", type=int, default=[])
     parser.add_argument("--scaling-points-per-side", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds of ours vs the official (median kept)")
     parser.add_argument("--skip-official", action="store_true", help="only ours (with --scaling / --low-res-stability)")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def versus_official(checkpoint: Path, predictor, image: np.ndarray, options: dict, rounds: int) -> None:
+    """Ours and the official generator, interleaved (ours first in even rounds, second in odd ones); the median
+    total of each side, and the split of each side's median round."""
+    model, timers = official_side(checkpoint)
+    runs: dict[str, list] = {"ours": [], "official": []}
+    for r in range(rounds):
+        for side in (("ours", "official") if r % 2 == 0 else ("official", "ours")):
+            out = run_ours(predictor, image, options) if side == "ours" else run_official(model, timers, image, options)
+            runs[side].append(out)
+            name = "ours, ONNX Runtime" if side == "ours" else "official (PyTorch eager)"
+            print(line(f"{name}, round {r + 1}", out[1], len(out[0])), flush=True)
+    (ours, t_ours), (ref, t_ref) = (sorted(runs[k], key=lambda o: o[1]["total"])[(rounds - 1) // 2] for k in runs)
+    a, b = agreement(ref, ours)
+    print(f"\nmedian rounds: speed-up {t_ref['total'] / t_ours['total']:.2f}x (decoder "
+          f"{t_ref['decoder'] / t_ours['decoder']:.2f}x, encoder {t_ref['encoder'] / t_ours['encoder']:.2f}x, "
+          f"post-processing {t_ref['postprocess'] / max(t_ours['postprocess'], 1e-9):.2f}x); official masks matched "
+          f"by ours {a}/{len(ref)}, ours by the official {b}/{len(ours)}", flush=True)
+
+
+def low_res_agreement(predictor, image: np.ndarray, options: dict, ours: list, t_ours: dict) -> None:
+    fast, t_fast = run_ours(predictor, image, {**options, "low_res_stability": True})
+    a, b = agreement(ours, fast)
+    print(line("ours, low_res_stability", t_fast, len(fast)))
+    print(f"low_res_stability: exact masks matched {a}/{len(ours)}, approximate ones matched {b}/{len(fast)}; "
+          f"post-processing {t_ours['postprocess'] / max(t_fast['postprocess'], 1e-9):.2f}x faster", flush=True)
+
+
+def scaling(predictor, image: np.ndarray, options: dict, batches: list[int], side: int) -> None:
+    print(f"\n{side}x{side} points, ours:\n| points_per_batch | decoder s | ms per point | total s |\n|---:|---:|---:|---:|")
+    for batch in batches:
+        _, t = run_ours(predictor, image, {**options, "points_per_side": side, "points_per_batch": batch})
+        print(f"| {batch} | {t['decoder']:.1f} | {1000 * t['decoder'] / side ** 2:.1f} | {t['total']:.1f} |", flush=True)
+
+
+def main() -> None:
+    args = parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -131,12 +193,8 @@ def main() -> None:
                    box_nms_thresh=args.box_nms_thresh)
     image = demo_image(args.height, args.width)
     with tempfile.TemporaryDirectory() as tmp:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            from segment_anything_hq.build_sam import build_sam_vit_t
-        torch.manual_seed(0)
         checkpoint = Path(tmp) / "sam_hq_vit_tiny_random.pth"
-        torch.save(build_sam_vit_t().state_dict(), checkpoint)
+        random_checkpoint(checkpoint, args.seed)
         folder = Path(tmp) / "hq_vit_tiny"
         export_artifacts(ExportSpec(checkpoint=str(checkpoint), out=str(folder), verify=False))
         backend = open_backend(folder, backend="onnxruntime")
@@ -147,34 +205,17 @@ def main() -> None:
               f"stability {args.stability_score_thresh}, box NMS {args.box_nms_thresh}, threads "
               f"{args.threads or 'default'}", flush=True)
         print("| generator | encoder s | decoder s | post-processing s | total s | masks |\n|---|---:|---:|---:|---:|---:|")
-        ours, t_ours = run_ours(predictor, image, options)
-        print(line("ours, ONNX Runtime", t_ours, len(ours)), flush=True)
-        quantiles = {k: np.round(np.percentile([r[k] for r in ours], [10, 50, 90]), 3).tolist() if ours else []
-                     for k in ("predicted_iou", "stability_score")}
-        print(f"(ours: 10/50/90th percentiles of the kept masks' {quantiles})", flush=True)
         if not args.skip_official:
-            model, timers = official_side(checkpoint)
-            ref, t_ref = run_official(model, timers, image, options)
-            print(line("official (PyTorch eager)", t_ref, len(ref)), flush=True)
-            a, b = agreement(ref, ours)
-            print(f"\nspeed-up {t_ref['total'] / t_ours['total']:.2f}x (decoder {t_ref['decoder'] / t_ours['decoder']:.2f}x, "
-                  f"encoder {t_ref['encoder'] / t_ours['encoder']:.2f}x, post-processing "
-                  f"{t_ref['postprocess'] / max(t_ours['postprocess'], 1e-9):.2f}x); official masks matched by ours "
-                  f"{a}/{len(ref)}, ours by the official {b}/{len(ours)}", flush=True)
+            versus_official(checkpoint, predictor, image, options, args.rounds)
         if args.low_res_stability:
-            fast, t_fast = run_ours(predictor, image, {**options, "low_res_stability": True})
-            a, b = agreement(ours, fast)
-            print(line("ours, low_res_stability", t_fast, len(fast)))
-            print(f"low_res_stability: exact masks matched {a}/{len(ours)}, approximate ones matched {b}/{len(fast)}; "
-                  f"post-processing {t_ours['postprocess'] / max(t_fast['postprocess'], 1e-9):.2f}x faster", flush=True)
+            ours, t_ours = run_ours(predictor, image, options)
+            print(line("ours, ONNX Runtime", t_ours, len(ours)), flush=True)
+            quantiles = {k: np.round(np.percentile([r[k] for r in ours], [10, 50, 90]), 3).tolist() if ours else []
+                         for k in ("predicted_iou", "stability_score")}
+            print(f"(10/50/90th percentiles of the kept masks' {quantiles})", flush=True)
+            low_res_agreement(predictor, image, options, ours, t_ours)
         if args.scaling:
-            print(f"\n{args.scaling_points_per_side}x{args.scaling_points_per_side} points, ours:\n"
-                  "| points_per_batch | decoder s | ms per point | total s |\n|---:|---:|---:|---:|")
-            n = args.scaling_points_per_side ** 2
-            for batch in args.scaling:
-                _, t = run_ours(predictor, image, {**options, "points_per_side": args.scaling_points_per_side,
-                                                   "points_per_batch": batch})
-                print(f"| {batch} | {t['decoder']:.1f} | {1000 * t['decoder'] / n:.1f} | {t['total']:.1f} |", flush=True)
+            scaling(predictor, image, options, args.scaling, args.scaling_points_per_side)
         predictor.close()
 
 
