@@ -36,10 +36,11 @@ def segment(folder: Path, image: np.ndarray, box: list[float]) -> np.ndarray:
     feeds = {"point_coords": corners, "point_labels": np.array([[2, 3]], np.float32),
              "mask_input": np.zeros((1, 1, 256, 256), np.float32), "has_mask_input": np.zeros(1, np.float32)}
     decoder_inputs = {i.name for i in dec.get_inputs()}
-    low_res, scores = dec.run(None, {k: v for k, v in {**features, **feeds}.items() if k in decoder_inputs})
-    best = int(np.argmax(scores[0]))  # one mask per prompt: the best one when the graph gives several
-    (masks,) = post.run(None, {"low_res_masks": low_res[:, best:best + 1], "input_size": input_size,
-                              "original_size": original_size})
+    tokens, _ = dec.run(None, {k: v for k, v in {**features, **feeds}.items() if k in decoder_inputs})
+    # every mask token's logits [P,T,256,256]: SAM's 4, then HQ-SAM's HQ token (T = 5). One mask per prompt as
+    # SamPredictor.predict(multimask_output=False): SAM's token 0, plus the HQ token's logits for HQ-SAM.
+    low_res = tokens[:, 0:1] + (tokens[:, 4:5] if tokens.shape[1] == 5 else 0)
+    (masks,) = post.run(None, {"low_res_masks": low_res, "input_size": input_size, "original_size": original_size})
     return masks[0, 0]
 
 

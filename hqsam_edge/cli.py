@@ -20,6 +20,7 @@ from .errors import HQSamEdgeError
 from .interrupts import interruption, signals_raise
 
 if TYPE_CHECKING:
+    from .apps.generator_options import GeneratorOptions
     from .runtime.choice import ModelChoice
 
 app = typer.Typer(
@@ -103,6 +104,34 @@ def model_options(fn):
 
     wrapper.__signature__ = sig.replace(parameters=[*extra[:1], *params, *extra[1:]])  # type: ignore[attr-defined]
     wrapper.__annotations__ = {**{k: v for k, v in fn.__annotations__.items() if k != "model"},
+                               **{p.name: p.annotation for p in extra}}
+    return wrapper
+
+
+def generator_options(fn):
+    """Add the everything mode's options (``--points-per-side`` ...: ``apps.generator_options.GeneratorOptions``,
+    its defaults and help) to a command, and hand it one ``generator: GeneratorOptions``."""
+    from dataclasses import fields
+
+    from .apps.generator_options import GeneratorOptions
+
+    cli_fields = [f for f in fields(GeneratorOptions) if f.name not in ("point_grids", "output_mode")]
+    types_ = {"points_per_side": int, "points_per_batch": int, "crop_n_layers": int,
+              "crop_n_points_downscale_factor": int, "min_mask_region_area": int, "low_res_stability": bool}
+    extra = [inspect.Parameter(f.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=types_.get(f.name, float),
+                               default=typer.Option(f.default, "--" + f.name.replace("_", "-"),
+                                                    help=f"--everything: {f.metadata['help']}"))
+             for f in cli_fields]
+    sig = inspect.signature(fn)
+    params = [p for p in sig.parameters.values() if p.name != "generator"]
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        options = GeneratorOptions(**{f.name: kwargs.pop(f.name) for f in cli_fields})
+        return fn(*args, generator=options, **kwargs)
+
+    wrapper.__signature__ = sig.replace(parameters=[*params, *extra])  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {**{k: v for k, v in fn.__annotations__.items() if k != "generator"},
                                **{p.name: p.annotation for p in extra}}
     return wrapper
 
@@ -239,21 +268,28 @@ def verify(
 @app.command()
 @cli_errors
 @model_options
+@generator_options
 def predict(
     model: ModelChoice,
+    generator: GeneratorOptions,
     image: Path = typer.Option(..., "--image", "-i", help="Image file (any format Pillow reads)."),
     box: list[str] = typer.Option([], "--box", help="x0,y0,x1,y1 in pixels; repeat for one mask per box."),
     point: list[str] = typer.Option([], "--point", help="x,y[,label] in pixels (label 1 fg, 0 bg); repeat."),
-    out: Path = typer.Option(..., "--out", "-o", help="Mask PNG to write (0/255, union of the masks)."),
-    overlay: Optional[Path] = typer.Option(None, "--overlay", help="Also write the image with the masks blended in."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Mask PNG to write (0/255, union of the masks; --everything: labels 1..K)."),
+    overlay: Optional[Path] = typer.Option(None, "--overlay", help="Also write the image with the masks blended in, each in its own colour."),
     multimask: Optional[bool] = typer.Option(None, "--multimask/--single-mask", help="SAM's three masks (keep the best) or one; default: as exported."),
+    everything: bool = typer.Option(False, "--everything", help="Segment everything (a grid of points, SamAutomaticMaskGenerator) instead of prompts."),
 ):
-    """Segment an image from box and point prompts and write the mask."""
-    from .apps.files import predict_to_files
+    """Segment an image from box and point prompts (or everything in it) and write the mask."""
+    from .apps import files
 
+    files.check_predict_options(box, point, out, everything, generator)
     predictor = model.open()
-    result = predict_to_files(predictor, image, boxes=box, points=point, out=out, overlay=overlay,
-                              multimask_output=multimask)
+    if everything:
+        typer.echo(files.everything_to_files(predictor, image, generator, out=out, overlay=overlay).summary())
+        return
+    result = files.predict_to_files(predictor, image, boxes=box, points=point, out=out, overlay=overlay,
+                                    multimask_output=multimask)
     typer.echo(result.summary())
 
 
@@ -380,18 +416,22 @@ def triton(
 @app.command()
 @cli_errors
 @model_options
+@generator_options
 def segment(
     model: ModelChoice,
+    generator: GeneratorOptions,
     images: str = typer.Option(..., "--images", help="Glob of image files, quoted ('val2017/**/*.jpg'); paths count from the part before the first wildcard."),
-    boxes: Path = typer.Option(..., "--boxes", help="COCO annotations file, or a JSON object: file name -> list of x,y,w,h boxes (COCO pixels)."),
+    boxes: Optional[Path] = typer.Option(None, "--boxes", help="COCO annotations file, or a JSON object: file name -> list of x,y,w,h boxes (COCO pixels)."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder: <image path>.json per image + results.json (COCO RLE results); rerun to resume."),
     queue_size: int = typer.Option(4, "--queue-size", min=1, help="Images waiting between reading, the model and writing."),
+    everything: bool = typer.Option(False, "--everything", help="Every mask in each image (SamAutomaticMaskGenerator), no --boxes."),
 ):
-    """Segment an image set from box prompts into COCO RLE results, streamed and resumable."""
+    """Segment an image set from box prompts (or everything in it) into COCO RLE results, streamed and resumable."""
     from .apps.segment import SegmentSpec, segment_images
 
-    spec = SegmentSpec(images=images, boxes=str(boxes), out=str(out), queue_size=queue_size,
-                       progress=sys.stderr.isatty(), model=model.describe())
+    spec = SegmentSpec(images=images, boxes=None if boxes is None else str(boxes), out=str(out),
+                       queue_size=queue_size, model=model.describe(),
+                       everything=generator if everything else None)
     summary = segment_images(spec, model.open)
     typer.echo(summary.line())
 

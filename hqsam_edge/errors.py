@@ -46,3 +46,7 @@ class ParityError(HQSamEdgeError):
 
 class DataError(HQSamEdgeError):
     """A data set folder that is missing, incomplete, or holds unreadable or mismatched images and masks."""
+
+
+class ImageNotSetError(UsageError, RuntimeError):
+    """Masks asked for before an image was set (a ``RuntimeError`` too, as ``SamPredictor`` raises)."""

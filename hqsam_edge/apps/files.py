@@ -64,17 +64,55 @@ def parse_prompts(boxes: Sequence[str], points: Sequence[str]) -> tuple[list[lis
     return box_list, point_list
 
 
+def check_predict_options(boxes: Sequence[str], points: Sequence[str], out, everything: bool, options) -> None:
+    """``hqsam-edge predict``'s options that cannot go together, refused before the model is opened."""
+    from .generator_options import GeneratorOptions
+
+    if everything:
+        if boxes or points:
+            raise UsageError("--everything segments the whole image: drop --box / --point")
+        options.grids()
+    elif options != GeneratorOptions():
+        raise UsageError("--points-per-side, --pred-iou-thresh ... apply to --everything only")
+    elif out is None:
+        raise UsageError("give --out mask.png")
+
+
+def check_points_inside(points: Sequence[tuple[float, float, int]], size: tuple[int, int]) -> None:
+    """A point typed on the command line must lie on the image (the Python API, as SamPredictor, takes any)."""
+    h, w = size
+    for x, y, _ in points:
+        if not (0 <= x <= w and 0 <= y <= h):
+            raise UsageError(f"point ({x:g}, {y:g}) is outside the {w}x{h} image")
+
+
 def _save_png(path: str | Path, array: np.ndarray) -> Path:
     return atomic_write(path, lambda tmp: Image.fromarray(array).save(tmp, format="PNG"))
+
+
+def mask_color(k: int) -> np.ndarray:
+    """The colour of mask ``k``: six fixed ones, then hues a golden angle apart (every mask its own)."""
+    if k < len(_COLORS):
+        return _COLORS[k]
+    import colorsys
+
+    return np.array(colorsys.hsv_to_rgb((k * 0.618033988749895) % 1.0, 0.75, 0.95), np.float32) * 255
 
 
 def overlay_image(image: np.ndarray, masks: np.ndarray, alpha: float = 0.5) -> np.ndarray:
     """Blend a colour per mask ``[K,H,W]`` over ``image`` ``HxWx3``."""
     out = image.astype(np.float32)
     for k, mask in enumerate(masks):
-        color = _COLORS[k % len(_COLORS)]
-        out[mask] = (1 - alpha) * out[mask] + alpha * color
+        out[mask] = (1 - alpha) * out[mask] + alpha * mask_color(k)
     return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def label_image(masks: np.ndarray) -> np.ndarray:
+    """Masks ``[K,H,W]`` -> one ``HxW`` map: 0 where none, k + 1 where mask k is (later masks on top)."""
+    labels = np.zeros(masks.shape[1:], np.uint8 if len(masks) < 256 else np.uint16)
+    for k, mask in enumerate(masks):
+        labels[mask] = k + 1
+    return labels
 
 
 @dataclass(frozen=True)
@@ -104,6 +142,7 @@ def predict_to_files(
     the masks) and optionally a colour overlay. Several boxes are decoded in one call."""
     box_list, point_list = parse_prompts(boxes, points)
     image = load_image(str(image_path))
+    check_points_inside(point_list, image.shape[:2])
     predictor.set_image(image)
     coords = labels = None
     if point_list:
@@ -115,3 +154,37 @@ def predict_to_files(
     out_path = _save_png(out, (masks.any(axis=0) * 255).astype(np.uint8))
     overlay_path = _save_png(overlay, overlay_image(image, masks)) if overlay else None
     return PredictResult(masks, scores, out_path, overlay_path)
+
+
+@dataclass(frozen=True)
+class EverythingResult:
+    records: list  # the generator's records (binary masks), largest first
+    timings: dict[str, float]
+    out: Path | None
+    overlay: Path | None
+
+    def summary(self) -> str:
+        written = ", ".join(str(p) for p in (self.out, self.overlay) if p is not None)
+        split = ", ".join(f"{k} {v:.2f} s" for k, v in self.timings.items())
+        return f"wrote {written}: {len(self.records)} mask(s) ({split})"
+
+
+def everything_to_files(predictor: Predictor, image_path: str | Path, options, *, out: str | Path | None = None,
+                        overlay: str | Path | None = None) -> EverythingResult:
+    """Segment everything in one image file (``options``: ``GeneratorOptions``) and write ``out`` (a label PNG:
+    0 where no mask, k for the k-th largest mask on top of larger ones) and/or ``overlay`` (every mask in its own
+    colour, smaller ones over larger)."""
+    import dataclasses
+
+    from .mask_generator import SamAutomaticMaskGenerator
+
+    if out is None and overlay is None:
+        raise UsageError("--everything writes --out (a label PNG) and/or --overlay (the masks in colour): give one")
+    generator = SamAutomaticMaskGenerator.from_options(predictor, dataclasses.replace(options,
+                                                                                      output_mode="binary_mask"))
+    image = load_image(str(image_path))
+    records = sorted(generator.generate(image), key=lambda r: -r["area"])
+    masks = np.array([r["segmentation"] for r in records], bool).reshape(-1, *image.shape[:2])
+    out_path = _save_png(out, label_image(masks)) if out else None
+    overlay_path = _save_png(overlay, overlay_image(image, masks)) if overlay else None
+    return EverythingResult(records, dict(generator.timings), out_path, overlay_path)

@@ -81,6 +81,22 @@ def rle_encode(mask: np.ndarray) -> dict[str, Any]:
     return encode_with_stats(mask)[0]
 
 
+def uncompressed_rle(mask: np.ndarray) -> dict[str, Any]:
+    """``HxW`` mask -> ``{"size": [h, w], "counts": [runs...]}``, the uncompressed RLE that ``segment_anything``'s
+    ``mask_to_rle_pytorch`` writes (and ``pycocotools.mask.frPyObjects`` reads)."""
+    mask = np.asarray(mask)
+    if mask.ndim != 2:
+        raise UsageError(f"uncompressed_rle takes one HxW mask, got shape {mask.shape}")
+    return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": _runs(mask != 0).tolist()}
+
+
+def compress_rle(rle: Mapping[str, Any]) -> dict[str, Any]:
+    """An uncompressed RLE (``counts`` a list of runs, as ``segment_anything``'s ``mask_to_rle_pytorch`` gives)
+    -> the compressed one, byte for byte ``pycocotools.mask.frPyObjects`` (``counts`` decoded to ``str``)."""
+    (h, w), runs = rle_counts(rle)
+    return {"size": [h, w], "counts": _compress(runs.tolist())}
+
+
 def rle_counts(rle: Mapping[str, Any]) -> tuple[tuple[int, int], np.ndarray]:
     """``(h, w)`` and the run lengths of an RLE, compressed (str/bytes) or uncompressed (list)."""
     try:

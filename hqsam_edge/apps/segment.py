@@ -1,4 +1,5 @@
-"""Batch segmentation of image sets from box prompts: COCO RLE results, streamed and resumable.
+"""Batch segmentation of image sets from box prompts, or of everything in them: COCO RLE results, streamed and
+resumable.
 
 ``segment_images(spec, predictor)`` runs three stages that overlap, joined by
 two bounded queues (``spec.queue_size`` images each):
@@ -32,10 +33,17 @@ encoded: its file holds ``[]``. At the end ``OUT/results.json`` holds every
 entry in image order (sorted relative paths), ready for ``COCO.loadRes``; a
 run with work to do removes it first, so it exists only after a finished run.
 
+Everything mode (``spec.everything``, the generator's options; no boxes file):
+each image goes whole through ``SamAutomaticMaskGenerator`` (``segment_everything``),
+one entry per mask found, with its ``stability_score``, ``point_coords`` and
+``crop_box``; images get ids 1, 2, ... in image order, category 1.
+
 Resume: a rerun skips every image whose file exists, parses and holds one entry
-per box (it assumes the same model); temporary files that a killed run left
-(``.<name>.hqtmp-<owner>.<random>.part``, ``hqsam_edge.owners``) are removed
-first, those of a run still going are not. Every file is written under a
+per box (any number of entries in everything mode; the model and the
+generator's options are recorded, and a rerun with others is refused);
+temporary files that a killed run left (``.<name>.hqtmp-<owner>.<random>.part``,
+``hqsam_edge.owners``) are removed first, those of a run still going are not.
+Every file is written under a
 temporary name in its folder and renamed, so none is ever half-written.
 
 Errors stop the pipeline and reach the caller as one ``HQSamEdgeError``: a bad
@@ -53,17 +61,19 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
 
 from ..atomic import atomic_write, note_kept, remove_stale, write_text
 from ..data import transforms as T
+from .. import progress
 from ..errors import DataError, UsageError
 from ..runtime.predictor import Predictor, best_masks
 from . import boxes as box_files
 from . import rle
+from .generator_options import GeneratorOptions
 
 RESULTS_NAME = "results.json"
 RUN_NAME = ".segment.json"  # the model that wrote OUT, so that a resume cannot mix two models' masks
@@ -72,14 +82,22 @@ _POLL_S = 0.05
 
 @dataclass(frozen=True)
 class SegmentSpec:
-    """What ``hqsam-edge segment`` does: ``images`` a glob, ``boxes`` a boxes file, ``out`` a folder."""
+    """What ``hqsam-edge segment`` does: ``images`` a glob, ``boxes`` a boxes file (None with ``everything``),
+    ``out`` a folder."""
 
     images: str
-    boxes: str
+    boxes: str | None
     out: str
     queue_size: int = 4  # images waiting between two stages
-    progress: bool = False
     model: str = ""  # what segments (folder, backend, precision): a rerun with another model is refused
+    everything: GeneratorOptions | None = None  # segment everything with these options instead of boxes
+
+    @property
+    def run_id(self) -> str:
+        """What wrote OUT: the model, and in everything mode the generator's options."""
+        if self.everything is None:
+            return self.model
+        return f"{self.model} everything: {self.everything.describe()}".strip()
 
 
 @dataclass(frozen=True)
@@ -120,6 +138,13 @@ class _Plan:
     boxes_path: str
     out: Path
     jobs: tuple[_Job, ...]
+
+    def needs_model(self, job: _Job) -> bool:
+        return self.spec.everything is not None or bool(job.boxes)
+
+    def expected(self, job: _Job) -> int | None:
+        """Entries a finished result file of ``job`` holds: one per box; any number in everything mode."""
+        return None if self.spec.everything is not None else len(job.boxes)
 
 
 # -- planning -------------------------------------------------------------------
@@ -169,10 +194,16 @@ def make_plan(spec: SegmentSpec) -> _Plan:
     out = Path(spec.out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file; give a folder (it is created if missing)")
-    boxes = box_files.read_boxes_file(spec.boxes)
+    if (spec.boxes is None) == (spec.everything is None):
+        raise UsageError("give --boxes FILE (box prompts) or --everything (every mask in the images), not both")
     root, rels = find_images(spec.images, exclude=out)
     if "results" in rels:
         raise UsageError(f"an image named 'results' at the image root would overwrite {out / RESULTS_NAME}; rename it")
+    if spec.everything is not None:
+        spec.everything.grids()  # bad options fail before any work
+        entries = [box_files.ImageBoxes(PurePosixPath(rel).name, i + 1) for i, rel in enumerate(rels)]
+        return _Plan(spec, "", out, tuple(_Job(rel, root.joinpath(*rel.split("/")), e) for rel, e in zip(rels, entries)))
+    boxes = box_files.read_boxes_file(spec.boxes)
     matched = box_files.match_images(boxes, rels)
     for rel, entry in matched.items():  # sizes the COCO file gives: check boxes now, before any output
         if entry.width is not None and entry.height is not None:
@@ -181,13 +212,14 @@ def make_plan(spec: SegmentSpec) -> _Plan:
     return _Plan(spec, boxes.path, out, jobs)
 
 
-def read_result(path: Path, n_boxes: int) -> list[dict[str, Any]] | None:
-    """The entries of a finished image file, or None if missing, unreadable or not one entry per box."""
+def read_result(path: Path, n_boxes: int | None) -> list[dict[str, Any]] | None:
+    """The entries of a finished image file, or None if missing, unreadable or not one entry per box (any number
+    with ``n_boxes`` None)."""
     try:
         entries = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    if not isinstance(entries, list) or len(entries) != n_boxes:
+    if not isinstance(entries, list) or (n_boxes is not None and len(entries) != n_boxes):
         return None
     for e in entries:
         seg = e.get("segmentation") if isinstance(e, dict) else None
@@ -283,6 +315,31 @@ def _predict(predictor: Predictor, job: _Job, read: _Read) -> tuple[np.ndarray, 
     return best_masks(masks, scores)
 
 
+class _BoxMode:
+    """What each stage does with an image in box mode: read + preprocess, one decoder call, COCO entries."""
+
+    def __init__(self, plan: _Plan, predictor: Predictor | None) -> None:
+        self.plan, self.predictor = plan, predictor
+        self.image_size = predictor.info.image_size if predictor is not None else 0
+
+    def read(self, job: _Job) -> _Read:
+        return _read(job, self.plan.boxes_path, self.image_size)
+
+    def predict(self, job: _Job, read: _Read) -> tuple[np.ndarray, np.ndarray]:
+        return _predict(self.predictor, job, read)  # type: ignore[arg-type]
+
+    def entries(self, job: _Job, result: tuple[np.ndarray, np.ndarray]) -> list[dict[str, Any]]:
+        return result_entries(job, *result)
+
+
+def _mode(plan: _Plan, predictor: Predictor | None) -> Any:
+    if plan.spec.everything is None or predictor is None:
+        return _BoxMode(plan, predictor)
+    from .segment_everything import EverythingMode
+
+    return EverythingMode(predictor, plan.spec.everything)
+
+
 def _put(q: queue.Queue, item: Any, alive: Callable[[], bool]) -> bool:
     """Put, waiting while the consumer is ``alive()``; False if it is gone."""
     while True:
@@ -312,12 +369,12 @@ class _Pipeline:
 
     def __init__(self, plan: _Plan, jobs: list[_Job], predictor: Predictor | None, busy: dict[str, float],
                  on_written: Callable[[_Job, int], None]) -> None:
-        self.plan, self.jobs, self.predictor, self.busy, self.on_written = plan, jobs, predictor, busy, on_written
+        self.plan, self.jobs, self.busy, self.on_written = plan, jobs, busy, on_written
+        self.mode = _mode(plan, predictor)
         self.q_in: queue.Queue = queue.Queue(plan.spec.queue_size)
         self.q_out: queue.Queue = queue.Queue(plan.spec.queue_size)
         self.stop = threading.Event()  # set: the reader stops producing
         self.writer_errors: list[BaseException] = []
-        self.image_size = predictor.info.image_size if predictor is not None else 0
 
     def _reader(self) -> None:
         for job in self.jobs:
@@ -325,7 +382,7 @@ class _Pipeline:
                 return
             t0 = time.perf_counter()
             try:
-                item: Any = (job, _read(job, self.plan.boxes_path, self.image_size) if job.boxes else None)
+                item: Any = (job, self.mode.read(job) if self.plan.needs_model(job) else None)
             except BaseException as exc:  # handed on in order: images before it still get written
                 item = _Failed(exc)
             self.busy["read"] += time.perf_counter() - t0
@@ -336,9 +393,9 @@ class _Pipeline:
     def _writer(self) -> None:
         try:
             while (item := self.q_out.get()) is not _DONE:
-                job, masks, scores = item
+                job, result = item
                 t0 = time.perf_counter()
-                entries = [] if masks is None else result_entries(job, masks, scores)
+                entries = [] if result is None else self.mode.entries(job, result)
                 _write_atomic(output_path(self.plan.out, job.rel), lambda f: _dump_entries(f, entries))
                 self.busy["write"] += time.perf_counter() - t0
                 self.on_written(job, len(entries))
@@ -355,12 +412,12 @@ class _Pipeline:
             if isinstance(item, _Failed):
                 return item.error
             job, read = item
-            masks = scores = None
+            result = None
             if read is not None:
                 t0 = time.perf_counter()
-                masks, scores = _predict(self.predictor, job, read)  # type: ignore[arg-type]
+                result = self.mode.predict(job, read)
                 self.busy["encode"] += time.perf_counter() - t0
-            if not _put(self.q_out, (job, masks, scores), writer.is_alive):
+            if not _put(self.q_out, (job, result), writer.is_alive):
                 return None
         return None
 
@@ -391,7 +448,7 @@ def _merge(plan: _Plan) -> int:
         nonlocal total
         f.write("[")
         for job in plan.jobs:
-            entries = read_result(output_path(plan.out, job.rel), len(job.boxes))
+            entries = read_result(output_path(plan.out, job.rel), plan.expected(job))
             if entries is None:
                 raise DataError(f"results of {job.rel} are missing from {plan.out}; run segment again")
             for e in entries:
@@ -413,15 +470,15 @@ def segment_images(spec: SegmentSpec, predictor: Predictor | Callable[[], Predic
     start = time.perf_counter()
     plan = make_plan(spec)
     out = plan.out
-    check_same_model(out, spec.model)
-    todo = [j for j in plan.jobs if read_result(output_path(out, j.rel), len(j.boxes)) is None]
+    check_same_model(out, spec.run_id)
+    todo = [j for j in plan.jobs if read_result(output_path(out, j.rel), plan.expected(j)) is None]
     skipped = len(plan.jobs) - len(todo)
-    if any(j.boxes for j in todo) and not isinstance(predictor, Predictor):
+    if any(plan.needs_model(j) for j in todo) and not isinstance(predictor, Predictor):
         predictor = predictor()  # before OUT is touched: a model that fails to open leaves nothing behind
     try:
         out.mkdir(parents=True, exist_ok=True)
-        if spec.model and not (out / RUN_NAME).is_file():
-            write_text(out / RUN_NAME, json.dumps({"model": spec.model}) + "\n")
+        if spec.run_id and not (out / RUN_NAME).is_file():
+            write_text(out / RUN_NAME, json.dumps({"model": spec.run_id}) + "\n")
         remove_stale_temps(out)
         if todo:  # results.json exists only after a run that finished
             (out / RESULTS_NAME).unlink(missing_ok=True)
@@ -430,14 +487,12 @@ def segment_images(spec: SegmentSpec, predictor: Predictor | Callable[[], Predic
     busy = {"read": 0.0, "encode": 0.0, "write": 0.0}
     counts = {"segmented": 0, "empty": 0, "masks": 0}
 
-    from tqdm.auto import tqdm
-
-    with tqdm(total=len(plan.jobs), initial=skipped, desc="segment", disable=not spec.progress, leave=False) as bar:
+    with progress.stage("segment", total=len(plan.jobs), unit="image", initial=skipped) as bar:
 
         def on_written(job: _Job, n: int) -> None:
             counts["segmented" if n else "empty"] += 1
             counts["masks"] += n
-            bar.update(1)
+            bar.advance(1, detail=f"{counts['masks']} masks")
 
         try:
             if todo:

@@ -53,11 +53,23 @@ def preprocess_image(
         raise ImageError(f"the {image.shape[1]}x{image.shape[0]} image is too thin: with its longest side resized "
                          f"to {image_size} pixels its other side would be 0")
     resized = np.asarray(Image.fromarray(image).resize((w, h), Image.BILINEAR), dtype=np.float32)
-    out = np.zeros((1, 3, image_size, image_size), dtype=np.float32)
-    mean = np.asarray(pixel_mean, dtype=np.float32)
-    std = np.asarray(pixel_std, dtype=np.float32)
-    out[0, :, :h, :w] = ((resized - mean) / std).transpose(2, 0, 1)
-    return out, (h, w)
+    return normalize_and_pad(resized.transpose(2, 0, 1), image_size, pixel_mean, pixel_std), (h, w)
+
+
+def normalize_and_pad(
+    resized: np.ndarray,
+    image_size: int = 1024,
+    pixel_mean: Sequence[float] = PIXEL_MEAN,
+    pixel_std: Sequence[float] = PIXEL_STD,
+) -> np.ndarray:
+    """A resized ``3xhxw`` picture (0..255, h and w at most ``image_size``) -> the ``[1,3,S,S]`` float32 encoder
+    input: normalised with SAM's mean/std, zero-padded right/bottom (``Sam.preprocess``)."""
+    c, h, w = resized.shape
+    out = np.zeros((1, c, image_size, image_size), dtype=np.float32)
+    mean = np.asarray(pixel_mean, dtype=np.float32).reshape(-1, 1, 1)
+    std = np.asarray(pixel_std, dtype=np.float32).reshape(-1, 1, 1)
+    out[0, :, :h, :w] = (np.asarray(resized, dtype=np.float32) - mean) / std
+    return out
 
 
 def apply_coords(coords: np.ndarray, original_size: tuple[int, int], image_size: int = 1024) -> np.ndarray:

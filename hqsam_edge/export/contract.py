@@ -5,7 +5,8 @@ builds TensorRT profiles from here, and every runtime backend reads its feeds
 and fetches by these names. Nothing else spells a tensor name.
 
 Encoder: B images per call (B is dynamic; the runtime sends one).
-Decoder: P prompts of N points for one image.
+Decoder: P prompts of N points for one image -> every mask token's logits
+(T per prompt); which of them a call returns is the runtime's choice.
 """
 
 from __future__ import annotations
@@ -37,6 +38,10 @@ class TensorSpec:
         """The shape with dynamic axes replaced by ``dims`` (e.g. P=4, N=3)."""
         return tuple(dims[d] if isinstance(d, str) else d for d in self.shape)
 
+    def fix(self, **dims: int) -> TensorSpec:
+        """This tensor with the named dynamic axes fixed (e.g. T=5), the others left dynamic."""
+        return TensorSpec(self.name, self.dtype, tuple(dims.get(d, d) if isinstance(d, str) else d for d in self.shape))
+
 
 # Encoder graph ---------------------------------------------------------------
 IMAGE = TensorSpec("image", np.float32, ("B", 3, IMAGE_SIZE, IMAGE_SIZE))
@@ -50,8 +55,12 @@ POINT_COORDS = TensorSpec("point_coords", np.float32, ("P", "N", 2))
 POINT_LABELS = TensorSpec("point_labels", np.float32, ("P", "N"))
 MASK_INPUT = TensorSpec("mask_input", np.float32, ("P", 1, LOW_RES_SIZE, LOW_RES_SIZE))
 HAS_MASK_INPUT = TensorSpec("has_mask_input", np.float32, ("P",))
-LOW_RES_MASKS = TensorSpec("low_res_masks", np.float32, ("P", "M", LOW_RES_SIZE, LOW_RES_SIZE))
-IOU_PREDICTIONS = TensorSpec("iou_predictions", np.float32, ("P", "M"))
+# Every mask token's logits: SAM's 4 tokens (0: the single mask, 1..3: the multimask ones), then HQ-SAM's
+# HQ token (T = ``mask_tokens(is_hq)``); and SAM's IoU prediction of each of its 4 tokens. The runtime picks
+# what a call asks for (``multimask_output``, ``hq_token_only``: ``hqsam_edge.runtime.selection``).
+SAM_MASK_TOKENS = 4
+LOW_RES_MASKS = TensorSpec("low_res_masks", np.float32, ("P", "T", LOW_RES_SIZE, LOW_RES_SIZE))
+IOU_PREDICTIONS = TensorSpec("iou_predictions", np.float32, ("P", SAM_MASK_TOKENS))
 
 # Point labels.
 LABEL_PAD, LABEL_NEGATIVE, LABEL_POSITIVE, LABEL_BOX_TOP_LEFT, LABEL_BOX_BOTTOM_RIGHT = -1, 0, 1, 2, 3
@@ -70,10 +79,18 @@ def decoder_inputs(is_hq: bool) -> tuple[TensorSpec, ...]:
     return features + (POINT_COORDS, POINT_LABELS, MASK_INPUT, HAS_MASK_INPUT)
 
 
-def decoder_outputs() -> tuple[TensorSpec, ...]:
-    return (LOW_RES_MASKS, IOU_PREDICTIONS)
+def decoder_outputs(is_hq: bool | None = None) -> tuple[TensorSpec, ...]:
+    """The decoder graph's outputs; with ``is_hq``, T fixed to that model's token count (as exported)."""
+    if is_hq is None:
+        return (LOW_RES_MASKS, IOU_PREDICTIONS)
+    return (LOW_RES_MASKS.fix(T=mask_tokens(is_hq)), IOU_PREDICTIONS)
+
+
+def mask_tokens(is_hq: bool) -> int:
+    """T, the decoder graph's masks per prompt: SAM's 4 mask tokens, and HQ-SAM's HQ token after them."""
+    return SAM_MASK_TOKENS + int(is_hq)
 
 
 def num_masks(is_hq: bool, multimask_output: bool) -> int:
-    """M: HQ-SAM returns one mask per prompt; plain SAM 1, or 3 with multimask."""
+    """M, the masks per prompt a caller gets after the selection: HQ-SAM one; plain SAM 1, or 3 with multimask."""
     return 3 if (multimask_output and not is_hq) else 1

@@ -114,6 +114,14 @@ class Manifest:
     def is_hq(self) -> bool:
         return self.variant == "hq"
 
+    @property
+    def decoder_returns_tokens(self) -> bool:
+        """Whether the decoder graph returns every mask token (``multimask_output`` / ``hq_token_only`` are then
+        the folder's defaults, chosen per call), or, exported by an older hqsam-edge, only the masks of the
+        options it was exported with."""
+        shapes = [e["shape"] for e in self.graphs["decoder"]["outputs"] if e["name"] == C.LOW_RES_MASKS.name]
+        return bool(shapes) and shapes[0][1] == C.mask_tokens(self.is_hq)
+
     def find(self, backend: str, precision: str | None = None, format: str | None = None) -> Artifact:
         """The artifact ``backend`` runs (``format`` None: what it runs: engines for TensorRT, ONNX graphs for
         ONNX Runtime; ``precision`` None: the first listed, fp32 before others)."""

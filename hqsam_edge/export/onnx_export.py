@@ -75,8 +75,7 @@ def _trace_prompts() -> tuple[torch.Tensor, ...]:
     )
 
 
-def export_model(model: torch.nn.Module, folder: Path, *, opset: int, multimask_output: bool,
-                 hq_token_only: bool, simplify: bool = True) -> dict[str, dict]:
+def export_model(model: torch.nn.Module, folder: Path, *, opset: int, simplify: bool = True) -> dict[str, dict]:
     """Write the two graphs of ``model`` into ``folder``; return their manifest entries."""
     is_hq = model.is_hq
     graph_model = export_copy(model)
@@ -89,15 +88,14 @@ def export_model(model: torch.nn.Module, folder: Path, *, opset: int, multimask_
         _export_graph(encoder, (image,), raw[ENCODER_FILE], C.encoder_inputs(), C.encoder_outputs(is_hq), opset)
         with torch.no_grad():
             features = encoder(image)
-    decoder = DecoderGraph(graph_model, multimask_output=multimask_output, hq_token_only=hq_token_only)
+    decoder = DecoderGraph(graph_model)
     with progress.stage("export: trace the decoder"):
         _export_graph(decoder, (*features, *_trace_prompts()), raw[DECODER_FILE], C.decoder_inputs(is_hq),
-                      C.decoder_outputs(), opset)
+                      C.decoder_outputs(is_hq), opset)
     for name, path in raw.items():
         with progress.stage(f"export: {'check and simplify' if simplify else 'check'} {name}"):
             _finish_graph(path, folder / name, simplify)
-    m = C.num_masks(is_hq, multimask_output)
-    outputs = [dict(e, shape=[m if d == "M" else d for d in e["shape"]]) for e in tensor_entries(C.decoder_outputs())]
+    outputs = tensor_entries(C.decoder_outputs(is_hq))
     return {
         "encoder": {"file": ENCODER_FILE, "inputs": tensor_entries(C.encoder_inputs()),
                     "outputs": tensor_entries(C.encoder_outputs(is_hq))},

@@ -1,8 +1,7 @@
 """Modules that exist only for export: the two graphs as ``forward`` functions.
 
-They never change ``hqsam_edge.model``; they call its ``encode`` / ``decode``
-(which already avoid value-dependent indexing) with the export-time options
-fixed, and swap SAM's hand-written ``LayerNorm2d`` for a channel-last
+They never change ``hqsam_edge.model``; they call its ``encode`` /
+``decode_tokens`` (which already avoid value-dependent indexing), and swap SAM's hand-written ``LayerNorm2d`` for a channel-last
 ``F.layer_norm`` so that it exports as one ONNX ``LayerNormalization`` node
 (which FP16 builds can keep in FP32).
 """
@@ -58,13 +57,12 @@ class EncoderGraph(nn.Module):
 
 
 class DecoderGraph(nn.Module):
-    """Encoder outputs + P prompts -> ``low_res_masks``, ``iou_predictions``."""
+    """Encoder outputs + P prompts -> every mask token's ``low_res_masks`` and SAM's ``iou_predictions``
+    (``Sam.decode_tokens``); ``multimask_output`` / ``hq_token_only`` are chosen per call by the runtime."""
 
-    def __init__(self, model: nn.Module, *, multimask_output: bool, hq_token_only: bool) -> None:
+    def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
-        self.multimask_output = multimask_output
-        self.hq_token_only = hq_token_only
         self.eval()
 
     def forward(self, *inputs: torch.Tensor):
@@ -72,7 +70,4 @@ class DecoderGraph(nn.Module):
             image_embeddings, hq_features, coords, labels, mask_input, has_mask = inputs
         else:
             (image_embeddings, coords, labels, mask_input, has_mask), hq_features = inputs, None
-        return self.model.decode(
-            image_embeddings, hq_features, coords, labels, mask_input, has_mask,
-            multimask_output=self.multimask_output, hq_token_only=self.hq_token_only,
-        )
+        return self.model.decode_tokens(image_embeddings, hq_features, coords, labels, mask_input, has_mask)

@@ -91,25 +91,29 @@ def load_checkpoint(model: torch.nn.Module, path: str | Path, *, backbone: str, 
     backbone, an HQ checkpoint for plain SAM, missing/unexpected keys, shape
     mismatches) raises ``CheckpointError``.
     """
-    path = Path(path)
-    state_dict = read_state_dict(path)
+    return load_state_dict(model, read_state_dict(path), source=str(path), backbone=backbone, variant=variant)
+
+
+def load_state_dict(model: torch.nn.Module, state_dict: dict[str, torch.Tensor], *, source: str, backbone: str,
+                    variant: str) -> CheckpointInfo:
+    """``load_checkpoint`` of a state dict already read; ``source`` names it in messages."""
     info = identify(state_dict)
     if info.backbone is None:
-        raise CheckpointError(f"{path} is not a SAM / HQ-SAM / MobileSAM checkpoint (no image encoder weights found)")
+        raise CheckpointError(f"{source} is not a SAM / HQ-SAM / MobileSAM checkpoint (no image encoder weights found)")
     if info.backbone != backbone:
         raise CheckpointError(
-            f"{path} is a {info.describe()} checkpoint, not {backbone}: use --backbone {info.backbone}"
+            f"{source} is a {info.describe()} checkpoint, not {backbone}: use --backbone {info.backbone}"
         )
     if info.variant == "hq" and variant == "sam":
         raise CheckpointError(
-            f"{path} is an {info.describe()} checkpoint: use --variant hq, or a plain SAM checkpoint for --variant sam"
+            f"{source} is an {info.describe()} checkpoint: use --variant hq, or a plain SAM checkpoint for --variant sam"
         )
     own = model.state_dict()
     mismatched = [
         f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in state_dict.items() if k in own and own[k].shape != v.shape
     ]
     if mismatched:
-        raise CheckpointError(f"{path}: tensor shapes differ from the {backbone} model: {_names(mismatched, 3)}")
+        raise CheckpointError(f"{source}: tensor shapes differ from the {backbone} model: {_names(mismatched, 3)}")
     missing = [k for k in own if k not in state_dict]
     unexpected = [k for k in state_dict if k not in own]
     untrained_hq = info.variant == "sam" and variant == "hq"
@@ -122,15 +126,15 @@ def load_checkpoint(model: torch.nn.Module, path: str | Path, *, backbone: str, 
         if unexpected:
             parts.append(f"unexpected {len(unexpected)} keys ({_names(unexpected)})")
         raise CheckpointError(
-            f"{path} does not match the {info.describe()} model: {'; '.join(parts)}. "
+            f"{source} does not match the {info.describe()} model: {'; '.join(parts)}. "
             "Is it an official checkpoint (or one written by `hqsam-edge train`)?"
         )
     model.load_state_dict(state_dict, strict=not untrained_hq)
     if untrained_hq:
         warnings.warn(
-            f"{path} is a plain {info.describe()} checkpoint: the HQ parts of the model are untrained "
+            f"{source} is a plain {info.describe()} checkpoint: the HQ parts of the model are untrained "
             "(random). Use an HQ-SAM checkpoint (`hqsam-edge download --variant hq`) or train them.",
             UserWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
     return info

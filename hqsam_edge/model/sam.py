@@ -118,9 +118,24 @@ class Sam(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """P prompts against one image -> ``low_res_masks [P,M,256,256]`` (logits)
         and ``iou_predictions [P,M]``; M = 1, or 3 for plain SAM with
-        ``multimask_output``."""
+        ``multimask_output`` (``decode_tokens``, then the decoder's ``select_masks``)."""
+        masks, iou = self.decode_tokens(image_embeddings, hq_features, point_coords, point_labels, mask_input,
+                                        has_mask_input)
+        return self.mask_decoder.select_masks(masks, iou, multimask_output, hq_token_only)
+
+    def decode_tokens(
+        self,
+        image_embeddings: torch.Tensor,
+        hq_features: torch.Tensor | None,
+        point_coords: torch.Tensor,
+        point_labels: torch.Tensor,
+        mask_input: torch.Tensor,
+        has_mask_input: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """P prompts against one image -> every mask token's logits ``[P,T,256,256]`` (SAM's 4 tokens, then
+        HQ-SAM's HQ token: T = 4 or 5) and SAM's IoU predictions ``[P,4]``: the decoder graph. Which masks a
+        caller gets (``multimask_output``, ``hq_token_only``) is chosen from these afterwards."""
         sparse, dense = self.embed_prompts(point_coords, point_labels, mask_input, has_mask_input)
-        masks, iou = self.mask_decoder.predict_masks(
+        return self.mask_decoder.predict_masks(
             image_embeddings, self.prompt_encoder.get_dense_pe(), sparse, dense, hq_features
         )
-        return self.mask_decoder.select_masks(masks, iou, multimask_output, hq_token_only)

@@ -33,7 +33,7 @@ class ExportSpec:
     random_weights: bool = False
     out: str | None = None  # default build/<variant>_<backbone>
     opset: int = MIN_OPSET
-    hq_token_only: bool = False
+    hq_token_only: bool = False  # the folder's defaults for calls that do not choose (the graphs return every mask)
     multimask_output: bool = False
     seed: int = 0  # random weights are reproducible: the torch backend can rebuild them
     simplify: bool = True
@@ -64,17 +64,19 @@ def check_spec(spec: ExportSpec) -> None:
 
 
 def verify_export(model, folder: Path, *, multimask_output: bool, hq_token_only: bool) -> dict:
-    """The fp32 graphs in ``folder`` under ONNX Runtime (CPU) vs ``model``; ``ParityError`` on a miss."""
+    """The fp32 graphs in ``folder`` under ONNX Runtime (CPU) vs ``model``, every choice of masks a call can
+    make (the default one, ``multimask_output`` / ``hq_token_only``, under the plain prompt set names);
+    ``ParityError`` on a miss."""
     from ..data.synthetic import demo_image
     from ..runtime.base import ModelInfo
-    from ..runtime.compare import EXPORT_BOUNDS, check, compare
+    from ..runtime.compare import EXPORT_BOUNDS, check, compare, mask_choices
     from ..runtime.onnxruntime_backend import OnnxRuntimeBackend
     from ..runtime.torch_backend import TorchBackend
 
     info = ModelInfo(model.backbone, model.variant, model.image_size, multimask_output, hq_token_only)
     reference = TorchBackend(model, device="cpu", info=info)
     candidate = OnnxRuntimeBackend(info, folder / ENCODER_FILE, folder / DECODER_FILE, providers=["cpu"])
-    figures = compare(reference, candidate, [demo_image(*CHECK_IMAGE_HW)])
+    figures = compare(reference, candidate, [demo_image(*CHECK_IMAGE_HW)], choices=mask_choices(model.is_hq))
     return check(figures, EXPORT_BOUNDS, "the exported ONNX graph")
 
 
@@ -94,8 +96,7 @@ def export_artifacts(spec: ExportSpec) -> Manifest:
             torch.manual_seed(spec.seed)
         with progress.stage("export: build the model"):
             model = build_model(spec.backbone, spec.variant, spec.checkpoint)
-        graphs = export_model(model, tmp, opset=spec.opset, multimask_output=spec.multimask_output,
-                              hq_token_only=spec.hq_token_only, simplify=spec.simplify)
+        graphs = export_model(model, tmp, opset=spec.opset, simplify=spec.simplify)
         parity = {}
         if spec.verify:
             with progress.stage("export: check the graphs against PyTorch (ONNX Runtime, CPU)"):

@@ -3,9 +3,17 @@
 ``activate()`` loads what is heavy (sessions, engines, device memory),
 ``encode(image)`` runs the encoder graph and keeps its outputs in the
 backend's own memory (host arrays, torch tensors, device buffers),
-``decode(features, prompts)`` runs the decoder graph for P prompts against
-those features, ``deactivate()`` frees everything. Feeds and fetches are
-named by ``hqsam_edge.export.contract``. ``Predictor`` sits on top.
+``decode(features, prompts, multimask_output=..., hq_token_only=...)`` runs
+the decoder graph for P prompts against those features and returns the masks
+those options choose (the graph returns every mask token; the choice is
+``selection.select_masks``, the same for every backend), ``deactivate()``
+frees everything. Feeds and fetches are named by
+``hqsam_edge.export.contract``. ``Predictor`` sits on top.
+
+Folders exported by an older hqsam-edge have a decoder graph that returns
+only the masks of the options it was exported with (``ModelInfo.decoder_tokens``
+False): ``decode`` returns those, and refuses other options with a line
+saying to export again.
 
 Bounds of one call (a TensorRT engine's profile) are the backend's
 ``max_prompts``, ``max_points`` and ``max_batch`` (None: no bound). ``decode``
@@ -37,8 +45,9 @@ class ModelInfo:
     backbone: str
     variant: str
     image_size: int = 1024
-    multimask_output: bool = False
+    multimask_output: bool = False  # the defaults of a call that does not choose
     hq_token_only: bool = False
+    decoder_tokens: bool = True  # the decoder returns every mask token; False: an older folder's fixed choice
 
     @property
     def is_hq(self) -> bool:
@@ -47,7 +56,7 @@ class ModelInfo:
     @classmethod
     def from_manifest(cls, manifest: Manifest) -> ModelInfo:
         return cls(manifest.backbone, manifest.variant, manifest.image_size, manifest.multimask_output,
-                   manifest.hq_token_only)
+                   manifest.hq_token_only, manifest.decoder_returns_tokens)
 
 
 class Backend(abc.ABC):
@@ -116,7 +125,35 @@ class Backend(abc.ABC):
     def decode(self, features: Any, prompts: dict[str, np.ndarray], *, multimask_output: bool,
                hq_token_only: bool) -> dict[str, np.ndarray]:
         """Decoder feeds (``point_coords``, ``point_labels``, ``mask_input``, ``has_mask_input``) for P prompts ->
-        ``{"low_res_masks", "iou_predictions"}`` as numpy; in calls of at most ``max_prompts`` prompts."""
+        the masks the options choose, ``{"low_res_masks" [P,M,256,256], "iou_predictions" [P,M]}`` as numpy;
+        in calls of at most ``max_prompts`` prompts, each call's choice made as it returns."""
+        if not self.info.decoder_tokens:
+            self._check_fixed_choice(multimask_output, hq_token_only)  # refused before any decoder call
+        return self._decode_calls(features, prompts, lambda out: self.choose(
+            out, multimask_output=multimask_output, hq_token_only=hq_token_only))
+
+    def decode_tokens(self, features: Any, prompts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The decoder graph's outputs for P prompts (every mask token, ``[P,T,256,256]`` and ``[P,4]``), in calls
+        of at most ``max_prompts`` prompts; ``choose`` picks from them."""
+        return self._decode_calls(features, prompts, lambda out: out)
+
+    def choose(self, outputs: dict[str, np.ndarray], *, multimask_output: bool,
+               hq_token_only: bool) -> dict[str, np.ndarray]:
+        """The masks ``multimask_output`` / ``hq_token_only`` choose from the decoder graph's ``outputs``
+        (``selection.select_masks``); an older folder's graph has chosen already: its outputs, if the options
+        are the ones it was exported with."""
+        from ..export import contract as C
+        from .selection import select_masks
+
+        if not self.info.decoder_tokens:
+            self._check_fixed_choice(multimask_output, hq_token_only)
+            return outputs
+        masks, scores = select_masks(outputs[C.LOW_RES_MASKS.name], outputs[C.IOU_PREDICTIONS.name],
+                                     is_hq=self.info.is_hq, multimask_output=multimask_output,
+                                     hq_token_only=hq_token_only)
+        return {C.LOW_RES_MASKS.name: masks, C.IOU_PREDICTIONS.name: scores}
+
+    def _decode_calls(self, features: Any, prompts: dict[str, np.ndarray], finish) -> dict[str, np.ndarray]:
         from ..errors import UsageError
         from ..export import contract as C
 
@@ -125,17 +162,25 @@ class Backend(abc.ABC):
             raise UsageError(f"{n} decoder points per prompt (points, plus 2 box corners or 1 padding point), but the "
                              f"{self.name} decoder takes at most {self.max_points} (`hqsam-edge build --max-points`)")
         step = self.max_prompts or p
-        options = dict(multimask_output=multimask_output, hq_token_only=hq_token_only)
         if p <= step:
-            return self._decode(features, prompts, **options)
-        parts = [self._decode(features, {k: v[i : i + step] for k, v in prompts.items()}, **options)
+            return finish(self._decode(features, prompts))
+        parts = [finish(self._decode(features, {k: v[i : i + step] for k, v in prompts.items()}))
                  for i in range(0, p, step)]
         return {s.name: np.concatenate([part[s.name] for part in parts]) for s in C.decoder_outputs()}
 
+    def _check_fixed_choice(self, multimask_output: bool, hq_token_only: bool) -> None:
+        """``UsageError`` unless the options are those an older folder's decoder graph was exported with."""
+        info = self.info
+        if multimask_output != info.multimask_output or (info.is_hq and hq_token_only != info.hq_token_only):
+            from ..errors import UsageError
+
+            raise UsageError(f"this folder was exported by an older hqsam-edge with multimask_output="
+                             f"{info.multimask_output}, hq_token_only={info.hq_token_only}, and its decoder returns "
+                             "only those masks: export it again (`hqsam-edge export`) to choose them per call")
+
     @abc.abstractmethod
-    def _decode(self, features: Any, prompts: dict[str, np.ndarray], *, multimask_output: bool,
-                hq_token_only: bool) -> dict[str, np.ndarray]:
-        """One decoder call (at most ``max_prompts`` prompts): the contract's outputs as numpy."""
+    def _decode(self, features: Any, prompts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """One decoder call (at most ``max_prompts`` prompts): the graph's outputs by contract name, as numpy."""
 
     @abc.abstractmethod
     def features_to_numpy(self, features: Any) -> dict[str, np.ndarray]:

@@ -10,9 +10,10 @@ own encoder's outputs.
 Figures (``compare``), per encoder output: the largest error relative to the
 reference's largest magnitude (``rel_error``, worst image) and the SQNR in dB
 (``sqnr_db``, mean over the images); per prompt set (a box, one point, many
-points, a mask input, many boxes in one call): the relative error of the
-low-res logits and of the IoU predictions (worst image) and the smallest and
-mean mask IoU at the original resolution; over every mask: mean and smallest
+points, a mask input, many boxes in one call) and choice of masks
+(``multimask_output``, ``hq_token_only``; the candidate's own by default): the
+relative error of the low-res logits and of the IoU predictions (worst image)
+and the smallest and mean mask IoU at the original resolution; over every mask: mean and smallest
 mask IoU and boundary IoU. ``check`` holds them against ``Bounds`` and raises
 ``ParityError`` naming every miss and by how much.
 
@@ -154,14 +155,32 @@ class _Tally:
         }
 
 
+Choice = tuple[bool, bool]  # (multimask_output, hq_token_only) of a decoder call
+
+
+def mask_choices(is_hq: bool) -> tuple[Choice, ...]:
+    """Every choice of masks a call can make (``hq_token_only`` exists for HQ-SAM only)."""
+    return ((False, False), (True, False), (False, True), (True, True)) if is_hq else ((False, False), (True, False))
+
+
+def _choice_label(name: str, choice: Choice, default: Choice) -> str:
+    """Figures of the default choice keep the prompt set's name; others add theirs: ``box [multimask]``."""
+    if choice == default:
+        return name
+    parts = [label for label, on in zip(("multimask", "hq_token_only"), choice) if on]
+    return f"{name} [{'+'.join(parts) or 'single mask'}]"
+
+
 def compare(reference: Backend, candidate: Backend, images: Sequence[np.ndarray],
-            prompts: dict[str, Feeds] | None = None) -> dict[str, Any]:
+            prompts: dict[str, Feeds] | None = None, choices: Sequence[Choice] | None = None) -> dict[str, Any]:
     """Figures of ``candidate`` against ``reference`` on ``images`` (``HxWx3`` uint8) and ``prompts``
-    (default: ``prompt_sets`` within the candidate's ``max_points``). Both backends are activated here
-    if they are not yet (and left as they were found)."""
+    (default: ``prompt_sets`` within the candidate's ``max_points``), for each of the mask ``choices``
+    (default: the candidate's own; each prompt set is decoded once and every choice made from the same
+    outputs). Both backends are activated here if they are not yet (and left as they were found)."""
     if not images:
         raise ValueError("compare needs at least one image")
-    options = dict(multimask_output=candidate.info.multimask_output, hq_token_only=candidate.info.hq_token_only)
+    default = (candidate.info.multimask_output, candidate.info.hq_token_only)
+    choices = tuple(choices or (default,))
     tally = _Tally()
     opened = [b for b in (reference, candidate) if not b.is_active]
     for backend in opened:
@@ -176,8 +195,11 @@ def compare(reference: Backend, candidate: Backend, images: Sequence[np.ndarray]
             for name, value in ref_np.items():
                 tally.add_encoder(name, ours_np[name], value)
             for name, feeds in prompts.items():
-                tally.add_decoder(name, candidate.decode(our_features, feeds, **options),
-                                  reference.decode(ref_features, feeds, **options), input_size, image.shape[:2])
+                ours, ref = candidate.decode_tokens(our_features, feeds), reference.decode_tokens(ref_features, feeds)
+                for choice in choices:
+                    options = dict(multimask_output=choice[0], hq_token_only=choice[1])
+                    tally.add_decoder(_choice_label(name, choice, default), candidate.choose(ours, **options),
+                                      reference.choose(ref, **options), input_size, image.shape[:2])
     finally:
         for backend in opened:
             backend.deactivate()

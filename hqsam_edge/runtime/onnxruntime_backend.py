@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import BackendUnavailableError, UsageError
+from ..errors import BackendUnavailableError
 from ..export import contract as C
 from ..export.profiles import Limits, profile_for
 from .base import Backend, ModelInfo
@@ -143,14 +143,7 @@ class OnnxRuntimeBackend(Backend):
         self.check_batch(image)
         return self._run("encoder", {C.IMAGE.name: image})
 
-    def _decode(self, features: dict[str, np.ndarray], prompts: dict[str, np.ndarray], *, multimask_output: bool,
-                hq_token_only: bool) -> dict[str, np.ndarray]:
-        if multimask_output != self.info.multimask_output or hq_token_only != self.info.hq_token_only:
-            raise UsageError(
-                f"this folder was exported with multimask_output={self.info.multimask_output}, "
-                f"hq_token_only={self.info.hq_token_only}; export again with --multimask / --hq-token-only "
-                "to change them (graphs fix both)"
-            )
+    def _decode(self, features: dict[str, np.ndarray], prompts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self._run("decoder", {**features, **prompts})
 
     def features_to_numpy(self, features: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

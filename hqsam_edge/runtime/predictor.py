@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..data import transforms as T
-from ..errors import UsageError
+from ..errors import ImageNotSetError, UsageError
 from ..export import contract as C
 from .base import Backend
 
@@ -116,50 +116,54 @@ class Predictor:
 
     def _require_image(self) -> None:
         if self._features is None:
-            raise UsageError("An image must be set with .set_image(...) before mask prediction.")
+            raise ImageNotSetError("An image must be set with .set_image(...) before mask prediction.")
 
     # -- prompts --------------------------------------------------------------
-    def _check_points(self, coords: np.ndarray, what: str) -> None:
-        h, w = self.original_size  # type: ignore[misc]
-        if not np.all(np.isfinite(coords)):
-            raise UsageError(f"{what} coordinates must be finite numbers")
-        outside = (coords[..., 0] < 0) | (coords[..., 0] > w) | (coords[..., 1] < 0) | (coords[..., 1] > h)
-        if np.any(outside):
-            bad = coords[outside][0]
-            raise UsageError(f"{what} ({bad[0]:g}, {bad[1]:g}) is outside the {w}x{h} image")
+    @staticmethod
+    def _check_finite(values: np.ndarray, what: str) -> None:
+        if not np.all(np.isfinite(values)):
+            raise UsageError(f"{what} coordinates must be finite numbers (no NaN or infinity)")
 
-    def _check_boxes(self, boxes: np.ndarray) -> None:
-        h, w = self.original_size  # type: ignore[misc]
-        if not np.all(np.isfinite(boxes)):
-            raise UsageError("box coordinates must be finite numbers")
+    def _check_boxes(self, boxes: np.ndarray, frame: tuple[int, int]) -> None:
+        """Boxes must be boxes (x1 > x0, y1 > y0) that reach into the ``frame`` (h, w) they are given in."""
+        h, w = frame
+        self._check_finite(boxes, "box")
         for x0, y0, x1, y1 in boxes:
             if x1 <= x0 or y1 <= y0:
                 raise UsageError(f"box ({x0:g},{y0:g},{x1:g},{y1:g}) is empty: x1 must exceed x0 and y1 exceed y0")
             if x1 <= 0 or y1 <= 0 or x0 >= w or y0 >= h:
                 raise UsageError(f"box ({x0:g},{y0:g},{x1:g},{y1:g}) lies entirely outside the {w}x{h} image")
 
-    def _point_feeds(self, point_coords, point_labels) -> tuple[np.ndarray, np.ndarray]:
-        """Points ``[P,N,2]`` (pixels) and labels ``[P,N]`` -> the resized frame, checked."""
+    def _to_model_frame(self, coords: np.ndarray, resized: bool) -> np.ndarray:
+        """Pixel coordinates of the original image (or, ``resized``, already of the model's frame) -> float32
+        coordinates in the model's frame."""
+        if resized:
+            return np.asarray(coords, dtype=np.float32)
+        return T.apply_coords(coords, self.original_size, self.info.image_size)  # type: ignore[arg-type]
+
+    def _point_feeds(self, point_coords, point_labels, resized: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Points ``[P,N,2]`` and labels ``[P,N]`` -> the model's frame, checked. As in SamPredictor, points may
+        lie outside the image, and label -1 marks a padding point (it gets SAM's not-a-point embedding)."""
         if point_labels is None:
             raise UsageError("point_labels must be given with point_coords (1 foreground, 0 background)")
         coords = np.asarray(point_coords, dtype=np.float64)
         labels = np.asarray(point_labels, dtype=np.float32)
         if coords.ndim != 3 or coords.shape[-1] != 2 or labels.shape != coords.shape[:2]:
             raise UsageError(f"point_coords must be [P,N,2] and point_labels [P,N]; got {coords.shape}, {labels.shape}")
-        if not np.isin(labels, (0, 1)).all():
-            raise UsageError("point labels must be 1 (foreground) or 0 (background)")
-        self._check_points(coords, "point")
-        return T.apply_coords(coords, self.original_size, self.info.image_size), labels
+        if not np.isin(labels, (C.LABEL_PAD, C.LABEL_NEGATIVE, C.LABEL_POSITIVE)).all():
+            raise UsageError("point labels must be 1 (foreground), 0 (background) or -1 (padding, ignored)")
+        self._check_finite(coords, "point")
+        return self._to_model_frame(coords, resized), labels
 
-    def _box_feeds(self, boxes, p: int | None) -> tuple[np.ndarray, np.ndarray]:
-        """Boxes ``[P,4]`` (x0,y0,x1,y1 pixels) -> two corner points each (labels 2, 3) in the resized frame."""
+    def _box_feeds(self, boxes, p: int | None, resized: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Boxes ``[P,4]`` (x0,y0,x1,y1) -> two corner points each (labels 2, 3) in the model's frame."""
         boxes = np.asarray(boxes, dtype=np.float64)
         if boxes.ndim != 2 or boxes.shape[-1] != 4:
             raise UsageError(f"boxes must be [K,4] (x0,y0,x1,y1); got shape {boxes.shape}")
-        self._check_boxes(boxes)
+        self._check_boxes(boxes, self.input_size if resized else self.original_size)  # type: ignore[arg-type]
         if p is not None and p != boxes.shape[0]:
             raise UsageError(f"{p} point prompts but {boxes.shape[0]} boxes: give one box per point prompt")
-        corners = T.apply_coords(boxes.reshape(-1, 2, 2), self.original_size, self.info.image_size)
+        corners = self._to_model_frame(boxes.reshape(-1, 2, 2), resized)
         labels = np.tile(np.array([[C.LABEL_BOX_TOP_LEFT, C.LABEL_BOX_BOTTOM_RIGHT]], np.float32), (len(boxes), 1))
         return corners, labels
 
@@ -187,8 +191,11 @@ class Predictor:
         point_labels: np.ndarray | None = None,
         boxes: np.ndarray | None = None,
         mask_input: np.ndarray | None = None,
+        *,
+        resized: bool = False,
     ) -> dict[str, np.ndarray]:
-        """Prompts in original-image pixels -> decoder feeds for P prompts.
+        """Prompts in original-image pixels (``resized``: in the model's resized frame already, as
+        ``SamPredictor.predict_torch`` takes them) -> decoder feeds for P prompts.
 
         ``point_coords`` ``[P,N,2]`` with ``point_labels`` ``[P,N]``, and/or
         ``boxes`` ``[P,4]`` (x0,y0,x1,y1); ``mask_input`` ``[P,1,256,256]``
@@ -201,11 +208,11 @@ class Predictor:
         labels: list[np.ndarray] = []
         p = None
         if point_coords is not None:
-            for part, value in zip((coords, labels), self._point_feeds(point_coords, point_labels)):
+            for part, value in zip((coords, labels), self._point_feeds(point_coords, point_labels, resized)):
                 part.append(value)
             p = coords[0].shape[0]
         if boxes is not None:
-            for part, value in zip((coords, labels), self._box_feeds(boxes, p)):
+            for part, value in zip((coords, labels), self._box_feeds(boxes, p, resized)):
                 part.append(value)
             p = coords[-1].shape[0]
         masks, has_mask, p = self._mask_feeds(mask_input, p)
@@ -220,6 +227,32 @@ class Predictor:
         }
 
     # -- prediction -----------------------------------------------------------
+    def decode_prompts(
+        self,
+        point_coords: np.ndarray | None = None,
+        point_labels: np.ndarray | None = None,
+        boxes: np.ndarray | None = None,
+        mask_input: np.ndarray | None = None,
+        multimask_output: bool | None = None,
+        hq_token_only: bool | None = None,
+        *,
+        resized: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """P prompts (as ``encode_prompts``) -> low-res logits ``[P,M,256,256]`` and scores ``[P,M]``, not yet
+        upscaled (``upscale_masks``). ``multimask_output`` / ``hq_token_only`` default to the model's or
+        artifact folder's defaults; every backend takes either per call."""
+        feeds = self.encode_prompts(point_coords, point_labels, boxes, mask_input, resized=resized)
+        hq_token_only = self.info.hq_token_only if hq_token_only is None else hq_token_only
+        multimask_output = self.info.multimask_output if multimask_output is None else multimask_output
+        out = self.backend.decode(self._features, feeds, multimask_output=multimask_output,
+                                  hq_token_only=hq_token_only)
+        return out[C.LOW_RES_MASKS.name], out[C.IOU_PREDICTIONS.name]
+
+    def upscale_masks(self, low_res: np.ndarray) -> np.ndarray:
+        """Low-res logits ``[P,M,256,256]`` -> logits ``[P,M,H,W]`` at the original size of the current image."""
+        self._require_image()
+        return T.postprocess_masks(low_res, self.input_size, self.original_size, self.info.image_size)  # type: ignore[arg-type]
+
     def predict_batch(
         self,
         point_coords: np.ndarray | None = None,
@@ -229,22 +262,20 @@ class Predictor:
         multimask_output: bool | None = None,
         hq_token_only: bool | None = None,
         return_logits: bool = False,
+        *,
+        resized: bool = False,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """P prompts in one decoder call -> masks ``[P,M,H,W]``, scores ``[P,M]``, low-res ``[P,M,256,256]``.
 
         ``multimask_output`` / ``hq_token_only`` default to what the model or
-        artifact folder was made with (exported graphs fix both).
+        artifact folder was made with; any backend takes either per call.
         """
-        feeds = self.encode_prompts(point_coords, point_labels, boxes, mask_input)
-        hq_token_only = self.info.hq_token_only if hq_token_only is None else hq_token_only
-        multimask_output = self.info.multimask_output if multimask_output is None else multimask_output
-        out = self.backend.decode(self._features, feeds, multimask_output=multimask_output,
-                                  hq_token_only=hq_token_only)
-        low_res = out[C.LOW_RES_MASKS.name]
-        masks = T.postprocess_masks(low_res, self.input_size, self.original_size, self.info.image_size)
+        low_res, scores = self.decode_prompts(point_coords, point_labels, boxes, mask_input, multimask_output,
+                                              hq_token_only, resized=resized)
+        masks = self.upscale_masks(low_res)
         if not return_logits:
             masks = masks > self.mask_threshold
-        return masks, out[C.IOU_PREDICTIONS.name], low_res
+        return masks, scores, low_res
 
     def predict(
         self,

@@ -293,10 +293,7 @@ class TensorRTBackend(Backend):
         finally:
             self._cuda.Context.pop()
 
-    def _decode(self, features: int, prompts: dict[str, np.ndarray], *, multimask_output: bool,
-                hq_token_only: bool) -> dict[str, np.ndarray]:
-        if multimask_output != self.info.multimask_output or hq_token_only != self.info.hq_token_only:
-            raise UsageError("these engines fix multimask_output / hq_token_only as exported; export again to change")
+    def _decode(self, features: int, prompts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         self._ctx.push()
         try:
             state = self._check_features(features)

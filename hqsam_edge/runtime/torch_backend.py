@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -15,7 +16,7 @@ _DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 class TorchBackend(Backend):
-    """Runs ``model.encode`` / ``model.decode`` under ``torch.inference_mode``.
+    """Runs ``model.encode`` / ``model.decode_tokens`` under ``torch.inference_mode``.
 
     ``precision`` "fp16"/"bf16" casts the model (CUDA only); inputs are cast
     to match and outputs come back as float32.
@@ -25,11 +26,9 @@ class TorchBackend(Backend):
 
     def __init__(self, model: torch.nn.Module, *, device: str | None = None, precision: str = "fp32",
                  info: ModelInfo | None = None) -> None:
-        super().__init__(
-            info
-            or ModelInfo(backbone=getattr(model, "backbone", "?"), variant="hq" if model.is_hq else "sam",
-                         image_size=model.image_size)
-        )
+        info = info or ModelInfo(backbone=getattr(model, "backbone", "?"), variant="hq" if model.is_hq else "sam",
+                                 image_size=model.image_size)
+        super().__init__(dataclasses.replace(info, decoder_tokens=True))  # the model returns every token
         if precision not in _DTYPES:
             raise UsageError(f"unknown precision {precision!r} for the torch backend; choose fp32, fp16 or bf16")
         self.torch_device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -56,18 +55,15 @@ class TorchBackend(Backend):
         return self.model.encode(self._tensor(image))
 
     @torch.inference_mode()
-    def _decode(self, features: Any, prompts: dict[str, np.ndarray], *, multimask_output: bool,
-               hq_token_only: bool) -> dict[str, np.ndarray]:
+    def _decode(self, features: Any, prompts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         image_embeddings, hq_features = features
-        masks, iou = self.model.decode(
+        masks, iou = self.model.decode_tokens(
             image_embeddings,
             hq_features,
             self._tensor(prompts[C.POINT_COORDS.name]),
             self._tensor(prompts[C.POINT_LABELS.name]),
             self._tensor(prompts[C.MASK_INPUT.name]),
             self._tensor(prompts[C.HAS_MASK_INPUT.name]),
-            multimask_output=multimask_output,
-            hq_token_only=hq_token_only,
         )
         return {
             C.LOW_RES_MASKS.name: masks.float().cpu().numpy(),

@@ -178,12 +178,11 @@ def encoder_config(name: str, backend: str, is_hq: bool, *, max_batch: int, inst
     }
 
 
-def decoder_config(name: str, backend: str, is_hq: bool, num_masks: int, *, instances: int,
-                   kind: str) -> dict[str, Any]:
+def decoder_config(name: str, backend: str, is_hq: bool, *, instances: int, kind: str) -> dict[str, Any]:
     return {
         "name": name, "platform": PLATFORMS[backend], "max_batch_size": 0,
         "input": [tensor_entry(s) for s in C.decoder_inputs(is_hq)],
-        "output": [tensor_entry(s, M=num_masks) for s in C.decoder_outputs()],
+        "output": [tensor_entry(s) for s in C.decoder_outputs(is_hq)],
         "instance_group": _instances(instances, KINDS[kind]),
     }
 
@@ -291,6 +290,9 @@ def write_repository(spec: TritonSpec) -> Repository:
     folder, out = Path(spec.folder), Path(spec.out)
     manifest = read_manifest(folder)
     artifact = _find_artifact(manifest, folder, spec.backend, spec.precision)
+    if not manifest.decoder_returns_tokens:
+        raise ArtifactError(f"{folder} was exported by an older hqsam-edge (its decoder returns the exported "
+                            "choice of masks, not every mask token): export it again for Triton")
     manifest.check_files(folder, artifact.files.values())
     _check_replaceable(out, spec.overwrite)
 
@@ -314,7 +316,7 @@ def write_repository(spec: TritonSpec) -> Repository:
                                   instances=spec.instances, kind=spec.kind,
                                   max_queue_delay_us=spec.max_queue_delay_us,
                                   preferred_batch_sizes=tuple(spec.preferred_batch_sizes)),
-        "decoder": decoder_config(names["decoder"], spec.backend, manifest.is_hq, num_masks,
+        "decoder": decoder_config(names["decoder"], spec.backend, manifest.is_hq,
                                   instances=spec.instances, kind=spec.kind),
         "python": python_config(name, params, num_masks, instances=spec.instances),
     }

@@ -152,10 +152,7 @@ class CallableBackend(Backend):
         out = self.encoder({C.IMAGE.name: image})
         return {s.name: np.asarray(out[s.name], dtype=np.float32) for s in C.encoder_outputs(self.info.is_hq)}
 
-    def _decode(self, features: dict[str, np.ndarray], prompts: dict[str, np.ndarray], *, multimask_output: bool,
-               hq_token_only: bool) -> dict[str, np.ndarray]:
-        if multimask_output != self.info.multimask_output or hq_token_only != self.info.hq_token_only:
-            raise UsageError("the served graphs fix multimask_output and hq_token_only; export again to change them")
+    def _decode(self, features: dict[str, np.ndarray], prompts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         out = self.decoder({**features, **prompts})
         return {spec.name: np.asarray(out[spec.name], dtype=np.float32) for spec in C.decoder_outputs()}
 

@@ -279,3 +279,79 @@ def test_resume_with_another_model_is_refused(dataset, predictor, tmp_path):
     with pytest.raises(UsageError, match="holds masks from another model .*would mix them"):
         segment_images(replace(spec, model="build/hq_vit_b backend=onnxruntime precision=fp32"), predictor)
     assert segment_images(spec, predictor).skipped == 1  # the same model resumes
+
+
+# -- everything mode ------------------------------------------------------------------
+
+EVERYTHING = dict(points_per_side=3, pred_iou_thresh=0.0, stability_score_thresh=0.0, box_nms_thresh=1.0)  # random weights
+
+
+def test_everything_mode_writes_every_mask_and_resumes(dataset, predictor, tmp_path):
+    """``--everything``: one COCO entry per mask of SamAutomaticMaskGenerator on each image, as the generator's
+    records; a rerun redoes only what is missing; other generator options are refused on resume."""
+    from dataclasses import replace
+
+    from hqsam_edge import SamAutomaticMaskGenerator
+    from hqsam_edge.apps.generator_options import GeneratorOptions
+
+    options = GeneratorOptions(**EVERYTHING)
+    spec = SegmentSpec(images=str(dataset / "imgs" / "img_0[0-2].*"), boxes=None, out=str(tmp_path / "out"),
+                       queue_size=1, model="tiny", everything=options)
+    summary = segment_images(spec, predictor)
+    assert (summary.images, summary.segmented, summary.skipped) == (3, 3, 0) and summary.masks > 3
+    out = tmp_path / "out"
+    results = json.loads((out / "results.json").read_text())
+    generator = SamAutomaticMaskGenerator(predictor, **EVERYTHING, output_mode="uncompressed_rle")
+    for i in range(3):
+        entries = [e for e in results if e["file_name"] == image_name(i)]
+        records = generator.generate(load_image(str(dataset / "imgs" / image_name(i))))
+        assert len(entries) == len(records) and {e["image_id"] for e in entries} == {i + 1}
+        for e, r in zip(entries, records):
+            mask = rle.rle_decode(e["segmentation"])
+            assert np.array_equal(mask, rle.rle_decode(r["segmentation"]))
+            assert e["score"] == pytest.approx(r["predicted_iou"]) and e["area"] == r["area"] == mask.sum()
+            assert e["bbox"] == rle.rle_bbox(e["segmentation"]) and e["point_coords"] == r["point_coords"]
+            assert e["stability_score"] == pytest.approx(r["stability_score"]) and e["crop_box"] == [0, 0, W, H]
+
+    (out / f"{image_name(1)}.json").unlink()
+    again = segment_images(spec, predictor)
+    assert (again.segmented, again.skipped, again.total_masks) == (1, 2, len(results))
+    assert json.loads((out / "results.json").read_text()) == results
+    with pytest.raises(UsageError, match="another model .*points_per_side=4"):
+        segment_images(replace(spec, everything=replace(options, points_per_side=4)), predictor)
+    with pytest.raises(UsageError, match="--boxes FILE .* or --everything"):
+        segment_images(replace(spec, boxes=str(dataset / "coco.json")), predictor)
+    with pytest.raises(UsageError, match="a grid of 0 points"):
+        segment_images(replace(spec, out=str(tmp_path / "o2"), everything=replace(options, points_per_side=0)),
+                       predictor)
+    assert not (tmp_path / "o2").exists()
+
+
+def test_cli_everything(dataset, tiny_folder, tmp_path):
+    runner = CliRunner()
+    opts = [f"--{k.replace('_', '-')}={v}" for k, v in EVERYTHING.items()]
+    image = dataset / "imgs" / image_name(0)
+    result = runner.invoke(app, ["predict", str(tiny_folder), "--image", str(image), "--everything", *opts,
+                                 "--overlay", str(tmp_path / "ov.png"), "--out", str(tmp_path / "labels.png"),
+                                 "--backend", "onnxruntime"])
+    assert result.exit_code == 0, result.output
+    labels = np.asarray(Image.open(tmp_path / "labels.png"))
+    n = int(re.search(r"(\d+) mask\(s\)", result.stdout).group(1))
+    assert labels.shape == (H, W) and labels.max() <= n and n > 1 and "decoder" in result.stdout
+    assert np.asarray(Image.open(tmp_path / "ov.png")).shape == (H, W, 3)
+
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["segment", str(tiny_folder), "--images", str(dataset / "imgs" / "img_00.*"),
+                                 "--everything", *opts, "--out", str(out), "--backend", "onnxruntime"])
+    assert result.exit_code == 0, result.output
+    assert len(json.loads((out / "results.json").read_text())) == n
+
+    for args, fragment in [(["--everything", "--box", "1,1,50,50"], "drop --box"),
+                           (["--everything", "--points-per-side", "0"], "a grid of 0 points"),
+                           (["--points-per-side", "4", "--out", str(tmp_path / "m.png")], "apply to --everything"),
+                           (["--everything"], "--overlay"), (["--box", "1,1,50,50"], "give --out")]:
+        result = runner.invoke(app, ["predict", str(tiny_folder), "--image", str(image), *args])
+        assert result.exit_code != 0 and result.stderr.startswith("error: "), result.output
+        assert len(result.stderr.strip().splitlines()) == 1 and fragment in result.stderr, result.stderr
+    result = runner.invoke(app, ["segment", str(tiny_folder), "--images", str(image), "--out", str(tmp_path / "o")])
+    assert result.exit_code != 0 and "--everything" in result.stderr and not (tmp_path / "o").exists()

@@ -138,16 +138,23 @@ def test_polygraphy_accepts_both_graphs(exported):
     assert r.returncode == 0 and "PASSED" in r.stdout + r.stderr, (r.stdout + r.stderr)[-2000:]
 
 
-def test_multimask_and_hq_token_only_exports(make_checkpoint, tmp_path):
-    from hqsam_edge import build_model
-
-    model = build_model("vit_tiny", "hq", make_checkpoint("vit_tiny", "hq"))
-    for multimask, hq_only in [(True, False), (False, True)]:
-        folder = tmp_path / f"m{multimask}_h{hq_only}"
-        folder.mkdir()
-        export_model(model, folder, opset=17, multimask_output=multimask, hq_token_only=hq_only)
-        parity = verify_export(model, folder, multimask_output=multimask, hq_token_only=hq_only)
-        assert parity["decoder"]["8_boxes"]["min_mask_iou"] >= 0.999
+def test_one_export_serves_every_choice_of_masks(exported):
+    """The graph returns every mask token: multimask_output / hq_token_only are chosen per call, each as the
+    official model answers it, and the export check covered every choice."""
+    variant, _, manifest, ours, ref = exported
+    tokens = C.mask_tokens(variant == "hq")
+    assert [e["shape"] for e in manifest.graphs["decoder"]["outputs"]] == [["P", tokens, 256, 256], ["P", 4]]
+    pts, labels = np.array([[300.0, 200.0], [100.0, 400.0]]), np.array([1, 0])
+    choices = [(True, False), (False, False)] + ([(False, True), (True, True)] if variant == "hq" else [])
+    for multimask, hq_only in choices:
+        kw = {"hq_token_only": hq_only} if variant == "hq" else {}
+        got = ours.predict(point_coords=pts, point_labels=labels, multimask_output=multimask, **kw)
+        assert got[0].shape[0] == (3 if multimask and variant == "sam" else 1)
+        assert_matches(got, ref.predict(point_coords=pts, point_labels=labels, multimask_output=multimask, **kw),
+                       f"multimask={multimask} hq_token_only={hq_only}")
+    labels_checked = {name.partition(" [")[2].rstrip("]") for name in manifest.parity["decoder"]}
+    assert labels_checked == ({"", "multimask", "hq_token_only", "multimask+hq_token_only"} if variant == "hq"
+                              else {"", "multimask"})
 
 
 def test_reduced_vit_b_export(make_checkpoint, tmp_path):
@@ -155,7 +162,7 @@ def test_reduced_vit_b_export(make_checkpoint, tmp_path):
     from tests.conftest import reduced_spec
 
     model = build_model("vit_b", "hq", make_checkpoint("vit_b", "hq", 4), spec=reduced_spec("vit_b", 4))
-    export_model(model, tmp_path, opset=17, multimask_output=False, hq_token_only=False)
+    export_model(model, tmp_path, opset=17)
     parity = verify_export(model, tmp_path, multimask_output=False, hq_token_only=False)
     assert parity["encoder"]["hq_features"]["rel_error"] < 1e-3
 

@@ -56,7 +56,7 @@ def test_decode_splits_prompts_into_calls_of_max_prompts(tiny_folder):
     with open_backend(tiny_folder, backend="onnxruntime") as backend:
         calls = []
         one_call = backend._decode
-        backend._decode = lambda f, p, **kw: calls.append(len(p["point_coords"])) or one_call(f, p, **kw)
+        backend._decode = lambda f, p: calls.append(len(p["point_coords"])) or one_call(f, p)
         tensor = np.zeros((1, 3, 1024, 1024), np.float32)
         features = backend.encode(tensor)
         options = dict(multimask_output=False, hq_token_only=False)

@@ -81,8 +81,8 @@ def test_configs_parse_and_declare_the_contract(repo, configs):
     assert dec.platform == "onnxruntime_onnx" and dec.max_batch_size == 0 and not dec.HasField("dynamic_batching")
     assert io(dec.input) == [(s.name, "TYPE_FP32", [-1 if isinstance(d, str) else d for d in s.shape])
                              for s in C.decoder_inputs(is_hq=True)]
-    assert io(dec.output) == [(C.LOW_RES_MASKS.name, "TYPE_FP32", [-1, 1, 256, 256]),
-                              (C.IOU_PREDICTIONS.name, "TYPE_FP32", [-1, 1])]
+    assert io(dec.output) == [(C.LOW_RES_MASKS.name, "TYPE_FP32", [-1, 5, 256, 256]),  # every mask token
+                              (C.IOU_PREDICTIONS.name, "TYPE_FP32", [-1, 4])]
     assert kinds(dec) == [(2, "KIND_GPU")]
 
     py = configs["hq_vit_tiny"]
