@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 import typer
+from typer.core import TyperGroup
 
+from . import inputs
 from .atomic import cleanup_summary, private_tempdir, take_ledger
 from .errors import HQSamEdgeError
 from .interrupts import interruption, signals_raise
@@ -23,8 +25,66 @@ if TYPE_CHECKING:
     from .apps.generator_options import GeneratorOptions
     from .runtime.choice import ModelChoice
 
+
+
+def _error_line(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+
+
+class Commands(TyperGroup):
+    """The commands, run so that a usage error (an unknown option, a value not among the choices, a missing
+    argument) or a path an option's check refused is one line on stderr and a non-zero exit, never the boxed
+    usage text: the options are checked before anything heavy is imported, so this takes a fraction of a
+    second."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except typer.TyperException as exc:  # typer's usage errors (its own click)
+            if type(exc).__name__ == "NoArgsIsHelpError":  # a bare `hqsam-edge`: the help, as typer does
+                typer.echo(exc.format_message(), err=True)
+            else:
+                ctx = getattr(exc, "ctx", None)
+                _error_line(exc.format_message() + (f" (see `{ctx.command_path} --help`)" if ctx else ""))
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            _error_line("aborted")
+            sys.exit(1)
+        except HQSamEdgeError as exc:  # a path or value refused while the options were read
+            _error_line(str(exc))
+            sys.exit(exc.exit_code)
+        sys.exit(code if isinstance(code, int) else 0)  # typer.Exit(n) inside a command comes back as n
+
+
+def choice(values: tuple[str, ...], what: str) -> dict:
+    """Option settings for one of fixed ``values`` (``inputs``): shown as ``a|b|c``, refused with the words the
+    library uses (``unknown precision 'fp61'; choose one of: fp32, fp16, int8``)."""
+
+    def parse(value: str) -> str:
+        if value not in values:
+            raise typer.BadParameter(f"unknown {what} {value!r}; choose one of: {', '.join(values)}")
+        return value
+
+    return {"parser": parse, "metavar": "|".join(values)}
+
+
+def checked(check):
+    """An option callback: ``check`` (an ``inputs`` path check) on the value given, or on each of a list."""
+
+    def callback(value):
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            if item is not None:
+                check(item)
+        return value
+
+    return callback
+
+
 app = typer.Typer(
     name="hqsam-edge",
+    cls=Commands,
     help="HQ-SAM from PyTorch checkpoints to verified ONNX / TensorRT deployments.",
     no_args_is_help=True,
     add_completion=False,
@@ -33,7 +93,7 @@ app = typer.Typer(
 
 
 def _fail(message: str, code: int) -> None:
-    typer.echo(f"error: {message}", err=True)
+    _error_line(message)
     raise typer.Exit(code)
 
 
@@ -99,8 +159,8 @@ def model_options(fn):
     def wrapper(*args, **kwargs):
         from .runtime.choice import ModelChoice
 
-        choice = ModelChoice(**{name: kwargs.pop(name) for name in names})
-        return fn(*args, model=choice, **kwargs)
+        named = ModelChoice(**{name: kwargs.pop(name) for name in names})
+        return fn(*args, model=named, **kwargs)
 
     wrapper.__signature__ = sig.replace(parameters=[*extra[:1], *params, *extra[1:]])  # type: ignore[attr-defined]
     wrapper.__annotations__ = {**{k: v for k, v in fn.__annotations__.items() if k != "model"},
@@ -136,37 +196,43 @@ def generator_options(fn):
     return wrapper
 
 
-BackboneOpt = typer.Option("vit_tiny", "--backbone", "-b", help="vit_tiny (Light HQ-SAM / MobileSAM), vit_b, vit_l, vit_h")
-VariantOpt = typer.Option("hq", "--variant", help="hq (HQ-SAM) or sam (plain SAM / MobileSAM)")
-FolderArg = typer.Argument(None, help="Artifact folder from `hqsam-edge export` (else use --checkpoint / --random-weights).")
-CheckpointOpt = typer.Option(None, "--checkpoint", "-c", help="Official .pth checkpoint (or one from `hqsam-edge train`).")
+BACKBONE = choice(inputs.BACKBONES, "backbone")
+VARIANT = choice(inputs.VARIANTS, "variant")
+PRECISION = choice(inputs.PRECISIONS, "precision")
+BUILD_BACKEND = choice(inputs.BUILD_BACKENDS, "backend")
+BackboneOpt = typer.Option("vit_tiny", "--backbone", "-b", **BACKBONE, help="vit_tiny (Light HQ-SAM / MobileSAM), vit_b, vit_l, vit_h.")
+VariantOpt = typer.Option("hq", "--variant", **VARIANT, help="hq (HQ-SAM) or sam (plain SAM / MobileSAM).")
+FolderArg = typer.Argument(None, callback=checked(inputs.artifact_folder), show_default=False,
+                           help="Artifact folder from `hqsam-edge export` (else use --checkpoint / --random-weights).")
+CheckpointOpt = typer.Option(None, "--checkpoint", "-c", callback=checked(inputs.checkpoint_file),
+                             help="Official .pth checkpoint (or one from `hqsam-edge train`).")
 RandomWeightsOpt = typer.Option(False, "--random-weights", help="No checkpoint: random weights (seeded; for speed and smoke runs).")
-BackendOpt = typer.Option("auto", "--backend", help="auto, torch, onnxruntime or tensorrt.")
-PrecisionOpt = typer.Option(None, "--precision", help="fp32, fp16 or int8 (artifact variants).")
+BackendOpt = typer.Option("auto", "--backend", **choice(inputs.BACKENDS, "backend"),
+                          help="auto (TensorRT > ONNX Runtime > torch, as the folder has), torch, onnxruntime or tensorrt.")
+PrecisionOpt = typer.Option(None, "--precision", **choice(inputs.MODEL_PRECISIONS, "precision"),
+                            help="fp32, fp16 or int8 of a folder (default: its best here); bf16 with torch.")
 
 
 @app.command()
 @cli_errors
 def info(params: bool = typer.Option(False, "--params", help="Also print parameter sizes next to the paper's Table 10.")):
     """Platform (Jetson model, JetPack, power mode, GPU, CUDA, TensorRT), versions, usable backends, and why not."""
+    from . import console
     from .hardware import this_platform
     from .runtime import environment as env
+    from .tables import Table
 
     machine = this_platform()
-    for key, value in [("python", machine.python), *machine.rows()]:
-        typer.echo(f"{key:<18}{value}")
-    for note in machine.notes:
-        typer.echo(f"{'note':<18}{note}")
-    for name, version in env.library_versions().items():
-        typer.echo(f"{name:<18}{version or 'not installed'}")
-    typer.echo("backends:")
-    for status in env.backend_statuses():
-        typer.echo(f"  {status.name:<12}{'yes' if status.usable else 'no '}  {status.detail}")
+    pairs = [("python", machine.python), *machine.rows(), *(("note", note) for note in machine.notes),
+             *((name, version or "not installed") for name, version in env.library_versions().items())]
+    blocks = [console.key_values(pairs, title="platform and versions"),
+              Table(("backend", "usable", "detail"), [(s.name, "yes" if s.usable else "no", s.detail)
+                                                      for s in env.backend_statuses()], title="backends")]
     if params:
-        from .benchmarks.params import format_param_table, param_table
+        from .benchmarks.params import param_block, param_table
 
-        typer.echo("\nParameters (MiB of fp32) vs HQ-SAM paper Table 10:")
-        typer.echo(format_param_table(param_table()))
+        blocks.append(param_block(param_table()))
+    console.show(blocks)
 
 
 @app.command()
@@ -198,36 +264,56 @@ def export(
     multimask: bool = typer.Option(False, "--multimask", help="Decoder picks SAM's best of three masks (HQ: + HQ logits)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing artifact folder."),
     with_processing: bool = typer.Option(False, "--with-processing", help="Also preprocess.onnx (image -> encoder input) and postprocess.onnx (masks at the image's size)."),
+    precision: Optional[str] = typer.Option(None, "--precision", **PRECISION, show_default=False,
+                                            help="Then build this precision into the folder (as `hqsam-edge build`): one command from a checkpoint to a deployment."),
+    backend: Optional[str] = typer.Option(None, "--backend", **BUILD_BACKEND, show_default=False,
+                                          help="With --precision: onnxruntime graphs (default) or tensorrt engines."),
+    calib_images: Optional[Path] = typer.Option(None, "--calib-images", callback=checked(inputs.calibration_folder), help="With --precision int8: your images for calibration."),
+    layer_search: bool = typer.Option(False, "--layer-search", help="With --precision int8: keep in float the layers that harm most, until the bound is met (as `build --layer-search`)."),
 ):
-    """Export the encoder and decoder ONNX graphs, verified against PyTorch, with a manifest."""
+    """Export the encoder and decoder ONNX graphs, verified against PyTorch, with a manifest (and with --precision,
+    build that precision into the folder)."""
     from .pipeline.export import ExportSpec, export_artifacts, summary
 
     spec = ExportSpec(backbone=backbone, variant=variant, checkpoint=None if checkpoint is None else str(checkpoint),
                       random_weights=random_weights, out=None if out is None else str(out), opset=opset,
                       hq_token_only=hq_token_only, multimask_output=multimask, overwrite=overwrite,
                       with_processing=with_processing)
-    typer.echo(summary(spec, export_artifacts(spec)))
+    if precision is None and backend is None and calib_images is None and not layer_search:
+        typer.echo(summary(spec, export_artifacts(spec)))
+        return
+    from .pipeline import build as pipeline
+
+    build_spec = pipeline.BuildSpec(folder=str(spec.out_dir), backend=backend or "onnxruntime", precision=precision,
+                                    calib_images=None if calib_images is None else str(calib_images),
+                                    layer_search=layer_search)
+    manifest, artifact = pipeline.export_then_build(spec, build_spec)
+    typer.echo(summary(spec, manifest))
+    for line in pipeline.summary(build_spec, artifact):
+        typer.echo(line)
 
 
 @app.command()
 @cli_errors
 def build(
-    folder: Path = typer.Argument(..., help="Artifact folder from `hqsam-edge export`."),
-    backend: str = typer.Option("onnxruntime", "--backend", help="onnxruntime (CPU/GPU graphs) or tensorrt (engines)."),
-    precision: str = typer.Option("fp16", "--precision", help="fp32, fp16 or int8."),
-    calib_images: Optional[Path] = typer.Option(None, "--calib-images", help="Folder of your images for INT8 calibration (any size)."),
+    folder: Path = typer.Argument(..., callback=checked(inputs.artifact_folder), help="Artifact folder from `hqsam-edge export`."),
+    backend: str = typer.Option("onnxruntime", "--backend", **BUILD_BACKEND, help="onnxruntime (CPU/GPU graphs) or tensorrt (engines)."),
+    precision: Optional[str] = typer.Option(None, "--precision", **PRECISION, show_default=False,
+                                            help="fp32, fp16 or int8 (default: the fastest accurate one for the backend: "
+                                            "fp32 for ONNX Runtime on a CPU, fp16 on a GPU and for TensorRT)."),
+    calib_images: Optional[Path] = typer.Option(None, "--calib-images", callback=checked(inputs.calibration_folder), help="Folder of your images for INT8 calibration (any size)."),
     calib_limit: int = typer.Option(16, "--calib-limit", min=1, help="Calibration images to use."),
-    calib_method: str = typer.Option("max", "--calib-method", help="max, percentile or entropy."),
+    calib_method: str = typer.Option("max", "--calib-method", **choice(inputs.CALIB_METHODS, "calibration method"), help="max, percentile or entropy."),
     max_prompts: int = typer.Option(64, "--max-prompts", min=1, help="Decoder profile: prompts per call."),
     max_points: int = typer.Option(16, "--max-points", min=2, help="Decoder profile: points per prompt (a box is 2)."),
     max_batch: int = typer.Option(1, "--max-batch", min=1, help="Encoder profile: images per call (Triton's dynamic batching)."),
     workspace_gb: float = typer.Option(4.0, "--workspace-gb", help="TensorRT workspace limit."),
     dla_core: Optional[int] = typer.Option(None, "--dla-core", help="Jetson DLA core for the encoder (GPU fallback on; fp16 / int8)."),
     version_compatible: bool = typer.Option(False, "--version-compatible", help="TensorRT version-compatible engines."),
-    print_trtexec: Optional[str] = typer.Option(None, "--print-trtexec", help="Only print the trtexec lines for TensorRT 8, 10 or 11."),
+    print_trtexec: Optional[str] = typer.Option(None, "--print-trtexec", **choice(inputs.TRTEXEC_GENERATIONS, "TensorRT generation"), help="Only print the trtexec lines for TensorRT 8, 10 or 11."),
     min_sqnr_db: Optional[float] = typer.Option(None, "--min-sqnr-db", help="Override the variant's embedding SQNR bound (dB)."),
     min_mask_iou: Optional[float] = typer.Option(None, "--min-mask-iou", help="Override the variant's mean mask IoU bound."),
-    flavour: Optional[str] = typer.Option(None, "--flavour", help="Lay the graphs out for onnxruntime or tensorrt (default: the backend's); "
+    flavour: Optional[str] = typer.Option(None, "--flavour", **BUILD_BACKEND, help="Lay the graphs out for onnxruntime or tensorrt (default: the backend's); "
                                           "`--backend onnxruntime --flavour tensorrt` prepares INT8 graphs on a workstation for a Jetson's build."),
     layer_search: bool = typer.Option(False, "--layer-search", help="INT8 missing its bound: keep in float the layers with the most "
                                       "harm per ms they would save (each measured end to end; minutes) until it is met."),
@@ -253,15 +339,19 @@ def build(
 @app.command()
 @cli_errors
 def verify(
-    folder: Path = typer.Argument(..., help="Artifact folder from `hqsam-edge export` / `build`."),
+    folder: Path = typer.Argument(..., callback=checked(inputs.artifact_folder), help="Artifact folder from `hqsam-edge export` / `build`."),
     update: bool = typer.Option(False, "--update", help="First record the files that have no size and sha256 yet (a folder of an older hqsam-edge), as they are now."),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout (for scripts) instead of the table."),
 ):
     """Check every file of an artifact folder against its manifest: a table of file, size, sha256 and status."""
+    from . import console
     from .pipeline.verify import verify_folder
 
     report = verify_folder(folder, update=update)
-    typer.echo(report.to_json() if json_out else report.table())
+    if json_out:
+        typer.echo(report.to_json())
+    else:
+        console.show([report.table()])
     report.raise_for_problems()
 
 
@@ -272,7 +362,7 @@ def verify(
 def predict(
     model: ModelChoice,
     generator: GeneratorOptions,
-    image: Path = typer.Option(..., "--image", "-i", help="Image file (any format Pillow reads)."),
+    image: Path = typer.Option(..., "--image", "-i", callback=checked(inputs.image_file), help="Image file (any format Pillow reads)."),
     box: list[str] = typer.Option([], "--box", help="x0,y0,x1,y1 in pixels; repeat for one mask per box."),
     point: list[str] = typer.Option([], "--point", help="x,y[,label] in pixels (label 1 fg, 0 bg); repeat."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Mask PNG to write (0/255, union of the masks; --everything: labels 1..K)."),
@@ -296,12 +386,13 @@ def predict(
 @app.command()
 @cli_errors
 def bench(
-    folders: list[Path] = typer.Argument(None, help="Artifact folders to benchmark (default: vit_tiny HQ and SAM, random weights)."),
-    backbone: list[str] = typer.Option([], "--backbone", "-b", help="Backbones when no folder is given (repeat)."),
-    variant: list[str] = typer.Option([], "--variant", help="hq and/or sam (repeat; default both)."),
-    backend: list[str] = typer.Option([], "--backend", help="torch, onnxruntime, tensorrt (repeat; default: the best here)."),
-    precision: list[str] = typer.Option([], "--precision", help="fp32, fp16, int8 (repeat; default fp32)."),
-    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Use this checkpoint instead of random weights."),
+    folders: list[Path] = typer.Argument(None, callback=checked(inputs.artifact_folder), show_default=False,
+                                         help="Artifact folders to benchmark (default: vit_tiny HQ and SAM, random weights)."),
+    backbone: list[str] = typer.Option([], "--backbone", "-b", **BACKBONE, help="Backbones when no folder is given (repeat)."),
+    variant: list[str] = typer.Option([], "--variant", **VARIANT, help="hq and/or sam (repeat; default both)."),
+    backend: list[str] = typer.Option([], "--backend", **choice(inputs.BACKENDS[1:], "backend"), help="torch, onnxruntime, tensorrt (repeat; default: the best here)."),
+    precision: list[str] = typer.Option([], "--precision", **PRECISION, help="fp32, fp16, int8 (repeat; default fp32)."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", callback=checked(inputs.checkpoint_file), help="Use this checkpoint instead of random weights."),
     table10: bool = typer.Option(False, "--table10", help="All eight rows of the HQ-SAM paper's Table 10."),
     reference: bool = typer.Option(False, "--reference", help="Also time the official segment_anything_hq SamPredictor."),
     scaling: bool = typer.Option(False, "--scaling", help="Decoder latency vs prompts (1-64), encoder throughput vs batch (1-4)."),
@@ -313,13 +404,14 @@ def bench(
     plot_out: Optional[Path] = typer.Option(None, "--plot", help="Write a PNG plot (needs matplotlib)."),
 ):
     """Params / latency / FPS / memory table, next to the HQ-SAM paper's Table 10."""
+    from . import console
     from .benchmarks import harness, report
 
     targets = harness.plan_targets(folders=[str(f) for f in folders or []], backbones=backbone, variants=variant,
                                    backends=backend, precisions=precision, table10=table10, reference=reference,
                                    checkpoint=None if checkpoint is None else str(checkpoint))
     rows = harness.run_rows(targets, iters=iters, warmup=warmup, scaling=scaling, rounds=rounds)
-    typer.echo(report.markdown(rows))
+    console.show(report.blocks(rows))
     if json_out:
         report.write_json(rows, json_out)
     if markdown_out:
@@ -332,8 +424,8 @@ def bench(
 @cli_errors
 def train(
     backbone: str = BackboneOpt,
-    checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="SAM / MobileSAM checkpoint (HQ parts start untrained) or an HQ-SAM one (fine-tune)."),
-    data: Path = typer.Option(..., "--data", help="HQSeg-44K root in the official layout (see hqsam_edge.data.hqseg)."),
+    checkpoint: Path = typer.Option(..., "--checkpoint", "-c", callback=checked(inputs.checkpoint_file), help="SAM / MobileSAM checkpoint (HQ parts start untrained) or an HQ-SAM one (fine-tune)."),
+    data: Path = typer.Option(..., "--data", callback=checked(inputs.data_root), help="HQSeg-44K root in the official layout (see hqsam_edge.data.hqseg)."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for epoch_{k}.pth, train_log.jsonl and sam_hq_<backbone>_trained.pth."),
     epochs: int = typer.Option(12, "--epochs", min=1, help="Epochs (the paper: 12; lr x0.1 after --lr-drop-epoch)."),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1, help="Stop after this many steps in all (smoke runs)."),
@@ -368,21 +460,23 @@ def train(
 @model_options
 def evaluate(
     model: ModelChoice,
-    data: Path = typer.Option(..., "--data", help="HQSeg-44K root in the official layout (validation sets)."),
+    data: Path = typer.Option(..., "--data", callback=checked(inputs.data_root), help="HQSeg-44K root in the official layout (validation sets)."),
     datasets: list[str] = typer.Option([], "--datasets", help="DIS5K-VD, COIFT, HRSOD, ThinObject5k-TE (repeat; default all four)."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Score only the first N images of each set."),
     reference: bool = typer.Option(True, "--reference/--no-reference", help="With a folder, also score its fp32 PyTorch model, side by side."),
-    protocol: str = typer.Option("official", "--protocol", help="official (HQ-SAM's: 1024x1024 resize) or predictor (SAM's resize)."),
+    protocol: str = typer.Option("official", "--protocol", **choice(inputs.EVAL_PROTOCOLS, "protocol"), help="official (HQ-SAM's: 1024x1024 resize) or predictor (SAM's resize)."),
     hq_token_only: Optional[bool] = typer.Option(None, "--hq-token-only/--sam-plus-hq", help="Score the HQ token alone or SAM + HQ logits (default: as exported)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write per-set and per-image scores as JSON."),
 ):
     """mIoU and boundary mIoU on the HQSeg-44K validation sets, with ground-truth box prompts."""
-    from .eval.runner import EvalSpec, evaluate_deployment, format_table, write_json
+    from . import console
+    from .eval.runner import EvalSpec, evaluate_deployment, score_table, write_json
 
     spec = EvalSpec(data=str(data), datasets=tuple(datasets), limit=limit, protocol=protocol,
                     hq_token_only=hq_token_only)
     reports = evaluate_deployment(spec, model, reference=reference)
-    typer.echo(format_table(reports))
+    if reports:
+        console.show([score_table(reports)])
     if json_out:
         write_json(reports, json_out)
 
@@ -390,14 +484,14 @@ def evaluate(
 @app.command()
 @cli_errors
 def triton(
-    folder: Path = typer.Argument(..., help="Artifact folder from `hqsam-edge export` / `build`."),
+    folder: Path = typer.Argument(..., callback=checked(inputs.artifact_folder), help="Artifact folder from `hqsam-edge export` / `build`."),
     out: Path = typer.Option(..., "--out", "-o", help="Triton model repository to write."),
-    backend: str = typer.Option("onnxruntime", "--backend", help="onnxruntime (model.onnx) or tensorrt (engines from `build --backend tensorrt`)."),
-    precision: Optional[str] = PrecisionOpt,
+    backend: str = typer.Option("onnxruntime", "--backend", **BUILD_BACKEND, help="onnxruntime (model.onnx) or tensorrt (engines from `build --backend tensorrt`)."),
+    precision: Optional[str] = typer.Option(None, "--precision", **PRECISION, help="fp32, fp16 or int8 of the folder (default: the first it has for the backend)."),
     max_prompts: Optional[int] = typer.Option(None, "--max-prompts", min=1, help="Prompts per decoder call (default: the engines' profile, or 64)."),
     max_batch: Optional[int] = typer.Option(None, "--max-batch", min=1, help="Encoder images per batched call (default: the engines' profile, or 4)."),
     instances: int = typer.Option(1, "--instances", min=1, help="Instances of each model."),
-    kind: str = typer.Option("gpu", "--kind", help="gpu or cpu: where the encoder and decoder instances run."),
+    kind: str = typer.Option("gpu", "--kind", **choice(inputs.TRITON_KINDS, "instance kind"), help="gpu or cpu: where the encoder and decoder instances run."),
     max_queue_delay_us: int = typer.Option(0, "--max-queue-delay-us", min=0, help="Encoder dynamic batching: wait this long for more images."),
     preferred_batch_size: list[int] = typer.Option([], "--preferred-batch-size", help="Encoder dynamic batching: preferred batch (repeat)."),
     name: Optional[str] = typer.Option(None, "--name", help="Model name (default <variant>_<backbone>; also <name>_encoder, <name>_decoder)."),
@@ -421,7 +515,7 @@ def segment(
     model: ModelChoice,
     generator: GeneratorOptions,
     images: str = typer.Option(..., "--images", help="Glob of image files, quoted ('val2017/**/*.jpg'); paths count from the part before the first wildcard."),
-    boxes: Optional[Path] = typer.Option(None, "--boxes", help="COCO annotations file, or a JSON object: file name -> list of x,y,w,h boxes (COCO pixels)."),
+    boxes: Optional[Path] = typer.Option(None, "--boxes", callback=checked(inputs.boxes_file), help="COCO annotations file, or a JSON object: file name -> list of x,y,w,h boxes (COCO pixels)."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder: <image path>.json per image + results.json (COCO RLE results); rerun to resume."),
     queue_size: int = typer.Option(4, "--queue-size", min=1, help="Images waiting between reading, the model and writing."),
     everything: bool = typer.Option(False, "--everything", help="Every mask in each image (SamAutomaticMaskGenerator), no --boxes."),

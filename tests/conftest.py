@@ -103,6 +103,16 @@ def make_checkpoint(tmp_path_factory):
     return make
 
 
+def table_rows(output: str) -> list[list[str]]:
+    """The cells of every row of the markdown tables in ``output`` (what a command prints off a terminal),
+    header rows included, separator rows not."""
+    rows = []
+    for line in output.splitlines():
+        if line.startswith("|") and not set(line) <= set("|-: "):
+            rows.append([c.strip() for c in line.strip().strip("|").split("|")])
+    return rows
+
+
 def test_image(h: int = 480, w: int = 640, seed: int = 0) -> np.ndarray:
     """A deterministic RGB image with structure (see ``hqsam_edge.data.synthetic.demo_image``)."""
     from hqsam_edge.data.synthetic import demo_image

@@ -38,6 +38,7 @@ def test_info_lists_backends_and_params():
     assert result.exit_code == 0, result.output
     assert "onnxruntime" in result.stdout and "tensorrt" in result.stdout
     assert "| Light HQ-SAM | vit_tiny |" in result.stdout and "| HQ-SAM-H | vit_h |" in result.stdout
+    assert "| backend | usable | detail |" in result.stdout
 
 
 def test_predict_random_weights_writes_mask_and_overlay(image_file, tmp_path):

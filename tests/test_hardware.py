@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from hqsam_edge import hardware as hw
 from hqsam_edge.cli import app
+from tests.conftest import table_rows
 
 
 def board(tmp_path, *, model: str | None, release: str | None, cuda: str | None = "12.6.68"):
@@ -110,9 +111,10 @@ def test_this_machine_is_reported_honestly():
 
     result = CliRunner().invoke(app, ["info"])
     assert result.exit_code == 0, result.output
-    lines = {ln[:18].strip(): ln[18:] for ln in result.stdout.splitlines() if len(ln) > 18}
+    rows = table_rows(result.stdout)
+    lines = {row[0]: row[1] for row in rows if len(row) == 2}
     assert lines["gpu"] == "none" and lines["jetson"] == "no" and lines["architecture"].startswith(p.arch)
-    assert "no NVIDIA driver loaded" in result.stdout and "tensorrt    no" in result.stdout
+    assert "no NVIDIA driver loaded" in result.stdout and ["tensorrt", "no"] in [row[:2] for row in rows]
 
 
 def test_platform_is_recorded_in_the_manifest(tiny_folder):

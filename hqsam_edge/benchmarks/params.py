@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from ..model.build import BackboneSpec, backbone_spec, build_from_spec, learnable_hq_parameters
+from ..tables import Table
 from .paper import TABLE10
 
 MIB = 2**20
@@ -50,16 +51,14 @@ def param_table() -> list[ParamRow]:
 
 
 def format_param_table(rows: list[ParamRow]) -> str:
-    """A markdown table: ours vs the paper's Table 10, with the relative difference."""
-    lines = [
-        "| model | backbone | params MiB | paper | diff | learnable MiB | paper |",
-        "|---|---|---:|---:|---:|---:|---:|",
-    ]
-    for r in rows:
-        learn = "-" if r.learnable_mib is None else f"{r.learnable_mib:.2f}"
-        paper_learn = "-" if r.paper_learnable_mib is None else f"{r.paper_learnable_mib:.1f}"
-        lines.append(
-            f"| {r.model} | {r.backbone} | {r.params_mib:.1f} | {r.paper_params_mib:.1f} | "
-            f"{100 * r.rel_error:+.2f}% | {learn} | {paper_learn} |"
-        )
-    return "\n".join(lines)
+    """``param_block`` as markdown."""
+    return param_block(rows).markdown()
+
+
+def param_block(rows: list[ParamRow]) -> Table:
+    """Ours vs the paper's Table 10 (MiB of fp32), with the relative difference."""
+    cells = [[r.model, r.backbone, f"{r.params_mib:.1f}", f"{r.paper_params_mib:.1f}", f"{100 * r.rel_error:+.2f}%",
+              "-" if r.learnable_mib is None else f"{r.learnable_mib:.2f}",
+              "-" if r.paper_learnable_mib is None else f"{r.paper_learnable_mib:.1f}"] for r in rows]
+    return Table(("model", "backbone", "params MiB", "paper", "diff", "learnable MiB", "paper"), cells,
+                 title="Parameters (MiB of fp32) vs HQ-SAM paper Table 10", numeric=frozenset(range(2, 7)))

@@ -13,15 +13,14 @@ from ..data import transforms as T
 from ..data.synthetic import demo_image
 from ..errors import UsageError
 from ..export import contract as C
+from ..inputs import calibration_folder
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
 def list_images(folder: str | Path, limit: int | None = None) -> list[Path]:
     """Image files under ``folder`` (recursive, sorted); ``UsageError`` if there are none."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise UsageError(f"calibration folder not found: {folder}")
+    folder = calibration_folder(folder)
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if not files:
         raise UsageError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in calibration folder {folder}")

@@ -26,8 +26,8 @@ from .. import progress
 from ..atomic import write_text
 from ..errors import UsageError
 from ..export.onnx_files import save_onnx
+from ..inputs import CALIB_METHODS as METHODS
 
-METHODS = ("max", "percentile", "entropy")
 QUANTIZED_OPS = ("Conv", "Gemm", "MatMul")
 BINS = 2048
 

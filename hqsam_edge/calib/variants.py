@@ -27,15 +27,16 @@ from typing import Any
 
 import numpy as np
 
+from .. import progress
 from ..atomic import temp_dir
 from ..errors import ArtifactError, ParityError, UsageError
 from ..export.manifest import Artifact, graph_file, provenance, read_manifest, tool_versions
+from ..inputs import PRECISIONS
 from ..interrupts import deferred
 from .images import CalibrationSet
 from .ranges import collect_ranges, load_ranges, quantizable_nodes, save_ranges
 from .recipes import DEFAULT_INT8_EXCLUDE, FLAVOUR_OPS, fp16_graph, int8_graph
 
-PRECISIONS = ("fp32", "fp16", "int8")
 HELDOUT_SEED = 900  # synthetic held-out pictures (random weights only) are seeded apart from calibration's (100)
 # The layer search raises its SQNR goal above the bound in these steps until the real graph's check (which
 # also decodes masks, and may need a cleaner embedding than the SQNR bound) passes.
@@ -234,7 +235,9 @@ def _checker(spec: PrecisionSpec, manifest, heldout: list[np.ndarray]) -> Callab
     def run(encoder: Path, decoder: Path) -> dict[str, Any]:
         candidate = OnnxRuntimeBackend(info, encoder, decoder, precision=spec.precision, providers=["cpu"],
                                        exact_qdq=exact_qdq)
-        return check(compare(reference, candidate, heldout), spec.bounds(), f"the {spec.precision} variant")
+        with progress.stage(f"build: check the {spec.precision} graphs against PyTorch ({len(heldout)} held-out "
+                            f"image{'s' if len(heldout) != 1 else ''}, ONNX Runtime, CPU)"):
+            return check(compare(reference, candidate, heldout), spec.bounds(), f"the {spec.precision} variant")
 
     return run
 

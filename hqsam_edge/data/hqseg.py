@@ -28,6 +28,7 @@ import torch
 from PIL import Image
 
 from ..errors import DataError, UsageError
+from ..inputs import data_root
 from .augment import AugmentSpec, augment_pair, to_tensors
 from .prompts import PromptSpec, sample_prompt
 
@@ -96,9 +97,7 @@ def find_datasets(names: Sequence[str] | None, split: str) -> tuple[DatasetLayou
 
 def list_samples(root: str | Path, layout: DatasetLayout) -> list[Sample]:
     """Every (image, mask) pair of one data set, sorted by name; ``DataError`` on any gap."""
-    root = Path(root)
-    if not root.is_dir():
-        raise DataError(f"data root not found: {root} (expected the HQSeg-44K layout; see `hqsam_edge.data.hqseg`)")
+    root = data_root(root)
     image_dir, mask_dir = root / layout.image_dir, root / layout.mask_dir
     for folder in dict.fromkeys((image_dir, mask_dir)):
         if not folder.is_dir():

@@ -38,12 +38,12 @@ from ..atomic import write_bytes
 from ..errors import BackendUnavailableError, UsageError
 from ..export.manifest import Artifact, Manifest, engine_file, graph_file, provenance, read_manifest
 from ..export.profiles import Limits, Profile, profile_for
+from ..inputs import PRECISIONS
 
 if TYPE_CHECKING:  # typed against tensorrt-stubs; imported for real only inside the functions
     import tensorrt as trt
 
 GRAPHS = ("encoder", "decoder")
-PRECISIONS = ("fp32", "fp16", "int8")
 # ONNX ops FP16 overflows or loses accuracy in (calib.recipes.FP16_KEEP_FP32 less the integer-valued ones)
 TRT_KEEP_FP32_OPS = ("LayerNormalization", "Softmax", "ReduceMean", "ReduceSum", "Pow", "Sqrt", "Reciprocal", "Exp",
                      "Sin", "Cos")

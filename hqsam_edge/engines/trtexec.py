@@ -25,11 +25,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import UsageError
+from ..inputs import TRTEXEC_GENERATIONS as GENERATIONS
 
 if TYPE_CHECKING:
     from .builder import EngineJob
 
-GENERATIONS = ("8", "10", "11")
 
 
 def trtexec_command(job: EngineJob, *, generation: str, workspace_gb: float = 4.0,

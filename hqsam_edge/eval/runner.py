@@ -32,14 +32,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import DataError, UsageError
+from ..inputs import EVAL_PROTOCOLS as PROTOCOLS
 from ..metrics import boundary_iou, mask_iou
+from ..tables import Table
 
 if TYPE_CHECKING:
     from ..data.hqseg import Sample
     from ..runtime.choice import ModelChoice
     from ..runtime.predictor import Predictor
 
-PROTOCOLS = ("official", "predictor")
 
 
 @dataclass(frozen=True)
@@ -194,10 +195,13 @@ def evaluate(predictor: Predictor, spec: EvalSpec, label: str | None = None,
 
 
 def format_table(reports: list[EvalReport]) -> str:
-    """Markdown: per set and the mean, mIoU / mBIoU (percent) of each report side by side, and with two
-    or more reports the change of the last against the first (in points)."""
-    if not reports:
-        return ""
+    """``score_table`` as markdown."""
+    return score_table(reports).markdown() if reports else ""
+
+
+def score_table(reports: list[EvalReport]) -> Table:
+    """Per set and the mean, mIoU / mBIoU (percent) of each report side by side, and with two or more
+    reports the change of the last against the first (in points)."""
     head = ["data set", "images"]
     for r in reports:
         head += [f"{r.label} mIoU", f"{r.label} mBIoU"]
@@ -220,9 +224,7 @@ def format_table(reports: list[EvalReport]) -> str:
     if delta:
         row += [f"{100 * (last.mean_miou - first.mean_miou):+.2f}", f"{100 * (last.mean_mbiou - first.mean_mbiou):+.2f}"]
     rows.append(row)
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines)
+    return Table(head, rows, numeric=frozenset(range(1, len(head))))
 
 
 def evaluate_deployment(spec: EvalSpec, model: ModelChoice, *, reference: bool = True) -> list[EvalReport]:

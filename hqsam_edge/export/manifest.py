@@ -29,10 +29,10 @@ from typing import Any
 
 from ..atomic import remove_stale, write_text
 from ..errors import ArtifactError
+from ..inputs import MANIFEST, artifact_folder
 from . import contract as C
 from . import integrity
 
-MANIFEST = "manifest.json"
 FORMAT_VERSION = 2
 FORMATS = {"onnxruntime": ("onnx",), "tensorrt": ("engine", "onnx")}  # the first is what the backend runs
 
@@ -185,10 +185,7 @@ def read_manifest(folder: str | Path) -> Manifest:
     """Read and check ``folder/manifest.json``; ``ArtifactError`` naming what is wrong."""
     folder = Path(folder)
     path = folder / MANIFEST
-    if not folder.is_dir():
-        raise ArtifactError(f"artifact folder not found: {folder} (make one with `hqsam-edge export`)")
-    if not path.is_file():
-        raise ArtifactError(f"{folder} has no {MANIFEST}: not an artifact folder of `hqsam-edge export`")
+    artifact_folder(folder)
     remove_stale(folder)  # temporaries of a process that was killed while it worked here
     remove_stale(folder.parent, prefix=f".{folder.name}.")
     try:

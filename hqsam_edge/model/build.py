@@ -18,6 +18,7 @@ from segment_anything.modeling.transformer import TwoWayTransformer
 
 from ..data.transforms import PIXEL_MEAN, PIXEL_STD
 from ..errors import UsageError
+from ..inputs import BACKBONES, VARIANTS
 from .image_encoder import ImageEncoderViT
 from .mask_decoder import MaskDecoder
 from .mask_decoder_hq import HQ_PARAMETER_PREFIXES, MaskDecoderHQ
@@ -27,7 +28,6 @@ from .tiny_vit import TinyViT
 IMAGE_SIZE = 1024
 PATCH_SIZE = 16
 PROMPT_EMBED_DIM = 256
-VARIANTS = ("hq", "sam")
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,7 @@ MODEL_REGISTRY: dict[str, BackboneSpec] = {
         tiny_early_stage=1,
     ),
 }
-BACKBONES = tuple(MODEL_REGISTRY)
+assert set(MODEL_REGISTRY) == set(BACKBONES), "inputs.BACKBONES names every registered backbone"
 
 
 def backbone_spec(backbone: str) -> BackboneSpec:

@@ -16,6 +16,7 @@ import torch
 
 from ..digest import sha256_file as sha256_file  # where the callers of this module have found it
 from ..errors import CheckpointError, UsageError
+from ..inputs import checkpoint_file
 from .mask_decoder_hq import HQ_PARAMETER_PREFIXES
 
 _VIT_DIMS = {768: "vit_b", 1024: "vit_l", 1280: "vit_h"}
@@ -45,9 +46,7 @@ def check_weights_choice(checkpoint: object, random_weights: bool) -> None:
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Load a checkpoint file on the CPU with ``weights_only=True``."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path} (download one with `hqsam-edge download`)")
+    path = checkpoint_file(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad file

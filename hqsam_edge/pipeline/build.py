@@ -9,16 +9,21 @@ PyTorch model, on the same held-out images.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from .. import progress
 from ..atomic import note_kept
 from ..calib.recipes import DEFAULT_INT8_EXCLUDE
 from ..errors import UsageError
-from ..export.manifest import Artifact
+from ..export.manifest import Artifact, Manifest
+from ..inputs import BUILD_BACKENDS as BACKENDS
 from ..runtime.environment import require_onnxruntime
 
-BACKENDS = ("onnxruntime", "tensorrt")
+if TYPE_CHECKING:
+    from .export import ExportSpec
+
 DLA_NOTE = ("note: only the encoder runs on the DLA; the decoder's prompt and point dimensions are dynamic, which DLA "
             "cannot run, so its engine is built for the GPU")
 
@@ -32,7 +37,7 @@ class BuildSpec:
 
     folder: str
     backend: str = "onnxruntime"
-    precision: str = "fp16"
+    precision: str | None = None  # None: the fastest accurate one for the backend here (``default_precision``)
     # the graphs
     calib_images: str | None = None  # a folder of the user's images; None: synthetic (random weights only)
     calib_limit: int = 16
@@ -70,10 +75,36 @@ class BuildSpec:
                           self.workspace_gb, self.dla_core, self.version_compatible)
 
 
+def default_precision(backend: str) -> tuple[str, str]:
+    """The fastest accurate precision for ``backend`` on this machine, and why: fp16 for TensorRT engines and
+    for ONNX Runtime with a GPU provider; fp32 for ONNX Runtime on the CPU alone, where fp16 graphs run
+    slower than fp32 (0.67x on these machines: the CPU has no fp16 arithmetic and casts)."""
+    if backend == "tensorrt":
+        return "fp16", "TensorRT engines"
+    from ..runtime.onnxruntime_backend import CUDA, TENSORRT, available_providers
+
+    gpu = [p for p in (TENSORRT, CUDA) if p in available_providers()]
+    if gpu:
+        return "fp16", f"ONNX Runtime with {gpu[0]}"
+    return "fp32", "ONNX Runtime on the CPU (fp16 graphs run slower there)"
+
+
+def with_precision(spec: BuildSpec) -> tuple[BuildSpec, str | None]:
+    """``spec`` with its precision chosen (``default_precision``) if it names none, and a line saying so."""
+    if spec.precision is not None:
+        return spec, None
+    precision, why = default_precision(spec.backend)
+    return replace(spec, precision=precision), f"--precision {precision}, the default for {why} (give --precision to choose)"
+
+
 def check_spec(spec: BuildSpec) -> None:
     """Every option that can be refused before anything heavy is imported."""
     if spec.backend not in BACKENDS:
         raise UsageError(f"unknown backend {spec.backend!r} for build; choose one of: {', '.join(BACKENDS)}")
+    if spec.precision not in (None, "int8"):
+        for given, option in ((spec.calib_images is not None, "--calib-images"), (spec.layer_search, "--layer-search")):
+            if given:
+                raise UsageError(f"{option} is for --precision int8, not {spec.precision}")
     if spec.backend == "tensorrt" or spec.dla_core is not None:
         from ..engines.builder import check_spec as check_engine_spec
 
@@ -84,6 +115,7 @@ def trtexec_lines(spec: BuildSpec, generation: str) -> list[str]:
     """The trtexec lines that build what ``build --backend tensorrt`` would, for TensorRT ``generation``."""
     from ..engines.builder import trtexec_lines as lines
 
+    spec = replace(spec, precision=spec.precision or default_precision("tensorrt")[0])
     check_spec(spec)
     return lines(spec.engine_spec(), generation)
 
@@ -112,8 +144,11 @@ def build(spec: BuildSpec) -> Artifact:
     """The ``spec.precision`` variant of ``spec.folder`` for ``spec.backend``, made, checked and recorded."""
     from ..calib.variants import make_precision_graphs
 
-    check_spec(spec)
     require_onnxruntime()  # every graph is checked under it
+    spec, chosen = with_precision(spec)
+    check_spec(spec)
+    if chosen:
+        progress.note(f"build: {chosen}")
     try:
         if spec.backend == "tensorrt":
             return _engines(spec)
@@ -128,6 +163,9 @@ def summary(spec: BuildSpec, artifact: Artifact) -> list[str]:
     from ..runtime.compare import encoder_sqnr
 
     lines = []
+    chosen = with_precision(spec)[1]
+    if chosen:
+        lines.append(f"precision: {chosen.removeprefix('--precision ')}")
     calibration = artifact.extra.get("calibration", {})
     if "layer_search" in calibration:
         search = calibration["layer_search"]
@@ -142,3 +180,16 @@ def summary(spec: BuildSpec, artifact: Artifact) -> list[str]:
                  f"vs fp32 PyTorch: {sqnr}, mean mask IoU {figures.get('mean_mask_iou', float('nan')):.4f}, "
                  f"mean boundary IoU {figures.get('mean_boundary_iou', float('nan')):.4f}")
     return lines
+
+
+def export_then_build(export: ExportSpec, spec: BuildSpec) -> tuple[Manifest, Artifact]:
+    """``hqsam-edge export --precision ...``: the verified export into ``export.out_dir``, then ``spec``'s build
+    of it (``spec.folder`` is that folder). The build's options are checked before the export starts; a build
+    that fails keeps the exported folder (build it again with ``hqsam-edge build``)."""
+    from .export import export_artifacts
+
+    if Path(spec.folder) != export.out_dir:
+        raise ValueError(f"the build's folder {spec.folder} is not the export's {export.out_dir}")
+    check_spec(with_precision(spec)[0])
+    manifest = export_artifacts(export)
+    return manifest, build(spec)

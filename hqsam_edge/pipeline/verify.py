@@ -17,6 +17,7 @@ from ..errors import ArtifactError
 from ..export import integrity
 from ..export.manifest import MANIFEST, read_manifest
 from ..export.onnx_files import external_data_files
+from ..tables import Table
 
 
 @dataclass(frozen=True)
@@ -28,13 +29,10 @@ class VerifyReport:
     def problems(self) -> list[integrity.FileCheck]:
         return [r for r in self.rows if not r.ok]
 
-    def table(self) -> str:
+    def table(self) -> Table:
         """file, size, sha256, status: one row per file."""
-        header = ("file", "size", "sha256", "status")
         cells = [(r.name, "-" if r.size is None else str(r.size), r.sha256 or "-", r.status) for r in self.rows]
-        widths = [max(len(row[i]) for row in [header, *cells]) for i in range(3)]
-        return "\n".join(f"{a:<{widths[0]}}  {b:>{widths[1]}}  {c:<{widths[2]}}  {d}" for a, b, c, d in
-                         [header, *cells])
+        return Table(("file", "size", "sha256", "status"), cells, title=f"{self.folder}", numeric=frozenset({1}))
 
     def to_json(self) -> str:
         return json.dumps({"folder": str(self.folder), "ok": not self.problems,

@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import ArtifactError, UsageError
+from ..inputs import BACKENDS
 from .base import Backend, ModelInfo
-
-BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
 
 
 def _torch_from_manifest(manifest, precision: str | None) -> Backend:

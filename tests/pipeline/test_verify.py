@@ -18,6 +18,7 @@ from hqsam_edge import Predictor
 from hqsam_edge.cli import app
 from hqsam_edge.errors import ArtifactError
 from hqsam_edge.export.manifest import Artifact, read_manifest
+from tests.conftest import table_rows
 from tests.conftest import test_image
 
 # (file replaced, backend and precision of the artifact that uses it)
@@ -123,7 +124,7 @@ def test_a_replaced_file_is_refused_everywhere_and_verify_names_it(changed, tmp_
     assert [r["file"] for r in rows if r["status"] != "ok"] == [name]
     assert len(rows) == 6  # the fp32 graphs, the external-data graph and its data, the two plans
     result = runner.invoke(app, ["verify", str(folder)])
-    changed_rows = [line.split() for line in result.stdout.splitlines()[1:] if not line.endswith("  ok")]
+    changed_rows = [row for row in table_rows(result.stdout)[1:] if row[-1] != "ok"]
     assert [row[0] for row in changed_rows] == [name] and changed_rows[0][-1] == "changed"
     assert result.stderr.startswith(f"error: 1 of 6 files in {folder} do not match manifest.json: {name} (changed)")
 
@@ -131,9 +132,8 @@ def test_a_replaced_file_is_refused_everywhere_and_verify_names_it(changed, tmp_
 def test_verify_of_a_good_folder_prints_the_table(recorded):
     result = CliRunner().invoke(app, ["verify", str(recorded)])
     assert result.exit_code == 0, result.output
-    lines = result.stdout.splitlines()
-    assert lines[0].split() == ["file", "size", "sha256", "status"] and len(lines) == 7
+    rows = table_rows(result.stdout)
+    assert rows[0] == ["file", "size", "sha256", "status"] and len(rows) == 7
     manifest = read_manifest(recorded)
-    for line in lines[1:]:
-        name, size, sha, status = line.split()
+    for name, size, sha, status in rows[1:]:
         assert status == "ok" and manifest.files[name] == {**manifest.files[name], "size": int(size), "sha256": sha}

@@ -77,6 +77,8 @@ def legacy_folder(tiny_folder, tmp_path_factory):
     raw.parent.mkdir()
     _export_graph(OldDecoderGraph().eval(), (*features, *_trace_prompts()), raw, C.decoder_inputs(True), old, 17)
     _finish_graph(raw, folder / DECODER_FILE, True)
+    manifest.files = None
+    manifest.record_files(folder, ["encoder.onnx", DECODER_FILE])
     data = json.loads(manifest.to_json())
     data["graphs"]["decoder"]["outputs"] = [{"name": s.name, "dtype": "float32", "shape": list(s.shape)} for s in old]
     (folder / "manifest.json").write_text(json.dumps(data))

@@ -1,0 +1,169 @@
+"""The command line as a new user meets it: fixed values are choices (the error lists them), bad paths and
+values fail in one line before torch, onnx or onnxruntime are imported, ``build`` picks the fastest accurate
+precision for the backend and says so, and ``export --precision`` goes from a checkpoint to a deployment in
+one command. (How fast the errors are, wall clock: ``python benchmarks/cli_errors.py``.)"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from hqsam_edge.cli import app
+from tests.conftest import test_image
+
+ROOT = Path(__file__).resolve().parents[1]
+HEAVY = ("torch", "onnx", "onnxruntime", "tensorrt", "numpy")
+
+
+def one_line_error(result, *fragments: str, code: int | None = None) -> str:
+    err = result.stderr.strip()
+    assert result.exit_code != 0 and (code is None or result.exit_code == code), result.output
+    assert err.startswith("error: ") and len(err.splitlines()) == 1 and "Traceback" not in result.output, err
+    for fragment in fragments:
+        assert fragment in err, err
+    return err
+
+
+@pytest.mark.parametrize("args, what", [
+    (["export", "--backbone", "vit_x", "--random-weights"], "backbone 'vit_x'; choose one of: vit_tiny, vit_b, vit_l, vit_h"),
+    (["build", "{folder}", "--precision", "fp61"], "precision 'fp61'; choose one of: fp32, fp16, int8"),
+    (["bench", "--precision", "fp61"], "precision 'fp61'; choose one of: fp32, fp16, int8"),
+    (["bench", "--backend", "auto"], "backend 'auto'; choose one of: torch, onnxruntime, tensorrt"),
+    (["predict", "--variant", "hqq", "--random-weights", "--image", "{image}"], "variant 'hqq'; choose one of: hq, sam"),
+    (["build", "{folder}", "--calib-method", "mean"], "calibration method 'mean'; choose one of: max, percentile, entropy"),
+    (["triton", "{folder}", "--out", "repo", "--kind", "tpu"], "instance kind 'tpu'; choose one of: gpu, cpu"),
+    (["eval", "--random-weights", "--data", ".", "--protocol", "coco"], "protocol 'coco'; choose one of: official, predictor"),
+])
+def test_fixed_values_are_choices_and_the_error_lists_them(args, what, tmp_path):
+    folder = tmp_path / "f"
+    folder.mkdir()
+    (folder / "manifest.json").write_text("{}")
+    image = tmp_path / "i.png"
+    Image.fromarray(test_image(20, 30)).save(image)
+    args = [a.format(folder=folder, image=image) for a in args]
+    result = CliRunner().invoke(app, args)
+    err = one_line_error(result, f"unknown {what}", code=2)
+    assert f"(see `hqsam-edge {args[0]} --help`)" in err
+
+
+def test_usage_mistakes_are_one_line_too():
+    runner = CliRunner()
+    one_line_error(runner.invoke(app, ["export", "--bogus"]), "No such option: --bogus", code=2)
+    one_line_error(runner.invoke(app, ["build"]), "Missing argument", code=2)
+    one_line_error(runner.invoke(app, ["exprot"]), "No such command 'exprot'", code=2)
+    assert "Usage" in runner.invoke(app, []).output  # a bare `hqsam-edge` shows the help
+
+
+def run_isolated(args: list[str], cwd: Path) -> tuple[int, str, list[str]]:
+    """The command in a fresh interpreter: exit code, stderr, and which heavy modules it had imported."""
+    script = textwrap.dedent(f"""
+        import sys
+        from hqsam_edge.cli import app
+        try:
+            app({args!r}, prog_name="hqsam-edge")
+        except SystemExit as exc:
+            code = exc.code
+        print("heavy:" + ",".join(m for m in {HEAVY!r} if m in sys.modules))
+        sys.exit(code)
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], cwd=cwd, capture_output=True, text=True, timeout=120,
+                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    heavy = proc.stdout.strip().splitlines()[-1].removeprefix("heavy:")
+    return proc.returncode, proc.stderr, [m for m in heavy.split(",") if m]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["predict", "--random-weights", "--image", "nope.png", "--box", "1,1,5,5", "--out", "m.png"], "image not found: nope.png"),
+    (["predict", "nope_dir", "--image", "c.pth", "--box", "1,1,5,5", "--out", "m.png"], "artifact folder not found: nope_dir"),
+    (["build", "nope_dir"], "artifact folder not found: nope_dir"),
+    (["bench", "nope_dir"], "artifact folder not found: nope_dir"),
+    (["export", "--checkpoint", "nope.pth"], "checkpoint not found: nope.pth"),
+    (["export", "--backbone", "vit_x", "--random-weights"], "unknown backbone 'vit_x'"),
+    (["build", ".", "--precision", "fp61"], "unknown precision 'fp61'"),
+    (["train", "--checkpoint", "c.pth", "--data", "nope", "--out", "o"], "data root not found: nope"),
+    (["segment", "--random-weights", "--images", "*.png", "--boxes", "nope.json", "--out", "o"], "boxes file not found"),
+])
+def test_bad_input_fails_before_the_heavy_imports(args, message, tmp_path):
+    (tmp_path / "c.pth").write_bytes(b"")
+    (tmp_path / "manifest.json").write_text("{}")
+    code, err, heavy = run_isolated(args, tmp_path)
+    assert code != 0 and err.startswith("error: ") and len(err.strip().splitlines()) == 1, err
+    assert message in err and heavy == [], (err, heavy)
+    assert not (tmp_path / "m.png").exists() and not (tmp_path / "o").exists()
+
+
+def test_build_picks_the_fastest_accurate_precision_and_says_so(tiny_folder, tmp_path):
+    import onnxruntime as ort
+
+    from hqsam_edge.pipeline.build import default_precision
+
+    if {"CUDAExecutionProvider", "TensorrtExecutionProvider"} & set(ort.get_available_providers()):
+        pytest.skip("this onnxruntime has a GPU provider: its default is fp16")
+    assert default_precision("onnxruntime")[0] == "fp32" and default_precision("tensorrt")[0] == "fp16"
+    folder = tmp_path / "hq_vit_tiny"
+    shutil.copytree(tiny_folder, folder)
+    before = (folder / "manifest.json").read_bytes()
+    result = CliRunner().invoke(app, ["build", str(folder)])
+    assert result.exit_code == 0, result.output
+    assert "precision: fp32, the default for ONNX Runtime on the CPU" in result.stdout
+    assert "build: --precision fp32, the default for ONNX Runtime on the CPU" in result.stderr
+    assert (folder / "manifest.json").read_bytes() == before  # fp32: the exported graphs, as they are
+    one_line_error(CliRunner().invoke(app, ["build", str(folder), "--calib-images", str(tmp_path)]),
+                   "--calib-images is for --precision int8, not fp32", code=2)
+
+
+def test_export_refuses_build_options_of_another_precision_before_exporting(tmp_path):
+    out = tmp_path / "e"
+    result = CliRunner().invoke(app, ["export", "--random-weights", "--precision", "fp16", "--layer-search",
+                                      "--out", str(out)])
+    one_line_error(result, "--layer-search is for --precision int8, not fp16", code=2)
+    assert not out.exists()
+
+
+SMALL_EXPORT = """
+import dataclasses, sys
+from hqsam_edge.cli import app
+from hqsam_edge.pipeline import build as pipeline
+from tests.calib.test_sensitivity import SMALL
+
+_precision_spec = pipeline.BuildSpec.precision_spec
+
+def small(self, precision=None, flavour=None):  # tests/pipeline/small_build.py's problem, and its bounds
+    spec = _precision_spec(self, precision, flavour)
+    return dataclasses.replace(spec, int8_exclude=SMALL, heldout=1, calib_limit=2, min_sqnr_db=32, min_mask_iou=0.5)
+
+pipeline.BuildSpec.precision_spec = small
+app(sys.argv[1:], prog_name="hqsam-edge")
+"""
+
+
+def test_export_with_precision_int8_and_layer_search_in_one_command(tmp_path):
+    """``export --precision int8 --calib-images D --layer-search``: one folder with the fp32 graphs and the int8
+    ones, and a manifest recording both checks (the export's, the INT8 graph's with its layer search)."""
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    for k in range(3):
+        Image.fromarray(test_image(240, 320, seed=10 + k)).save(calib / f"c{k}.png")
+    out = tmp_path / "e"
+    proc = subprocess.run([sys.executable, "-c", SMALL_EXPORT, "export", "--backbone", "vit_tiny", "--random-weights",
+                           "--precision", "int8", "--calib-images", str(calib), "--layer-search", "--out", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    assert f"wrote {out}" in proc.stdout and f"built onnxruntime/int8 in {out}" in proc.stdout, proc.stdout
+    for stage in ("export: trace the encoder", "export: check the graphs against PyTorch", "calibration"):
+        assert stage in proc.stderr, proc.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    artifacts = {a["precision"]: a for a in manifest["artifacts"]}
+    assert set(artifacts) == {"fp32", "int8"}
+    assert manifest["parity"]["decoder"] and artifacts["int8"]["parity"]["bounds"]["min_sqnr_db"] == 32
+    assert "layer_search" in artifacts["int8"]["extra"]["calibration"]
+    for artifact in artifacts.values():
+        assert all((out / name).is_file() for name in artifact["files"].values())
