@@ -519,15 +519,19 @@ def segment(
     out: Path = typer.Option(..., "--out", "-o", help="Folder: <image path>.json per image + results.json (COCO RLE results); rerun to resume."),
     queue_size: int = typer.Option(4, "--queue-size", min=1, help="Images waiting between reading, the model and writing."),
     everything: bool = typer.Option(False, "--everything", help="Every mask in each image (SamAutomaticMaskGenerator), no --boxes."),
+    on_error: str = typer.Option("skip", "--on-error", help="A bad image or box: skip (list it in OUT/errors.json, exit 3 at the end) or stop (exit at once)."),
 ):
     """Segment an image set from box prompts (or everything in it) into COCO RLE results, streamed and resumable."""
     from .apps.segment import SegmentSpec, segment_images
+    from .errors import SKIPPED_EXIT_CODE
 
     spec = SegmentSpec(images=images, boxes=None if boxes is None else str(boxes), out=str(out),
                        queue_size=queue_size, model=model.describe(),
-                       everything=generator if everything else None)
+                       everything=generator if everything else None, on_error=on_error)
     summary = segment_images(spec, model.open)
     typer.echo(summary.line())
+    if summary.failed:
+        raise typer.Exit(SKIPPED_EXIT_CODE)
 
 
 def main() -> None:  # pragma: no cover - console entry

@@ -50,3 +50,6 @@ class DataError(HQSamEdgeError):
 
 class ImageNotSetError(UsageError, RuntimeError):
     """Masks asked for before an image was set (a ``RuntimeError`` too, as ``SamPredictor`` raises)."""
+
+
+SKIPPED_EXIT_CODE = 3  # a command that finished but left some inputs out (``segment --on-error skip``)

@@ -8,6 +8,10 @@ Boxes are always COCO ``[x, y, w, h]`` in pixels of the image, (x, y) its top-le
   ids 1, 2, ... in the order of the file.
 
 ``match_images`` pairs their ``file_name`` s with image files found on disk.
+
+A box that is not 4 finite numbers or has no area is wrong for its image only: ``read_boxes_file(...,
+keep_bad_boxes=True)`` records the first such box's message as that image's ``problem`` (so that a caller can
+skip the image) instead of raising; whatever is wrong with the file itself (not JSON, ids, names) always raises.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ class ImageBoxes:
     boxes: tuple[BoxPrompt, ...] = field(default_factory=tuple)
     width: int | None = None
     height: int | None = None
+    problem: str | None = None  # its first bad box, with ``keep_bad_boxes`` (the box is left out of ``boxes``)
 
 
 @dataclass(frozen=True)
@@ -106,7 +111,7 @@ def _int(obj: Mapping[str, Any], key: str, path: str, where: str) -> int:
     return value
 
 
-def _read_coco(data: Mapping[str, Any], path: str) -> list[ImageBoxes]:
+def _read_coco(data: Mapping[str, Any], path: str, keep_bad_boxes: bool) -> list[ImageBoxes]:
     images, anns = data.get("images"), data.get("annotations")
     if not isinstance(images, list) or not isinstance(anns, list):
         raise DataError(f"{path}: a COCO file holds lists 'images' and 'annotations'")
@@ -128,7 +133,7 @@ def _read_coco(data: Mapping[str, Any], path: str) -> list[ImageBoxes]:
         if key in names:
             raise DataError(f"{path}: {where}: file_name {name!r} is listed twice (ids {names[key]} and {image_id})")
         names[key] = image_id
-        by_id[image_id] = {"file_name": name, "width": width, "height": height, "boxes": []}
+        by_id[image_id] = {"file_name": name, "width": width, "height": height, "boxes": [], "problem": None}
     for i, ann in enumerate(anns):
         if not isinstance(ann, dict):
             raise DataError(f"{path}: annotations[{i}] must be an object with id, image_id, bbox, category_id")
@@ -138,33 +143,48 @@ def _read_coco(data: Mapping[str, Any], path: str) -> list[ImageBoxes]:
         if image_id not in by_id:
             raise DataError(f"{path}: {where}: image_id {image_id} is not in 'images'")
         category = _opt_int(ann, "category_id", path, where)
-        bbox = _bbox(ann.get("bbox"), path, where)
+        try:
+            bbox = _bbox(ann.get("bbox"), path, where)
+        except DataError as exc:
+            if not keep_bad_boxes:
+                raise
+            by_id[image_id]["problem"] = by_id[image_id]["problem"] or str(exc)
+            continue
         by_id[image_id]["boxes"].append(
             BoxPrompt(bbox, 1 if category is None else category, ann_id, where))
-    return [ImageBoxes(v["file_name"], k, tuple(v["boxes"]), v["width"], v["height"]) for k, v in by_id.items()]
+    return [ImageBoxes(v["file_name"], k, tuple(v["boxes"]), v["width"], v["height"], v["problem"])
+            for k, v in by_id.items()]
 
 
-def _read_mapping(data: Mapping[str, Any], path: str) -> list[ImageBoxes]:
+def _read_mapping(data: Mapping[str, Any], path: str, keep_bad_boxes: bool) -> list[ImageBoxes]:
     out = []
     for n, (name, boxes) in enumerate(data.items(), start=1):
         if not name:
             raise DataError(f"{path}: an empty file name is a key; keys are image file names")
         if not isinstance(boxes, list):
             raise DataError(f"{path}: entry {name!r} must be a list of boxes [[x, y, w, h], ...]; got {boxes!r:.40}")
-        prompts = tuple(BoxPrompt(_bbox(b, path, f"entry {name!r} box {k}"), 1, None, f"entry {name!r} box {k}")
-                        for k, b in enumerate(boxes))
-        out.append(ImageBoxes(name, n, prompts))
+        prompts, problem = [], None
+        for k, b in enumerate(boxes):
+            where = f"entry {name!r} box {k}"
+            try:
+                prompts.append(BoxPrompt(_bbox(b, path, where), 1, None, where))
+            except DataError as exc:
+                if not keep_bad_boxes:
+                    raise
+                problem = problem or str(exc)
+        out.append(ImageBoxes(name, n, tuple(prompts), problem=problem))
     return out
 
 
-def read_boxes_file(path: str | Path) -> BoxesFile:
-    """Read a COCO annotations file or a ``{"file_name": [[x, y, w, h], ...]}`` mapping (see module doc)."""
+def read_boxes_file(path: str | Path, *, keep_bad_boxes: bool = False) -> BoxesFile:
+    """Read a COCO annotations file or a ``{"file_name": [[x, y, w, h], ...]}`` mapping (see module doc);
+    ``keep_bad_boxes``: a bad box marks its image's ``problem`` instead of raising."""
     path = Path(path)
     data = _read_json(path)
     if isinstance(data, dict) and ("images" in data or "annotations" in data):
-        return BoxesFile(str(path), "coco", tuple(_read_coco(data, str(path))))
+        return BoxesFile(str(path), "coco", tuple(_read_coco(data, str(path), keep_bad_boxes)))
     if isinstance(data, dict):
-        return BoxesFile(str(path), "mapping", tuple(_read_mapping(data, str(path))))
+        return BoxesFile(str(path), "mapping", tuple(_read_mapping(data, str(path), keep_bad_boxes)))
     raise DataError(f"{path}: expected a COCO annotations file {{\"images\": [...], \"annotations\": [...]}} "
                     f"or a mapping {{\"file_name\": [[x, y, w, h], ...]}}; got a JSON {type(data).__name__}")
 

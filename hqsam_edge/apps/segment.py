@@ -46,9 +46,16 @@ temporary files that a killed run left (``.<name>.hqtmp-<owner>.<random>.part``,
 Every file is written under a
 temporary name in its folder and renamed, so none is ever half-written.
 
-Errors stop the pipeline and reach the caller as one ``HQSamEdgeError``: a bad
-image or box found by the reader ends the run after every image before it has
-been written; a failed write stops all stages at once.
+Bad images (``spec.on_error``, ``segment_errors``): with ``"skip"`` (the
+default) an image that cannot be read, or whose boxes are wrong for it, is
+noted, left out of its per-image file and of ``results.json``, and listed in
+``OUT/errors.json``; the rest of the set is segmented. A skipped image has no
+result file, so a rerun (resume) tries it again; ``errors.json`` describes the
+last run only (removed when a run starts, written when it finishes having
+skipped any). With ``"stop"`` the first bad image ends the run after every
+image before it has been written. Other errors (the model, a failed write, an
+interruption) always stop the pipeline, all stages at once, and reach the
+caller as one ``HQSamEdgeError``; what was written stays for a resume.
 """
 
 from __future__ import annotations
@@ -74,6 +81,7 @@ from ..runtime.predictor import Predictor, best_masks
 from . import boxes as box_files
 from . import rle
 from .generator_options import GeneratorOptions
+from .segment_errors import ERRORS_NAME, PER_IMAGE, ImageFailure, check_on_error, write_errors
 
 RESULTS_NAME = "results.json"
 RUN_NAME = ".segment.json"  # the model that wrote OUT, so that a resume cannot mix two models' masks
@@ -91,6 +99,7 @@ class SegmentSpec:
     queue_size: int = 4  # images waiting between two stages
     model: str = ""  # what segments (folder, backend, precision): a rerun with another model is refused
     everything: GeneratorOptions | None = None  # segment everything with these options instead of boxes
+    on_error: str = "skip"  # a bad image: "skip" it (OUT/errors.json) or "stop" the run
 
     @property
     def run_id(self) -> str:
@@ -113,12 +122,15 @@ class SegmentSummary:
     results: Path
     seconds: float
     busy: dict[str, float] = field(default_factory=dict)  # read / encode / write
+    failed: tuple[ImageFailure, ...] = ()  # bad images left out (on_error="skip"), listed in ``errors``
+    errors: Path | None = None  # OUT/errors.json, when some image was left out
 
     def line(self) -> str:
         busy = ", ".join(f"{k} {v:.1f} s" for k, v in self.busy.items())
+        bad = f"; {len(self.failed)} image(s) skipped on errors (see {self.errors})" if self.failed else ""
         return (f"segmented {self.segmented} image(s) ({self.masks} masks) in {self.seconds:.1f} s, "
-                f"skipped {self.skipped} already done, {self.empty} without boxes; wrote {self.results} "
-                f"({self.total_masks} masks, {self.images} images); busy: {busy}")
+                f"skipped {self.skipped} already done, {self.empty} without boxes{bad}; wrote {self.results} "
+                f"({self.total_masks} masks, {self.images - len(self.failed)} images); busy: {busy}")
 
 
 @dataclass(frozen=True)
@@ -138,6 +150,11 @@ class _Plan:
     boxes_path: str
     out: Path
     jobs: tuple[_Job, ...]
+    failed: tuple[ImageFailure, ...] = ()  # found before any work (their boxes), on_error="skip"
+
+    @property
+    def skip(self) -> bool:
+        return self.spec.on_error == "skip"
 
     def needs_model(self, job: _Job) -> bool:
         return self.spec.everything is not None or bool(job.boxes)
@@ -191,25 +208,37 @@ def make_plan(spec: SegmentSpec) -> _Plan:
     """Read the boxes file, find the images and pair them; check what can be checked before any work."""
     if spec.queue_size < 1:
         raise UsageError(f"queue size must be at least 1, not {spec.queue_size}")
+    check_on_error(spec.on_error)
     out = Path(spec.out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file; give a folder (it is created if missing)")
     if (spec.boxes is None) == (spec.everything is None):
         raise UsageError("give --boxes FILE (box prompts) or --everything (every mask in the images), not both")
     root, rels = find_images(spec.images, exclude=out)
-    if "results" in rels:
-        raise UsageError(f"an image named 'results' at the image root would overwrite {out / RESULTS_NAME}; rename it")
+    for name in (RESULTS_NAME, ERRORS_NAME):
+        if name.removesuffix(".json") in rels:
+            raise UsageError(f"an image named {name.removesuffix('.json')!r} at the image root would overwrite "
+                             f"{out / name}; rename it")
     if spec.everything is not None:
         spec.everything.grids()  # bad options fail before any work
         entries = [box_files.ImageBoxes(PurePosixPath(rel).name, i + 1) for i, rel in enumerate(rels)]
         return _Plan(spec, "", out, tuple(_Job(rel, root.joinpath(*rel.split("/")), e) for rel, e in zip(rels, entries)))
-    boxes = box_files.read_boxes_file(spec.boxes)
+    skip = spec.on_error == "skip"
+    boxes = box_files.read_boxes_file(spec.boxes, keep_bad_boxes=skip)
     matched = box_files.match_images(boxes, rels)
+    failed = []
     for rel, entry in matched.items():  # sizes the COCO file gives: check boxes now, before any output
-        if entry.width is not None and entry.height is not None:
-            box_files.check_boxes_inside(entry, entry.width, entry.height, boxes.path, rel)
+        try:
+            if entry.problem is not None:
+                raise DataError(entry.problem)
+            if entry.width is not None and entry.height is not None:
+                box_files.check_boxes_inside(entry, entry.width, entry.height, boxes.path, rel)
+        except DataError as exc:
+            if not skip:
+                raise
+            failed.append(ImageFailure.of(rel, exc))
     jobs = tuple(_Job(rel, root.joinpath(*rel.split("/")), matched.get(rel)) for rel in rels)
-    return _Plan(spec, boxes.path, out, jobs)
+    return _Plan(spec, boxes.path, out, jobs, tuple(failed))
 
 
 def read_result(path: Path, n_boxes: int | None) -> list[dict[str, Any]] | None:
@@ -368,8 +397,8 @@ class _Pipeline:
     """``jobs`` through reader thread -> the calling thread's predictor -> writer thread (see the module doc)."""
 
     def __init__(self, plan: _Plan, jobs: list[_Job], predictor: Predictor | None, busy: dict[str, float],
-                 on_written: Callable[[_Job, int], None]) -> None:
-        self.plan, self.jobs, self.busy, self.on_written = plan, jobs, busy, on_written
+                 on_written: Callable[[_Job, int], None], on_failed: Callable[[ImageFailure], None]) -> None:
+        self.plan, self.jobs, self.busy, self.on_written, self.on_failed = plan, jobs, busy, on_written, on_failed
         self.mode = _mode(plan, predictor)
         self.q_in: queue.Queue = queue.Queue(plan.spec.queue_size)
         self.q_out: queue.Queue = queue.Queue(plan.spec.queue_size)
@@ -384,7 +413,8 @@ class _Pipeline:
             try:
                 item: Any = (job, self.mode.read(job) if self.plan.needs_model(job) else None)
             except BaseException as exc:  # handed on in order: images before it still get written
-                item = _Failed(exc)
+                skip = self.plan.skip and isinstance(exc, PER_IMAGE)  # a bad image; anything else stops the run
+                item = ImageFailure.of(job.rel, exc) if skip else _Failed(exc)
             self.busy["read"] += time.perf_counter() - t0
             if not _put(self.q_in, item, lambda: not self.stop.is_set()) or isinstance(item, _Failed):
                 return
@@ -411,6 +441,9 @@ class _Pipeline:
                 return None
             if isinstance(item, _Failed):
                 return item.error
+            if isinstance(item, ImageFailure):  # here, in the calling thread: its progress notes reach the caller
+                self.on_failed(item)
+                continue
             job, read = item
             result = None
             if read is not None:
@@ -440,14 +473,17 @@ class _Pipeline:
             raise failed
 
 
-def _merge(plan: _Plan) -> int:
-    """Write ``OUT/results.json``: every image's entries in image order; the number of entries."""
+def _merge(plan: _Plan, failed: set[str]) -> int:
+    """Write ``OUT/results.json``: every image's entries in image order (not the ``failed`` ones); the number of
+    entries."""
     total = 0
 
     def write(f) -> None:
         nonlocal total
         f.write("[")
         for job in plan.jobs:
+            if job.rel in failed:
+                continue
             entries = read_result(output_path(plan.out, job.rel), plan.expected(job))
             if entries is None:
                 raise DataError(f"results of {job.rel} are missing from {plan.out}; run segment again")
@@ -465,14 +501,18 @@ def segment_images(spec: SegmentSpec, predictor: Predictor | Callable[[], Predic
 
     ``predictor`` may be a zero-argument callable: it is called only when some
     image still needs the model (after the boxes file and images have been
-    checked), so a bad boxes file fails fast and a finished run costs no model load.
+    checked), so a bad boxes file fails fast and a finished run costs no model load. Bad images: see
+    ``spec.on_error`` (the module doc); the summary lists those skipped.
     """
     start = time.perf_counter()
     plan = make_plan(spec)
     out = plan.out
     check_same_model(out, spec.run_id)
-    todo = [j for j in plan.jobs if read_result(output_path(out, j.rel), plan.expected(j)) is None]
-    skipped = len(plan.jobs) - len(todo)
+    failed = list(plan.failed)
+    refused = {f.file for f in failed}
+    todo = [j for j in plan.jobs
+            if j.rel not in refused and read_result(output_path(out, j.rel), plan.expected(j)) is None]
+    skipped = len(plan.jobs) - len(todo) - len(refused)
     if any(plan.needs_model(j) for j in todo) and not isinstance(predictor, Predictor):
         predictor = predictor()  # before OUT is touched: a model that fails to open leaves nothing behind
     try:
@@ -482,6 +522,7 @@ def segment_images(spec: SegmentSpec, predictor: Predictor | Callable[[], Predic
         remove_stale_temps(out)
         if todo:  # results.json exists only after a run that finished
             (out / RESULTS_NAME).unlink(missing_ok=True)
+        (out / ERRORS_NAME).unlink(missing_ok=True)  # errors.json tells of the last run only
     except OSError as exc:
         raise UsageError(f"cannot prepare --out folder {out}: {exc.strerror or exc}") from None
     busy = {"read": 0.0, "encode": 0.0, "write": 0.0}
@@ -494,13 +535,24 @@ def segment_images(spec: SegmentSpec, predictor: Predictor | Callable[[], Predic
             counts["masks"] += n
             bar.advance(1, detail=f"{counts['masks']} masks")
 
+        def on_failed(failure: ImageFailure) -> None:
+            failed.append(failure)
+            progress.note(failure.line())
+            bar.advance(1, detail=f"{counts['masks']} masks")
+
+        for failure in plan.failed:
+            progress.note(failure.line())
+            bar.advance(1)
         try:
             if todo:
-                _Pipeline(plan, todo, predictor if isinstance(predictor, Predictor) else None, busy, on_written).run()
+                _Pipeline(plan, todo, predictor if isinstance(predictor, Predictor) else None, busy, on_written,
+                          on_failed).run()
         except BaseException:
             note_kept(f"kept the {skipped + counts['segmented'] + counts['empty']} image result(s) written in {out} "
                       "(run again to resume)")
             raise
-    total = _merge(plan)
+    total = _merge(plan, {f.file for f in failed})
+    errors = write_errors(out, failed)
     return SegmentSummary(len(plan.jobs), counts["segmented"], counts["empty"], skipped, counts["masks"], total,
-                          out / RESULTS_NAME, time.perf_counter() - start, busy)
+                          out / RESULTS_NAME, time.perf_counter() - start, busy,
+                          tuple(sorted(failed, key=lambda f: f.file)), errors)

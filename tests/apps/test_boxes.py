@@ -85,6 +85,20 @@ def test_bad_box_files(tmp_path, data, fragments):
         assert fragment in message, message
 
 
+def test_keep_bad_boxes_marks_only_their_image(tmp_path):
+    """``keep_bad_boxes``: a bad box is its image's ``problem`` (the first one); what is wrong with the file
+    still raises."""
+    mapping = write(tmp_path, {"a.png": [[1, 2, 3, 4], [1, 2, 0, 4], [1, 2, 3]], "b.png": [[5, 6, 7, 8]]})
+    a, b = box_files.read_boxes_file(mapping, keep_bad_boxes=True).images
+    assert "entry 'a.png' box 1" in a.problem and "w and h must be > 0" in a.problem
+    assert [p.bbox for p in a.boxes] == [(1, 2, 3, 4)] and b.problem is None and len(b.boxes) == 1
+    coco = write(tmp_path, _bad_coco(**{"annotations.1.bbox": [1, 2, -3, 4]}), "coco.json")
+    a, b, c = box_files.read_boxes_file(coco, keep_bad_boxes=True).images
+    assert a.problem is None and len(a.boxes) == 2 and "annotations[1] (id 2)" in b.problem and b.boxes == ()
+    with pytest.raises(DataError, match="image_id 99 is not in 'images'"):
+        box_files.read_boxes_file(write(tmp_path, _bad_coco(**{"annotations.2.image_id": 99})), keep_bad_boxes=True)
+
+
 def test_missing_box_file(tmp_path):
     with pytest.raises(UsageError, match="boxes file not found"):
         box_files.read_boxes_file(tmp_path / "none.json")

@@ -147,8 +147,8 @@ def test_bad_image_stops_after_earlier_images_are_written(dataset, predictor, tm
     boxes = write_json(tmp_path / "b.json", {image_name(0): image_boxes(0), image_name(1): [[150, 0, 50, 50]]})
     out = tmp_path / "out"
     with pytest.raises(DataError, match=r"entry 'img_01.png' box 0: .* reaches outside the 160x120 image img_01.png"):
-        segment_images(SegmentSpec(str(dataset / "imgs" / "img_0[01].*"), str(boxes), str(out), queue_size=1),
-                       predictor)
+        segment_images(SegmentSpec(str(dataset / "imgs" / "img_0[01].*"), str(boxes), str(out), queue_size=1,
+                                   on_error="stop"), predictor)
     assert listing(out) == ["img_00.png.json"]  # complete and valid; no temp files, no results.json
     assert len(json.loads((out / "img_00.png.json").read_text())) == 3
 
@@ -180,10 +180,16 @@ def test_cli_bad_boxes_file_is_one_line_and_writes_nothing(dataset, tiny_folder,
     outside = json.loads((dataset / "coco.json").read_text())
     outside["annotations"][7]["bbox"] = [100, 100, 80, 10]  # width 160 (from the COCO file): checked up front
     outside = write_json(tmp_path / "outside.json", outside)
-    for boxes, fragment in [(bad, "annotations[4] (id 1004)"), (outside, "annotations[7] (id 1007)")]:
+    unknown = json.loads((dataset / "coco.json").read_text())
+    unknown["annotations"][2]["image_id"] = 999  # a broken file, not a bad box: stops even with --on-error skip
+    unknown = write_json(tmp_path / "unknown.json", unknown)
+    for boxes, fragment, on_error in [(bad, "annotations[4] (id 1004)", "stop"),
+                                      (outside, "annotations[7] (id 1007)", "stop"),
+                                      (unknown, "annotations[2] (id 1002): image_id 999", "skip")]:
         result = runner.invoke(app, ["segment", str(tiny_folder), "--images", str(dataset / "imgs" / "*"),
-                                     "--boxes", str(boxes), "--out", str(tmp_path / "out"), "--backend", "onnxruntime"])
-        assert result.exit_code != 0, result.output
+                                     "--boxes", str(boxes), "--out", str(tmp_path / "out"), "--backend", "onnxruntime",
+                                     "--on-error", on_error])
+        assert result.exit_code not in (0, 3), result.output
         err = result.stderr.strip()
         assert err.startswith(f"error: {boxes}: {fragment}") and len(err.splitlines()) == 1, err
         assert "Traceback" not in result.output
@@ -281,6 +287,91 @@ def test_resume_with_another_model_is_refused(dataset, predictor, tmp_path):
     assert segment_images(spec, predictor).skipped == 1  # the same model resumes
 
 
+# -- bad images: --on-error skip | stop ------------------------------------------------
+
+
+def bad_set(root: Path) -> tuple[Path, Path, Path]:
+    """``root/imgs``: a.png and c.jpg good, b.jpg a JPEG cut in half, d.png a good picture whose box has no
+    area, e.png one whose box reaches outside it, f.jpg text; -> (image folder, boxes of a-f, boxes of a-c)."""
+    imgs = root / "imgs"
+    imgs.mkdir()
+    for name, seed in (("a.png", 0), ("b.jpg", 1), ("c.jpg", 2), ("d.png", 0), ("e.png", 0)):
+        Image.fromarray(test_image(H, W, seed=seed)).save(imgs / name, quality=90)
+    data = (imgs / "b.jpg").read_bytes()
+    (imgs / "b.jpg").write_bytes(data[: len(data) // 2])
+    (imgs / "f.jpg").write_text("not a picture")
+    box = [[10, 10, 60, 50]]
+    good = {"a.png": box, "b.jpg": box, "c.jpg": box}
+    every = {**good, "d.png": [[10, 10, 0, 50]], "e.png": [[150, 0, 50, 50]], "f.jpg": box}
+    return imgs, write_json(root / "all.json", every), write_json(root / "abc.json", good)
+
+
+def test_cli_skips_bad_images_lists_them_and_exits_3(tiny_folder, tmp_path):
+    """The must-show: a truncated JPEG (and other bad images) among good ones: the good ones written, the bad
+    ones named in the summary, the progress notes and OUT/errors.json, exit code 3, no traceback; a rerun
+    retries only the bad ones."""
+    imgs, boxes, _ = bad_set(tmp_path)
+    out = tmp_path / "out"
+    args = ["segment", str(tiny_folder), "--images", str(imgs / "*"), "--boxes", str(boxes), "--out", str(out),
+            "--backend", "onnxruntime", "--queue-size", "1"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 3, result.output
+    assert isinstance(result.exception, SystemExit) and "Traceback" not in result.output
+    assert re.search(r"segmented 2 image\(s\) \(2 masks\) .*; 4 image\(s\) skipped on errors "
+                     rf"\(see {re.escape(str(out / 'errors.json'))}\); wrote .* \(2 masks, 2 images\)", result.stdout)
+    errors = json.loads((out / "errors.json").read_text())
+    assert [(e["file"], e["stage"]) for e in errors] == [("b.jpg", "read"), ("d.png", "boxes"), ("e.png", "boxes"),
+                                                         ("f.jpg", "read")]
+    assert errors[0]["error"].startswith(f"cannot read image {imgs / 'b.jpg'}: image file is truncated")
+    assert "w and h must be > 0" in errors[1]["error"]
+    assert "reaches outside the 160x120 image e.png" in errors[2]["error"]
+    assert all("\n" not in e["error"] for e in errors)
+    assert f"skipped b.jpg (read): cannot read image {imgs / 'b.jpg'}: image file is truncated" in result.stderr
+    assert listing(out) == [".segment.json", "a.png.json", "c.jpg.json", "errors.json", "results.json"]
+    results = json.loads((out / "results.json").read_text())
+    assert [e["file_name"] for e in results] == ["a.png", "c.jpg"]
+
+    Image.fromarray(test_image(H, W, seed=1)).save(imgs / "b.jpg", quality=90)  # fixed: the rerun segments it
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 3, result.output
+    assert "segmented 1 image(s)" in result.stdout and "skipped 2 already done" in result.stdout
+    assert [e["file"] for e in json.loads((out / "errors.json").read_text())] == ["d.png", "e.png", "f.jpg"]
+    assert [e["file_name"] for e in json.loads((out / "results.json").read_text())] == ["a.png", "b.jpg", "c.jpg"]
+
+    result = CliRunner().invoke(app, [*args[:3], str(imgs / "[abc].*"), *args[4:]])  # no bad image left: exit 0
+    assert result.exit_code == 0 and "skipped on errors" not in result.stdout, result.output
+    assert not (out / "errors.json").exists() and len(json.loads((out / "results.json").read_text())) == 3
+
+
+def test_cli_on_error_stop_ends_at_the_first_bad_image(tiny_folder, tmp_path):
+    imgs, boxes, abc = bad_set(tmp_path)
+    out = tmp_path / "out"
+    args = ["segment", str(tiny_folder), "--images", str(imgs / "*"), "--out", str(out), "--backend", "onnxruntime",
+            "--queue-size", "1", "--on-error", "stop"]
+    result = CliRunner().invoke(app, [*args, "--boxes", str(abc)])
+    assert result.exit_code == 1, result.output
+    err = result.stderr.strip().splitlines()[-1]
+    assert err.startswith(f"error: cannot read image {imgs / 'b.jpg'}: image file is truncated"), result.stderr
+    assert "Traceback" not in result.output and "error:" not in "".join(result.stderr.strip().splitlines()[:-1])
+    assert listing(out) == [".segment.json", "a.png.json"]  # kept for a resume; no results.json, no errors.json
+    result = CliRunner().invoke(app, [*args, "--boxes", str(boxes)])  # a box with no area: refused before any work
+    assert result.exit_code != 0 and "entry 'd.png' box 0" in result.stderr and "w and h must be > 0" in result.stderr
+    result = CliRunner().invoke(app, [*args, "--boxes", str(abc), "--on-error", "later"])
+    assert result.exit_code == 2 and "--on-error takes skip" in result.stderr
+
+
+def test_skip_never_swallows_a_model_failure(predictor, tmp_path, monkeypatch):
+    imgs, _, abc = bad_set(tmp_path)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the decoder broke")
+
+    monkeypatch.setattr(predictor, "predict_boxes", broken)
+    with pytest.raises(RuntimeError, match="the decoder broke"):
+        segment_images(SegmentSpec(str(imgs / "*"), str(abc), str(tmp_path / "out")), predictor)
+    assert not (tmp_path / "out" / "errors.json").exists()
+
+
 # -- everything mode ------------------------------------------------------------------
 
 EVERYTHING = dict(points_per_side=3, pred_iou_thresh=0.0, stability_score_thresh=0.0, box_nms_thresh=1.0)  # random weights
@@ -325,6 +416,19 @@ def test_everything_mode_writes_every_mask_and_resumes(dataset, predictor, tmp_p
         segment_images(replace(spec, out=str(tmp_path / "o2"), everything=replace(options, points_per_side=0)),
                        predictor)
     assert not (tmp_path / "o2").exists()
+
+
+def test_everything_mode_skips_bad_images(predictor, tmp_path):
+    from hqsam_edge.apps.generator_options import GeneratorOptions
+
+    imgs, _, _ = bad_set(tmp_path)
+    spec = SegmentSpec(images=str(imgs / "[ab].*"), boxes=None, out=str(tmp_path / "out"), queue_size=1,
+                       everything=GeneratorOptions(**EVERYTHING))
+    summary = segment_images(spec, predictor)
+    assert (summary.segmented, summary.skipped) == (1, 0)
+    assert [(f.file, f.stage) for f in summary.failed] == [("b.jpg", "read")]
+    assert summary.errors == tmp_path / "out" / "errors.json" and "1 image(s) skipped on errors" in summary.line()
+    assert {e["file_name"] for e in json.loads((tmp_path / "out" / "results.json").read_text())} == {"a.png"}
 
 
 def test_cli_everything(dataset, tiny_folder, tmp_path):
