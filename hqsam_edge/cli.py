@@ -519,7 +519,7 @@ def segment(
     out: Path = typer.Option(..., "--out", "-o", help="Folder: <image path>.json per image + results.json (COCO RLE results); rerun to resume."),
     queue_size: int = typer.Option(4, "--queue-size", min=1, help="Images waiting between reading, the model and writing."),
     everything: bool = typer.Option(False, "--everything", help="Every mask in each image (SamAutomaticMaskGenerator), no --boxes."),
-    on_error: str = typer.Option("skip", "--on-error", help="A bad image or box: skip (list it in OUT/errors.json, exit 3 at the end) or stop (exit at once)."),
+    on_error: str = typer.Option("skip", "--on-error", **choice(("skip", "stop"), "--on-error value"), help="A bad image or box: skip (list it in OUT/errors.json, exit 3 at the end) or stop (exit at once)."),
 ):
     """Segment an image set from box prompts (or everything in it) into COCO RLE results, streamed and resumable."""
     from .apps.segment import SegmentSpec, segment_images
