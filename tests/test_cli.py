@@ -8,7 +8,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from hqsam_edge.cli import app
-from tests.conftest import test_image
+from tests.conftest import exif_rotated_jpeg, test_image
 
 runner = CliRunner()
 
@@ -57,6 +57,14 @@ def test_predict_points(image_file, tmp_path, make_checkpoint):
                  "--point", "200,150", "--point", "20,20,0", "--out", out)
     assert result.exit_code == 0, result.output
     assert out.exists()
+
+
+def test_predict_turns_a_photo_as_its_exif_says(tmp_path):
+    out, ov = tmp_path / "m.png", tmp_path / "ov.png"
+    result = run("predict", "--random-weights", "--image", exif_rotated_jpeg(tmp_path / "phone.jpg"),
+                 "--box", "2,2,28,38", "--out", out, "--overlay", ov)
+    assert result.exit_code == 0, result.output
+    assert np.asarray(Image.open(out)).shape == (40, 30) and np.asarray(Image.open(ov)).shape == (40, 30, 3)
 
 
 def test_bad_checkpoint(image_file, tmp_path):
