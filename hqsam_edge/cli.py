@@ -366,7 +366,7 @@ def predict(
     box: list[str] = typer.Option([], "--box", help="x0,y0,x1,y1 in pixels; repeat for one mask per box."),
     point: list[str] = typer.Option([], "--point", help="x,y[,label] in pixels (label 1 fg, 0 bg); repeat."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Mask PNG to write (0/255, union of the masks; --everything: labels 1..K)."),
-    overlay: Optional[Path] = typer.Option(None, "--overlay", help="Also write the image with the masks blended in, each in its own colour."),
+    overlay: Optional[Path] = typer.Option(None, "--overlay", help="Also write the image with the masks blended in, each in its own colour, the prompts and a legend of scores."),
     multimask: Optional[bool] = typer.Option(None, "--multimask/--single-mask", help="SAM's three masks (keep the best) or one; default: as exported."),
     everything: bool = typer.Option(False, "--everything", help="Segment everything (a grid of points, SamAutomaticMaskGenerator) instead of prompts."),
 ):

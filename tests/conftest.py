@@ -132,3 +132,14 @@ def tiny_folder(tmp_path_factory):
     out = tmp_path_factory.mktemp("tiny") / "hq_vit_tiny"
     export_artifacts(ExportSpec(random_weights=True, out=str(out), verify=False))
     return out
+
+
+def exif_rotated_jpeg(path: Path, stored_h: int = 30, stored_w: int = 40) -> Path:
+    """A phone photo: a JPEG stored ``stored_w`` wide and ``stored_h`` high with EXIF orientation 6 ("rotate 90
+    degrees clockwise to view"), so shown (and to be segmented) ``stored_h`` wide and ``stored_w`` high."""
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(test_image(stored_h, stored_w)).save(path, exif=exif.tobytes(), quality=95)
+    return path

@@ -7,8 +7,9 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+from hqsam_edge.apps.overlay import blend_masks, mask_color
 from hqsam_edge.cli import app
-from tests.conftest import test_image
+from tests.conftest import exif_rotated_jpeg, test_image
 
 runner = CliRunner()
 
@@ -48,16 +49,31 @@ def test_predict_random_weights_writes_mask_and_overlay(image_file, tmp_path):
     assert result.exit_code == 0, result.output
     mask = np.asarray(Image.open(out))
     assert mask.shape == (300, 400) and set(np.unique(mask)) <= {0, 255}
-    assert np.asarray(Image.open(ov)).shape == (300, 400, 3)
+    drawn = np.asarray(Image.open(ov))
+    assert drawn.shape == (300, 400, 3)
     assert "2 mask(s)" in result.stdout
+    assert (drawn[0, 0] == drawn[0, -1]).all() and drawn[0, 0, 0] > 150 > drawn[0, 0, 1]  # the random-weights banner
+    assert (drawn[40, 150] == mask_color(0)).all() and (drawn[100, 55] == mask_color(1)).all()  # box edges
 
 
 def test_predict_points(image_file, tmp_path, make_checkpoint):
-    out = tmp_path / "m.png"
+    out, ov = tmp_path / "m.png", tmp_path / "ov.png"
     result = run("predict", "--checkpoint", make_checkpoint("vit_tiny", "hq"), "--image", image_file,
-                 "--point", "200,150", "--point", "20,20,0", "--out", out)
+                 "--point", "200,150", "--point", "20,20,0", "--out", out, "--overlay", ov)
     assert result.exit_code == 0, result.output
     assert out.exists()
+    drawn = np.asarray(Image.open(ov)).astype(int)
+    plain = blend_masks(np.asarray(Image.open(image_file)), np.asarray(Image.open(out))[None] > 0)
+    assert drawn[150, 200, 1] > 150 > drawn[150, 200, 0] and drawn[20, 20, 0] > 150 > drawn[20, 20, 1]  # points
+    assert (drawn[:6, 200:] == plain[:6, 200:]).all()  # a checkpoint: no random-weights banner
+
+
+def test_predict_turns_a_photo_as_its_exif_says(tmp_path):
+    out, ov = tmp_path / "m.png", tmp_path / "ov.png"
+    result = run("predict", "--random-weights", "--image", exif_rotated_jpeg(tmp_path / "phone.jpg"),
+                 "--box", "2,2,28,38", "--out", out, "--overlay", ov)
+    assert result.exit_code == 0, result.output
+    assert np.asarray(Image.open(out)).shape == (40, 30) and np.asarray(Image.open(ov)).shape == (40, 30, 3)
 
 
 def test_bad_checkpoint(image_file, tmp_path):

@@ -1,4 +1,4 @@
-"""Prompts from strings, masks and overlays to files: what ``hqsam-edge predict`` needs.
+"""Prompts from strings, masks and overlays (``overlay``) to files: what ``hqsam-edge predict`` needs.
 
 Files are written to a temporary name beside the target and renamed, so a
 failure never leaves a half-written file.
@@ -17,10 +17,7 @@ from ..atomic import atomic_write
 from ..data.transforms import load_image
 from ..errors import UsageError
 from ..runtime.predictor import Predictor, best_masks
-
-_COLORS = np.array(
-    [[30, 144, 255], [255, 99, 71], [50, 205, 50], [255, 215, 0], [186, 85, 211], [0, 206, 209]], np.float32
-)
+from .overlay import everything_overlay, prompt_overlay
 
 
 def _numbers(text: str, what: str, example: str) -> list[float]:
@@ -90,23 +87,6 @@ def _save_png(path: str | Path, array: np.ndarray) -> Path:
     return atomic_write(path, lambda tmp: Image.fromarray(array).save(tmp, format="PNG"))
 
 
-def mask_color(k: int) -> np.ndarray:
-    """The colour of mask ``k``: six fixed ones, then hues a golden angle apart (every mask its own)."""
-    if k < len(_COLORS):
-        return _COLORS[k]
-    import colorsys
-
-    return np.array(colorsys.hsv_to_rgb((k * 0.618033988749895) % 1.0, 0.75, 0.95), np.float32) * 255
-
-
-def overlay_image(image: np.ndarray, masks: np.ndarray, alpha: float = 0.5) -> np.ndarray:
-    """Blend a colour per mask ``[K,H,W]`` over ``image`` ``HxWx3``."""
-    out = image.astype(np.float32)
-    for k, mask in enumerate(masks):
-        out[mask] = (1 - alpha) * out[mask] + alpha * mask_color(k)
-    return np.clip(out, 0, 255).astype(np.uint8)
-
-
 def label_image(masks: np.ndarray) -> np.ndarray:
     """Masks ``[K,H,W]`` -> one ``HxW`` map: 0 where none, k + 1 where mask k is (later masks on top)."""
     labels = np.zeros(masks.shape[1:], np.uint8 if len(masks) < 256 else np.uint16)
@@ -139,7 +119,8 @@ def predict_to_files(
     multimask_output: bool | None = None,
 ) -> PredictResult:
     """Segment one image file from CLI-style prompt strings and write the mask PNG (0/255, union of
-    the masks) and optionally a colour overlay. Several boxes are decoded in one call."""
+    the masks) and optionally an overlay (``overlay.prompt_overlay``: the masks in colour, the prompts, a
+    legend of scores, a warning for random weights). Several boxes are decoded in one call."""
     box_list, point_list = parse_prompts(boxes, points)
     image = load_image(str(image_path))
     check_points_inside(point_list, image.shape[:2])
@@ -152,7 +133,12 @@ def predict_to_files(
     masks, scores, _ = predictor.predict_batch(coords, labels, box_arr, multimask_output=multimask_output)
     masks, scores = best_masks(masks, scores)
     out_path = _save_png(out, (masks.any(axis=0) * 255).astype(np.uint8))
-    overlay_path = _save_png(overlay, overlay_image(image, masks)) if overlay else None
+    overlay_path = None
+    if overlay:
+        drawn = prompt_overlay(image, masks, scores, boxes=box_arr, points=None if coords is None else coords[0],
+                               point_labels=None if labels is None else labels[0],
+                               random_weights=predictor.info.random_weights)
+        overlay_path = _save_png(overlay, drawn)
     return PredictResult(masks, scores, out_path, overlay_path)
 
 
@@ -173,7 +159,7 @@ def everything_to_files(predictor: Predictor, image_path: str | Path, options, *
                         overlay: str | Path | None = None) -> EverythingResult:
     """Segment everything in one image file (``options``: ``GeneratorOptions``) and write ``out`` (a label PNG:
     0 where no mask, k for the k-th largest mask on top of larger ones) and/or ``overlay`` (every mask in its own
-    colour, smaller ones over larger)."""
+    colour, smaller ones over larger: ``overlay.everything_overlay``)."""
     import dataclasses
 
     from .mask_generator import SamAutomaticMaskGenerator
@@ -186,5 +172,8 @@ def everything_to_files(predictor: Predictor, image_path: str | Path, options, *
     records = sorted(generator.generate(image), key=lambda r: -r["area"])
     masks = np.array([r["segmentation"] for r in records], bool).reshape(-1, *image.shape[:2])
     out_path = _save_png(out, label_image(masks)) if out else None
-    overlay_path = _save_png(overlay, overlay_image(image, masks)) if overlay else None
+    overlay_path = None
+    if overlay:
+        drawn = everything_overlay(image, masks, random_weights=predictor.info.random_weights)
+        overlay_path = _save_png(overlay, drawn)
     return EverythingResult(records, dict(generator.timings), out_path, overlay_path)

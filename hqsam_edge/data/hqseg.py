@@ -124,7 +124,9 @@ def list_split(root: str | Path, names: Sequence[str] | None, split: str) -> dic
 
 
 def read_image(path: Path) -> np.ndarray:
-    """``HxWx3`` uint8 RGB (grey images repeated to three channels, as the official loader)."""
+    """``HxWx3`` uint8 RGB (grey images repeated to three channels, as the official loader). Unlike
+    ``transforms.load_image`` (photos to segment), not turned by an EXIF orientation: the official loader
+    (``skimage.io.imread``) does not turn them either, and the masks are drawn on the pixels as stored."""
     try:
         with Image.open(path) as im:
             return np.asarray(im.convert("RGB"))

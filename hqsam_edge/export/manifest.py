@@ -122,6 +122,11 @@ class Manifest:
         shapes = [e["shape"] for e in self.graphs["decoder"]["outputs"] if e["name"] == C.LOW_RES_MASKS.name]
         return bool(shapes) and shapes[0][1] == C.mask_tokens(self.is_hq)
 
+    @property
+    def random_weights(self) -> bool:
+        """Exported with ``--random-weights`` (no checkpoint: ``random_seed`` rebuilds the weights)."""
+        return self.checkpoint_sha256 is None
+
     def find(self, backend: str, precision: str | None = None, format: str | None = None) -> Artifact:
         """The artifact ``backend`` runs (``format`` None: what it runs: engines for TensorRT, ONNX graphs for
         ONNX Runtime; ``precision`` None: the first listed, fp32 before others)."""

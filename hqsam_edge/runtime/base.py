@@ -48,6 +48,7 @@ class ModelInfo:
     multimask_output: bool = False  # the defaults of a call that does not choose
     hq_token_only: bool = False
     decoder_tokens: bool = True  # the decoder returns every mask token; False: an older folder's fixed choice
+    random_weights: bool = False  # no checkpoint: its masks mean nothing (overlays say so)
 
     @property
     def is_hq(self) -> bool:
@@ -56,7 +57,13 @@ class ModelInfo:
     @classmethod
     def from_manifest(cls, manifest: Manifest) -> ModelInfo:
         return cls(manifest.backbone, manifest.variant, manifest.image_size, manifest.multimask_output,
-                   manifest.hq_token_only, manifest.decoder_returns_tokens)
+                   manifest.hq_token_only, manifest.decoder_returns_tokens, manifest.random_weights)
+
+    @classmethod
+    def from_model(cls, model: Any, *, random_weights: bool = False) -> ModelInfo:
+        """A ``hqsam_edge`` model's (``build_model(...)``); whether its weights are random only the caller knows."""
+        return cls(backbone=getattr(model, "backbone", "?"), variant="hq" if model.is_hq else "sam",
+                   image_size=model.image_size, random_weights=random_weights)
 
 
 class Backend(abc.ABC):

@@ -40,7 +40,7 @@ class ModelChoice:
         if self.backend not in ("auto", "torch"):
             raise UsageError(f"--backend {self.backend} needs an artifact folder (make one with `hqsam-edge export`)")
         model = model_from_options(self.backbone, self.variant, self.checkpoint, self.random_weights)
-        return Predictor.from_model(model, precision=self.precision or "fp32")
+        return Predictor.from_model(model, precision=self.precision or "fp32", random_weights=self.random_weights)
 
     def describe(self) -> str:
         """One line naming the model (e.g. recorded with results, so a resume cannot mix two models)."""

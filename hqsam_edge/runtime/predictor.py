@@ -45,11 +45,15 @@ class Predictor:
 
     # -- construction ---------------------------------------------------------
     @classmethod
-    def from_model(cls, model: Any, *, device: str | None = None, precision: str = "fp32") -> Predictor:
-        """Wrap a ``hqsam_edge`` model (``build_model(...)``) in the torch backend."""
+    def from_model(cls, model: Any, *, device: str | None = None, precision: str = "fp32",
+                   random_weights: bool = False) -> Predictor:
+        """Wrap a ``hqsam_edge`` model (``build_model(...)``) in the torch backend (``random_weights``: it has no
+        checkpoint, ``info.random_weights``, which overlays warn of)."""
+        from .base import ModelInfo
         from .torch_backend import TorchBackend
 
-        return cls(TorchBackend(model, device=device, precision=precision))
+        info = ModelInfo.from_model(model, random_weights=random_weights)
+        return cls(TorchBackend(model, device=device, precision=precision, info=info))
 
     @classmethod
     def from_artifacts(cls, folder: str | Path, backend: str = "auto", precision: str | None = None,

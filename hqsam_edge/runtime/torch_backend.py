@@ -26,8 +26,7 @@ class TorchBackend(Backend):
 
     def __init__(self, model: torch.nn.Module, *, device: str | None = None, precision: str = "fp32",
                  info: ModelInfo | None = None) -> None:
-        info = info or ModelInfo(backbone=getattr(model, "backbone", "?"), variant="hq" if model.is_hq else "sam",
-                                 image_size=model.image_size)
+        info = info or ModelInfo.from_model(model)
         super().__init__(dataclasses.replace(info, decoder_tokens=True))  # the model returns every token
         if precision not in _DTYPES:
             raise UsageError(f"unknown precision {precision!r} for the torch backend; choose fp32, fp16 or bf16")

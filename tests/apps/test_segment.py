@@ -27,7 +27,7 @@ from hqsam_edge.data.transforms import load_image
 from hqsam_edge.errors import DataError, UsageError
 from hqsam_edge.runtime.predictor import Predictor
 from hqsam_edge.apps.segment import SegmentSpec, find_images, output_path, segment_images
-from tests.conftest import test_image
+from tests.conftest import exif_rotated_jpeg, test_image
 
 N_IMAGES, H, W = 20, 120, 160
 
@@ -461,3 +461,27 @@ def test_cli_everything(dataset, tiny_folder, tmp_path):
         assert len(result.stderr.strip().splitlines()) == 1 and fragment in result.stderr, result.stderr
     result = runner.invoke(app, ["segment", str(tiny_folder), "--images", str(image), "--out", str(tmp_path / "o")])
     assert result.exit_code != 0 and "--everything" in result.stderr and not (tmp_path / "o").exists()
+
+
+def test_photos_are_turned_as_their_exif_says(predictor, tmp_path):
+    """A phone photo stored 40x30 with EXIF orientation 6 is segmented as shown, 30 wide and 40 high: by
+    ``segment`` with boxes (a box 34 high fits only the turned picture) and ``--everything``, and by
+    ``predict --everything``."""
+    from hqsam_edge.apps.files import everything_to_files
+    from hqsam_edge.apps.generator_options import GeneratorOptions
+
+    (tmp_path / "imgs").mkdir()
+    photo = exif_rotated_jpeg(tmp_path / "imgs" / "phone.jpg")
+    boxes = write_json(tmp_path / "boxes.json", {"phone.jpg": [[2, 2, 24, 34]]})
+    pattern = str(tmp_path / "imgs" / "*.jpg")
+    everything = GeneratorOptions(**EVERYTHING)
+    for name, spec in [("boxes", SegmentSpec(pattern, str(boxes), str(tmp_path / "boxes"), queue_size=1)),
+                       ("everything", SegmentSpec(pattern, None, str(tmp_path / "all"), queue_size=1,
+                                                  everything=everything))]:
+        assert segment_images(spec, predictor).masks >= 1, name
+        entries = json.loads((Path(spec.out) / "results.json").read_text())
+        assert entries and all(e["segmentation"]["size"] == [40, 30] for e in entries), name
+    result = everything_to_files(predictor, photo, everything, out=tmp_path / "labels.png",
+                                 overlay=tmp_path / "ov.png")
+    assert np.asarray(Image.open(result.out)).shape == (40, 30)
+    assert np.asarray(Image.open(result.overlay)).shape == (40, 30, 3)
