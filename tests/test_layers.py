@@ -2,12 +2,13 @@
 cycle, and no module imports from a floor above its own.
 
 The floors, from the bottom (README, "Layout"): the version, the error types, signals and temporaries' owners
--> leaf modules (atomic writes, file digests, platform detection, metrics, progress, tables) -> ``data`` ->
+-> leaf modules (atomic writes, file digests, platform detection, what a user names, metrics, progress, tables)
+-> ``data`` ->
 ``model`` ->
 ``export`` (graph contract, profiles, graphs, manifest) ->
 ``runtime`` (backends, Predictor, the one comparison) -> ``calib`` (precision graphs) -> ``engines`` (TensorRT)
 -> ``pipeline`` (the verified export and build steps) -> ``eval``, ``train``, ``benchmarks`` -> ``apps``,
-``serve`` -> the command line and the package's own entry points. Imports under ``if TYPE_CHECKING:`` are
+``serve`` -> what the command line prints (``console``) -> the command line and the package's own entry points. Imports under ``if TYPE_CHECKING:`` are
 annotations, not imports, and are left out.
 """
 
@@ -21,7 +22,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "hqsam_edge"
 FLOORS = [
     {"_version", "errors", "interrupts", "owners"},
-    {"atomic", "digest", "hardware", "metrics", "progress", "tables"},
+    {"atomic", "digest", "hardware", "inputs", "metrics", "progress", "tables"},
     {"data"},
     {"model"},
     {"export"},
@@ -31,7 +32,8 @@ FLOORS = [
     {"pipeline"},
     {"eval", "train", "benchmarks"},
     {"apps", "serve"},
-    {"cli", "console", "__init__"},
+    {"console"},
+    {"cli", "__init__"},
 ]
 FLOOR = {part: level for level, parts in enumerate(FLOORS) for part in parts}
 
