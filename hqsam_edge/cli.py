@@ -42,18 +42,20 @@ class Commands(TyperGroup):
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         try:
             code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
-        except typer.TyperException as exc:  # typer's usage errors (its own click)
+        except HQSamEdgeError as exc:  # a path or value refused while the options were read
+            _error_line(str(exc))
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            _error_line("aborted")
+            sys.exit(1)
+        except Exception as exc:
+            if not (hasattr(exc, "format_message") and hasattr(exc, "exit_code")):
+                raise  # not a usage error (typer's own, or click's under typer < 0.2x)
             if type(exc).__name__ == "NoArgsIsHelpError":  # a bare `hqsam-edge`: the help, as typer does
                 typer.echo(exc.format_message(), err=True)
             else:
                 ctx = getattr(exc, "ctx", None)
                 _error_line(exc.format_message() + (f" (see `{ctx.command_path} --help`)" if ctx else ""))
-            sys.exit(exc.exit_code)
-        except typer.Abort:
-            _error_line("aborted")
-            sys.exit(1)
-        except HQSamEdgeError as exc:  # a path or value refused while the options were read
-            _error_line(str(exc))
             sys.exit(exc.exit_code)
         sys.exit(code if isinstance(code, int) else 0)  # typer.Exit(n) inside a command comes back as n
 

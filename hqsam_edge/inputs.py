@@ -32,45 +32,37 @@ def require_choice(value: str, choices: tuple[str, ...], what: str) -> str:
     return value
 
 
+def _require(path: str | Path, is_folder: bool, error: type[Exception], message: str) -> Path:
+    """``path`` if it is an existing folder (``is_folder``) or file; else ``error(message)`` (``{}``: the path)."""
+    path = Path(path)
+    if not (path.is_dir() if is_folder else path.is_file()):
+        raise error(message.replace("{}", str(path)))
+    return path
+
+
 def artifact_folder(folder: str | Path) -> Path:
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise ArtifactError(f"artifact folder not found: {folder} (make one with `hqsam-edge export`)")
-    if not (folder / MANIFEST).is_file():
-        raise ArtifactError(f"{folder} has no {MANIFEST}: not an artifact folder of `hqsam-edge export`")
+    folder = _require(folder, True, ArtifactError, "artifact folder not found: {} (make one with `hqsam-edge export`)")
+    _require(folder / MANIFEST, False, ArtifactError,
+             f"{folder} has no {MANIFEST}: not an artifact folder of `hqsam-edge export`")
     return folder
 
 
 def checkpoint_file(path: str | Path) -> Path:
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path} (download one with `hqsam-edge download`)")
-    return path
+    return _require(path, False, CheckpointError, "checkpoint not found: {} (download one with `hqsam-edge download`)")
 
 
 def image_file(path: str | Path) -> Path:
-    path = Path(path)
-    if not path.is_file():
-        raise ImageError(f"image not found: {path}")
-    return path
+    return _require(path, False, ImageError, "image not found: {}")
 
 
 def data_root(root: str | Path) -> Path:
-    root = Path(root)
-    if not root.is_dir():
-        raise DataError(f"data root not found: {root} (expected the HQSeg-44K layout; see `hqsam_edge.data.hqseg`)")
-    return root
+    return _require(root, True, DataError,
+                    "data root not found: {} (expected the HQSeg-44K layout; see `hqsam_edge.data.hqseg`)")
 
 
 def calibration_folder(folder: str | Path) -> Path:
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise UsageError(f"calibration folder not found: {folder}")
-    return folder
+    return _require(folder, True, UsageError, "calibration folder not found: {}")
 
 
 def boxes_file(path: str | Path) -> Path:
-    path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"boxes file not found: {path}")
-    return path
+    return _require(path, False, UsageError, "boxes file not found: {}")

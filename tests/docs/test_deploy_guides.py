@@ -70,8 +70,10 @@ def check_command(line: str, trt_usable: bool) -> None:
     err = result.stderr.strip()
     where = f"`{line}`: exit {result.exit_code}\n{result.output}"
     assert "Traceback" not in result.output, where
-    if result.exit_code != 0:  # a failure must be one of the expected ones, and one line
-        assert err.startswith("error: ") and len(err.splitlines()) == 1, where
+    if result.exit_code != 0:  # a failure must be one of the expected ones, and one line after the progress lines
+        lines = err.splitlines()
+        assert all(line.startswith("[") for line in lines[:-1]) and lines[-1].startswith("error: "), where
+        err = lines[-1]
     command = args[0]
     tensorrt = "--backend" in args and args[args.index("--backend") + 1] == "tensorrt"
     if "--print-trtexec" in args:

@@ -15,6 +15,7 @@ import threading
 import numpy as np
 import onnx
 import pytest
+from PIL import Image
 from typer.testing import CliRunner
 
 from hqsam_edge.cli import app
@@ -196,8 +197,10 @@ def test_cli_print_trtexec_and_missing_tensorrt(folder):
         result = runner.invoke(app, ["build", str(folder), "--backend", "tensorrt", "--precision", "fp16"])
         assert result.exit_code != 0 and result.stderr.startswith("error: --backend tensorrt is not usable here")
         assert len(result.stderr.strip().splitlines()) == 1 and "pip install" in result.stderr
-        result = runner.invoke(app, ["predict", str(folder), "--backend", "tensorrt", "--image", "x.png", "--box",
-                                     "1,1,5,5", "--out", "m.png"])
+        image = folder / "x.png"  # an image that exists: a missing one is refused first
+        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(image)
+        result = runner.invoke(app, ["predict", str(folder), "--backend", "tensorrt", "--image", str(image), "--box",
+                                     "1,1,5,5", "--out", str(folder / "m.png")])
         assert result.exit_code != 0 and "tensorrt is not usable" in result.stderr
 
 
