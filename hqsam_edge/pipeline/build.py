@@ -86,7 +86,7 @@ def default_precision(backend: str) -> tuple[str, str]:
     gpu = [p for p in (TENSORRT, CUDA) if p in available_providers()]
     if gpu:
         return "fp16", f"ONNX Runtime with {gpu[0]}"
-    return "fp32", "ONNX Runtime on the CPU (fp16 graphs run slower there)"
+    return "fp32", "ONNX Runtime on the CPU, where fp16 graphs run slower"
 
 
 def with_precision(spec: BuildSpec) -> tuple[BuildSpec, str | None]:
