@@ -84,6 +84,14 @@ def checked(check):
     return callback
 
 
+def artifact_manifest(folder: Path) -> None:
+    """An artifact folder whose manifest reads (``read_manifest``: numpy and the manifest, nothing heavy)."""
+    inputs.artifact_folder(folder)
+    from .export.manifest import read_manifest
+
+    read_manifest(folder)
+
+
 app = typer.Typer(
     name="hqsam-edge",
     cls=Commands,
@@ -204,7 +212,7 @@ PRECISION = choice(inputs.PRECISIONS, "precision")
 BUILD_BACKEND = choice(inputs.BUILD_BACKENDS, "backend")
 BackboneOpt = typer.Option("vit_tiny", "--backbone", "-b", **BACKBONE, help="vit_tiny (Light HQ-SAM / MobileSAM), vit_b, vit_l, vit_h.")
 VariantOpt = typer.Option("hq", "--variant", **VARIANT, help="hq (HQ-SAM) or sam (plain SAM / MobileSAM).")
-FolderArg = typer.Argument(None, callback=checked(inputs.artifact_folder), show_default=False,
+FolderArg = typer.Argument(None, callback=checked(artifact_manifest), show_default=False,
                            help="Artifact folder from `hqsam-edge export` (else use --checkpoint / --random-weights).")
 CheckpointOpt = typer.Option(None, "--checkpoint", "-c", callback=checked(inputs.checkpoint_file),
                              help="Official .pth checkpoint (or one from `hqsam-edge train`).")
@@ -298,7 +306,7 @@ def export(
 @app.command()
 @cli_errors
 def build(
-    folder: Path = typer.Argument(..., callback=checked(inputs.artifact_folder), help="Artifact folder from `hqsam-edge export`."),
+    folder: Path = typer.Argument(..., callback=checked(artifact_manifest), help="Artifact folder from `hqsam-edge export`."),
     backend: str = typer.Option("onnxruntime", "--backend", **BUILD_BACKEND, help="onnxruntime (CPU/GPU graphs) or tensorrt (engines)."),
     precision: Optional[str] = typer.Option(None, "--precision", **PRECISION, show_default=False,
                                             help="fp32, fp16 or int8 (default: the fastest accurate one for the backend: "
@@ -341,7 +349,7 @@ def build(
 @app.command()
 @cli_errors
 def verify(
-    folder: Path = typer.Argument(..., callback=checked(inputs.artifact_folder), help="Artifact folder from `hqsam-edge export` / `build`."),
+    folder: Path = typer.Argument(..., callback=checked(artifact_manifest), help="Artifact folder from `hqsam-edge export` / `build`."),
     update: bool = typer.Option(False, "--update", help="First record the files that have no size and sha256 yet (a folder of an older hqsam-edge), as they are now."),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout (for scripts) instead of the table."),
 ):
@@ -388,7 +396,7 @@ def predict(
 @app.command()
 @cli_errors
 def bench(
-    folders: list[Path] = typer.Argument(None, callback=checked(inputs.artifact_folder), show_default=False,
+    folders: list[Path] = typer.Argument(None, callback=checked(artifact_manifest), show_default=False,
                                          help="Artifact folders to benchmark (default: vit_tiny HQ and SAM, random weights)."),
     backbone: list[str] = typer.Option([], "--backbone", "-b", **BACKBONE, help="Backbones when no folder is given (repeat)."),
     variant: list[str] = typer.Option([], "--variant", **VARIANT, help="hq and/or sam (repeat; default both)."),
@@ -486,7 +494,7 @@ def evaluate(
 @app.command()
 @cli_errors
 def triton(
-    folder: Path = typer.Argument(..., callback=checked(inputs.artifact_folder), help="Artifact folder from `hqsam-edge export` / `build`."),
+    folder: Path = typer.Argument(..., callback=checked(artifact_manifest), help="Artifact folder from `hqsam-edge export` / `build`."),
     out: Path = typer.Option(..., "--out", "-o", help="Triton model repository to write."),
     backend: str = typer.Option("onnxruntime", "--backend", **BUILD_BACKEND, help="onnxruntime (model.onnx) or tensorrt (engines from `build --backend tensorrt`)."),
     precision: Optional[str] = typer.Option(None, "--precision", **PRECISION, help="fp32, fp16 or int8 of the folder (default: the first it has for the backend)."),

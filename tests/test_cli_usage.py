@@ -20,7 +20,7 @@ from hqsam_edge.cli import app
 from tests.conftest import test_image
 
 ROOT = Path(__file__).resolve().parents[1]
-HEAVY = ("torch", "onnx", "onnxruntime", "tensorrt", "numpy")
+HEAVY = ("torch", "onnx", "onnxruntime", "tensorrt")
 
 
 def one_line_error(result, *fragments: str, code: int | None = None) -> str:
@@ -42,13 +42,10 @@ def one_line_error(result, *fragments: str, code: int | None = None) -> str:
     (["triton", "{folder}", "--out", "repo", "--kind", "tpu"], "instance kind 'tpu'; choose one of: gpu, cpu"),
     (["eval", "--random-weights", "--data", ".", "--protocol", "coco"], "protocol 'coco'; choose one of: official, predictor"),
 ])
-def test_fixed_values_are_choices_and_the_error_lists_them(args, what, tmp_path):
-    folder = tmp_path / "f"
-    folder.mkdir()
-    (folder / "manifest.json").write_text("{}")
+def test_fixed_values_are_choices_and_the_error_lists_them(args, what, tiny_folder, tmp_path):
     image = tmp_path / "i.png"
     Image.fromarray(test_image(20, 30)).save(image)
-    args = [a.format(folder=folder, image=image) for a in args]
+    args = [a.format(folder=tiny_folder, image=image) for a in args]
     result = CliRunner().invoke(app, args)
     err = one_line_error(result, f"unknown {what}", code=2)
     assert f"(see `hqsam-edge {args[0]} --help`)" in err
@@ -87,14 +84,16 @@ def run_isolated(args: list[str], cwd: Path) -> tuple[int, str, list[str]]:
     (["bench", "nope_dir"], "artifact folder not found: nope_dir"),
     (["export", "--checkpoint", "nope.pth"], "checkpoint not found: nope.pth"),
     (["export", "--backbone", "vit_x", "--random-weights"], "unknown backbone 'vit_x'"),
-    (["build", ".", "--precision", "fp61"], "unknown precision 'fp61'"),
+    (["build", "{folder}", "--precision", "fp61"], "unknown precision 'fp61'"),
+    (["bench", "damaged"], "damaged/manifest.json is damaged"),
     (["train", "--checkpoint", "c.pth", "--data", "nope", "--out", "o"], "data root not found: nope"),
     (["segment", "--random-weights", "--images", "*.png", "--boxes", "nope.json", "--out", "o"], "boxes file not found"),
 ])
-def test_bad_input_fails_before_the_heavy_imports(args, message, tmp_path):
+def test_bad_input_fails_before_the_heavy_imports(args, message, tiny_folder, tmp_path):
     (tmp_path / "c.pth").write_bytes(b"")
-    (tmp_path / "manifest.json").write_text("{}")
-    code, err, heavy = run_isolated(args, tmp_path)
+    (tmp_path / "damaged").mkdir()
+    (tmp_path / "damaged" / "manifest.json").write_text("{not json")
+    code, err, heavy = run_isolated([a.format(folder=tiny_folder) for a in args], tmp_path)
     assert code != 0 and err.startswith("error: ") and len(err.strip().splitlines()) == 1, err
     assert message in err and heavy == [], (err, heavy)
     assert not (tmp_path / "m.png").exists() and not (tmp_path / "o").exists()
