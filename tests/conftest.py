@@ -103,6 +103,20 @@ def make_checkpoint(tmp_path_factory):
     return make
 
 
+def external_data_graph(path: Path) -> Path:
+    """A one-MatMul ONNX graph at ``path`` whose 4x4 weight of ones lives in ``<name>.data`` beside it."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.ones((4, 4), np.float32), "w")
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])], [weight])
+    onnx.save(helper.make_model(graph), str(path), save_as_external_data=True, location=f"{path.name}.data",
+              size_threshold=0)
+    return path
+
+
 def table_rows(output: str) -> list[list[str]]:
     """The cells of every row of the markdown tables in ``output`` (what a command prints off a terminal),
     header rows included, separator rows not."""

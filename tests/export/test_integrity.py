@@ -15,6 +15,7 @@ from hqsam_edge.errors import ArtifactError
 from hqsam_edge.export import integrity
 from hqsam_edge.export.manifest import Artifact, read_manifest
 from hqsam_edge.pipeline.verify import verify_folder
+from tests.conftest import external_data_graph
 
 
 @pytest.fixture
@@ -88,15 +89,7 @@ def test_missing_and_unrecorded_files_are_refused(folder):
 
 
 def test_external_data_is_recorded_with_its_graph_and_checked(tmp_path):
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    weight = numpy_helper.from_array(np.ones((4, 4), np.float32), "w")
-    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "g",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])], [weight])
-    onnx.save(helper.make_model(graph), str(tmp_path / "g.onnx"), save_as_external_data=True,
-              location="g.onnx.data", size_threshold=0)
+    external_data_graph(tmp_path / "g.onnx")
     records = integrity.record(tmp_path, ["g.onnx"])
     assert records["g.onnx"]["external_data"] == ["g.onnx.data"] and set(records) == {"g.onnx", "g.onnx.data"}
     assert all(r.ok for r in integrity.check(tmp_path, records, ["g.onnx"]))

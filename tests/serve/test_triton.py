@@ -26,7 +26,7 @@ from hqsam_edge.export import contract as C
 from hqsam_edge.export.manifest import Artifact, read_manifest
 from hqsam_edge.serve import triton_model as S
 from hqsam_edge.serve.triton import TritonSpec, write_repository
-from tests.conftest import test_image
+from tests.conftest import external_data_graph, test_image
 from tests.model.test_model_parity import assert_close, assert_same_masks
 
 model_config_pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2", reason="tritonclient[grpc] (dev extra)")
@@ -124,17 +124,9 @@ def fp32_only(tiny_folder: Path, folder: Path):
 @pytest.fixture(scope="module")
 def variant_folder(tiny_folder, tmp_path_factory):
     """The tiny folder plus a fake TensorRT fp16 artifact and an fp16 graph with external data."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
     folder = tmp_path_factory.mktemp("variants") / "hq_vit_tiny"
     manifest = fp32_only(tiny_folder, folder)
-    weight = numpy_helper.from_array(np.ones((4, 4), np.float32), "w")
-    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "g",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])], [weight])
-    onnx.save(helper.make_model(graph), str(folder / "encoder.external.onnx"), save_as_external_data=True,
-              location="encoder.external.onnx.data", size_threshold=0)
+    external_data_graph(folder / "encoder.external.onnx")
     for graph_name in ("encoder", "decoder"):
         (folder / f"{graph_name}.test.engine").write_bytes(f"plan of the {graph_name}".encode())
     manifest.add(Artifact("onnxruntime", "fp16", {"encoder": "encoder.external.onnx", "decoder": "decoder.onnx"}))
