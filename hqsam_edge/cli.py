@@ -65,9 +65,10 @@ def choice(values: tuple[str, ...], what: str) -> dict:
     library uses (``unknown precision 'fp61'; choose one of: fp32, fp16, int8``)."""
 
     def parse(value: str) -> str:
-        if value not in values:
-            raise typer.BadParameter(f"unknown {what} {value!r}; choose one of: {', '.join(values)}")
-        return value
+        try:
+            return inputs.require_choice(value, values, what)
+        except HQSamEdgeError as exc:
+            raise typer.BadParameter(str(exc)) from None
 
     return {"parser": parse, "metavar": "|".join(values)}
 

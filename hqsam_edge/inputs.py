@@ -8,6 +8,7 @@ Python. Each path check returns the path and raises the error type the deeper co
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 
 from .errors import ArtifactError, CheckpointError, DataError, ImageError, UsageError
@@ -25,8 +26,9 @@ TRTEXEC_GENERATIONS = ("8", "10", "11")  # TensorRT majors whose trtexec lines `
 MANIFEST = "manifest.json"  # an artifact folder's record of itself (``export.manifest``)
 
 
-def require_choice(value: str, choices: tuple[str, ...], what: str) -> str:
-    """``value`` if it is one of ``choices``; else ``UsageError`` listing them."""
+def require_choice(value: str, choices: Collection[str], what: str) -> str:
+    """``value`` if it is one of ``choices``; else ``UsageError`` listing them (the words every refusal of a
+    fixed value uses, the command line's included)."""
     if value not in choices:
         raise UsageError(f"unknown {what} {value!r}; choose one of: {', '.join(choices)}")
     return value

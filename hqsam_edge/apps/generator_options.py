@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError
+from ..inputs import require_choice
 
 if TYPE_CHECKING:
     import numpy as np
@@ -105,8 +106,7 @@ def check_options(o: GeneratorOptions) -> None:
         value = getattr(o, f.name)
         if isinstance(value, float) and not math.isfinite(value):
             raise UsageError(f"{f.name} must be a finite number, not {value}")
-    if o.output_mode not in OUTPUT_MODES:
-        raise UsageError(f"unknown output_mode {o.output_mode!r}; choose one of: {', '.join(OUTPUT_MODES)}")
+    require_choice(o.output_mode, OUTPUT_MODES, "output_mode")
     if o.min_mask_region_area < 0:
         raise UsageError(f"min_mask_region_area must be 0 or more, not {o.min_mask_region_area}")
     if o.min_mask_region_area > 0:

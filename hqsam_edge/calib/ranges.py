@@ -26,7 +26,7 @@ from .. import progress
 from ..atomic import write_text
 from ..errors import UsageError
 from ..export.onnx_files import save_onnx
-from ..inputs import CALIB_METHODS as METHODS
+from ..inputs import CALIB_METHODS as METHODS, require_choice
 
 QUANTIZED_OPS = ("Conv", "Gemm", "MatMul")
 BINS = 2048
@@ -102,8 +102,7 @@ def _kl_threshold(hist: np.ndarray, edges: np.ndarray, num_quantized_bins: int =
 def collect_ranges(model_path: str | Path, tensors: Sequence[str], feeds: Iterable[dict[str, np.ndarray]],
                    method: str = "max", percentile: float = 99.99) -> dict[str, tuple[float, float]]:
     """``{tensor: (low, high)}`` over all feeds; symmetric ``(-t, t)`` for percentile/entropy."""
-    if method not in METHODS:
-        raise UsageError(f"unknown calibration method {method!r}; choose one of: {', '.join(METHODS)}")
+    require_choice(method, METHODS, "calibration method")
     tensors = list(dict.fromkeys(tensors))
     feeds = list(feeds) if method != "max" else feeds  # two passes need the data twice
     total = len(feeds) if hasattr(feeds, "__len__") else None

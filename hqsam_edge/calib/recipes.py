@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UsageError
+from ..inputs import require_choice
 from ..export.onnx_files import needs_external_data, save_onnx
 from .ranges import QUANTIZED_OPS, QuantTarget
 
@@ -165,8 +166,7 @@ def int8_graph(fp32_path: str | Path, out_path: str | Path, ranges: dict[str, tu
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.calibrate import TensorsData, save_tensors_data
 
-    if flavour not in FLAVOURS:
-        raise UsageError(f"unknown INT8 flavour {flavour!r}; choose one of: {', '.join(FLAVOURS)}")
+    require_choice(flavour, FLAVOURS, "INT8 flavour")
     targets = [t for t in targets if t.op_type in FLAVOUR_OPS[flavour]]
     if not targets:
         raise UsageError("nothing to quantize: no Conv/Gemm/MatMul layer with constant weights is left")

@@ -31,7 +31,7 @@ from .. import progress
 from ..atomic import temp_dir
 from ..errors import ArtifactError, ParityError, UsageError
 from ..export.manifest import Artifact, graph_file, provenance, read_manifest, tool_versions
-from ..inputs import PRECISIONS
+from ..inputs import PRECISIONS, require_choice
 from ..interrupts import deferred
 from .images import CalibrationSet
 from .ranges import collect_ranges, load_ranges, quantizable_nodes, save_ranges
@@ -244,10 +244,8 @@ def _checker(spec: PrecisionSpec, manifest, heldout: list[np.ndarray]) -> Callab
 
 def make_precision_graphs(spec: PrecisionSpec) -> Artifact:
     """Write, check and record the ``spec.precision`` graphs of ``spec.folder`` (laid out for ``spec.flavour``)."""
-    if spec.flavour not in FLAVOUR_OPS:
-        raise UsageError(f"unknown --flavour {spec.flavour!r}; choose one of: {', '.join(FLAVOUR_OPS)}")
-    if spec.precision not in PRECISIONS:
-        raise UsageError(f"unknown precision {spec.precision!r}; choose one of: {', '.join(PRECISIONS)}")
+    require_choice(spec.flavour, FLAVOUR_OPS, "--flavour")
+    require_choice(spec.precision, PRECISIONS, "precision")
     folder = Path(spec.folder)
     manifest = read_manifest(folder)
     base = manifest.find("onnxruntime", "fp32")

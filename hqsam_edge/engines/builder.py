@@ -38,7 +38,7 @@ from ..atomic import write_bytes
 from ..errors import BackendUnavailableError, UsageError
 from ..export.manifest import Artifact, Manifest, engine_file, graph_file, provenance, read_manifest
 from ..export.profiles import Limits, Profile, profile_for
-from ..inputs import PRECISIONS
+from ..inputs import PRECISIONS, require_choice
 
 if TYPE_CHECKING:  # typed against tensorrt-stubs; imported for real only inside the functions
     import tensorrt as trt
@@ -66,8 +66,7 @@ class EngineSpec:
 
 def check_spec(spec: EngineSpec) -> None:
     """What can be refused before TensorRT is imported."""
-    if spec.precision not in PRECISIONS:
-        raise UsageError(f"unknown precision {spec.precision!r}; choose one of: {', '.join(PRECISIONS)}")
+    require_choice(spec.precision, PRECISIONS, "precision")
     if spec.dla_core is not None:
         if spec.precision == "fp32":
             raise UsageError("--dla-core runs FP16 and INT8 layers only: with --precision fp32 every layer would "

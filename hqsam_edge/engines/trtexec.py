@@ -24,8 +24,7 @@ import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import UsageError
-from ..inputs import TRTEXEC_GENERATIONS as GENERATIONS
+from ..inputs import TRTEXEC_GENERATIONS as GENERATIONS, require_choice
 
 if TYPE_CHECKING:
     from .builder import EngineJob
@@ -35,8 +34,7 @@ if TYPE_CHECKING:
 def trtexec_command(job: EngineJob, *, generation: str, workspace_gb: float = 4.0,
                     timing_cache: str | Path | None = None, version_compatible: bool = False) -> list[str]:
     """One ``trtexec`` invocation as an argument list (``shlex.join`` it to print)."""
-    if generation not in GENERATIONS:
-        raise UsageError(f"unknown TensorRT generation {generation!r}; choose one of: {', '.join(GENERATIONS)}")
+    require_choice(generation, GENERATIONS, "TensorRT generation")
     cmd = ["trtexec", f"--onnx={job.onnx}", f"--saveEngine={job.engine}"]
     cmd += [f"--minShapes={job.profile.spec(0)}", f"--optShapes={job.profile.spec(1)}",
             f"--maxShapes={job.profile.spec(2)}"]

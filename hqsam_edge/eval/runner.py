@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import DataError, UsageError
-from ..inputs import EVAL_PROTOCOLS as PROTOCOLS
+from ..inputs import EVAL_PROTOCOLS as PROTOCOLS, require_choice
 from ..metrics import boundary_iou, mask_iou
 from ..tables import Table
 
@@ -56,8 +56,7 @@ class EvalSpec:
     image_size: int = 1024
 
     def __post_init__(self) -> None:
-        if self.protocol not in PROTOCOLS:
-            raise UsageError(f"unknown protocol {self.protocol!r}; choose one of: {', '.join(PROTOCOLS)}")
+        require_choice(self.protocol, PROTOCOLS, "protocol")
         if self.limit is not None and self.limit < 1:
             raise UsageError(f"--limit must be at least 1, got {self.limit}")
         if not 0 < self.dilation_ratio < 1:

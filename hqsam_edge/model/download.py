@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 
 from .. import progress as reports
 from ..errors import DownloadError, UsageError
+from ..inputs import require_choice
 
 __all__ = ["CHECKPOINTS", "CheckpointSource", "cache_dir", "download_checkpoint"]
 
@@ -112,8 +113,7 @@ def _sha256(path: Path) -> str:
 
 
 def _source(backbone: str, variant: str) -> CheckpointSource:
-    if backbone not in _BACKBONES:
-        raise UsageError(f"unknown backbone {backbone!r}; choose one of: {', '.join(_BACKBONES)}")
+    require_choice(backbone, _BACKBONES, "backbone")
     if variant not in _VARIANTS:
         raise UsageError(
             f"unknown variant {variant!r}; choose one of: {', '.join(_VARIANTS)} "

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import ArtifactError, UsageError
-from ..inputs import BACKENDS
+from ..errors import ArtifactError
+from ..inputs import BACKENDS, require_choice
 from .base import Backend, ModelInfo
 
 
@@ -47,8 +47,7 @@ def open_backend(folder: str | Path, *, backend: str = "auto", precision: str | 
     from ..export.manifest import read_manifest
     from .environment import require_tensorrt, tensorrt_status
 
-    if backend not in BACKENDS:
-        raise UsageError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
+    require_choice(backend, BACKENDS, "backend")
     folder = Path(folder)
     manifest = read_manifest(folder)
     info = ModelInfo.from_manifest(manifest)
