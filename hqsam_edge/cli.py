@@ -187,9 +187,7 @@ def generator_options(fn):
     from .apps.generator_options import GeneratorOptions
 
     cli_fields = [f for f in fields(GeneratorOptions) if f.name not in ("point_grids", "output_mode")]
-    types_ = {"points_per_side": int, "points_per_batch": int, "crop_n_layers": int,
-              "crop_n_points_downscale_factor": int, "min_mask_region_area": int, "low_res_stability": bool}
-    extra = [inspect.Parameter(f.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=types_.get(f.name, float),
+    extra = [inspect.Parameter(f.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=type(f.default),  # as typed
                                default=typer.Option(f.default, "--" + f.name.replace("_", "-"),
                                                     help=f"--everything: {f.metadata['help']}"))
              for f in cli_fields]
@@ -384,7 +382,7 @@ def predict(
     """Segment an image from box and point prompts (or everything in it) and write the mask."""
     from .apps import files
 
-    files.check_predict_options(box, point, out, everything, generator)
+    files.check_predict_options(box, point, out, everything, generator, overlay)
     predictor = model.open()
     if everything:
         typer.echo(files.everything_to_files(predictor, image, generator, out=out, overlay=overlay).summary())
@@ -530,7 +528,7 @@ def segment(
     out: Path = typer.Option(..., "--out", "-o", help="Folder: <image path>.json per image + results.json (COCO RLE results); rerun to resume."),
     queue_size: int = typer.Option(4, "--queue-size", min=1, help="Images waiting between reading, the model and writing."),
     everything: bool = typer.Option(False, "--everything", help="Every mask in each image (SamAutomaticMaskGenerator), no --boxes."),
-    on_error: str = typer.Option("skip", "--on-error", **choice(("skip", "stop"), "--on-error value"), help="A bad image or box: skip (list it in OUT/errors.json, exit 3 at the end) or stop (exit at once)."),
+    on_error: str = typer.Option("skip", "--on-error", **choice(inputs.ON_ERROR, "--on-error value"), help="A bad image or box: skip (list it in OUT/errors.json, exit 3 at the end) or stop (exit at once)."),
 ):
     """Segment an image set from box prompts (or everything in it) into COCO RLE results, streamed and resumable."""
     from .apps.segment import SegmentSpec, segment_images

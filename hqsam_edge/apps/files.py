@@ -61,18 +61,25 @@ def parse_prompts(boxes: Sequence[str], points: Sequence[str]) -> tuple[list[lis
     return box_list, point_list
 
 
-def check_predict_options(boxes: Sequence[str], points: Sequence[str], out, everything: bool, options) -> None:
+def check_predict_options(boxes: Sequence[str], points: Sequence[str], out, everything: bool, options,
+                          overlay=None) -> None:
     """``hqsam-edge predict``'s options that cannot go together, refused before the model is opened."""
     from .generator_options import GeneratorOptions
 
     if everything:
         if boxes or points:
             raise UsageError("--everything segments the whole image: drop --box / --point")
+        _check_everything_outputs(out, overlay)
         options.grids()
     elif options != GeneratorOptions():
         raise UsageError("--points-per-side, --pred-iou-thresh ... apply to --everything only")
     elif out is None:
         raise UsageError("give --out mask.png")
+
+
+def _check_everything_outputs(out, overlay) -> None:
+    if out is None and overlay is None:
+        raise UsageError("--everything writes --out (a label PNG) and/or --overlay (the masks in colour): give one")
 
 
 def check_points_inside(points: Sequence[tuple[float, float, int]], size: tuple[int, int]) -> None:
@@ -87,9 +94,9 @@ def _save_png(path: str | Path, array: np.ndarray) -> Path:
     return atomic_write(path, lambda tmp: Image.fromarray(array).save(tmp, format="PNG"))
 
 
-def label_image(masks: np.ndarray) -> np.ndarray:
-    """Masks ``[K,H,W]`` -> one ``HxW`` map: 0 where none, k + 1 where mask k is (later masks on top)."""
-    labels = np.zeros(masks.shape[1:], np.uint8 if len(masks) < 256 else np.uint16)
+def label_image(masks: Sequence[np.ndarray], shape: tuple[int, int]) -> np.ndarray:
+    """K masks ``HxW`` (``shape``) -> one map: 0 where none, k + 1 where mask k is (later masks on top)."""
+    labels = np.zeros(shape, np.uint8 if len(masks) < 256 else np.uint16)
     for k, mask in enumerate(masks):
         labels[mask] = k + 1
     return labels
@@ -164,14 +171,13 @@ def everything_to_files(predictor: Predictor, image_path: str | Path, options, *
 
     from .mask_generator import SamAutomaticMaskGenerator
 
-    if out is None and overlay is None:
-        raise UsageError("--everything writes --out (a label PNG) and/or --overlay (the masks in colour): give one")
+    _check_everything_outputs(out, overlay)
     generator = SamAutomaticMaskGenerator.from_options(predictor, dataclasses.replace(options,
                                                                                       output_mode="binary_mask"))
     image = load_image(str(image_path))
     records = sorted(generator.generate(image), key=lambda r: -r["area"])
-    masks = np.array([r["segmentation"] for r in records], bool).reshape(-1, *image.shape[:2])
-    out_path = _save_png(out, label_image(masks)) if out else None
+    masks = [r["segmentation"] for r in records]  # the records' own arrays: no second copy of every mask
+    out_path = _save_png(out, label_image(masks, image.shape[:2])) if out else None
     overlay_path = None
     if overlay:
         drawn = everything_overlay(image, masks, random_weights=predictor.info.random_weights)

@@ -42,8 +42,8 @@ def mask_color(k: int) -> np.ndarray:
     return np.array(colorsys.hsv_to_rgb((k * 0.618033988749895) % 1.0, 0.75, 0.95), np.float32) * 255
 
 
-def blend_masks(image: np.ndarray, masks: np.ndarray, alpha: float = 0.5) -> np.ndarray:
-    """Blend a colour per mask ``[K,H,W]`` over ``image`` ``HxWx3`` (later masks on top)."""
+def blend_masks(image: np.ndarray, masks: Sequence[np.ndarray], alpha: float = 0.5) -> np.ndarray:
+    """Blend a colour per mask (``[K,H,W]`` or K ``HxW`` masks) over ``image`` ``HxWx3`` (later masks on top)."""
     out = image.astype(np.float32)
     for k, mask in enumerate(masks):
         out[mask] = (1 - alpha) * out[mask] + alpha * mask_color(k)
@@ -89,7 +89,7 @@ def prompt_overlay(image: np.ndarray, masks: np.ndarray, scores: Sequence[float]
     return np.asarray(canvas)
 
 
-def everything_overlay(image: np.ndarray, masks: np.ndarray, *, random_weights: bool = False) -> np.ndarray:
+def everything_overlay(image: np.ndarray, masks: Sequence[np.ndarray], *, random_weights: bool = False) -> np.ndarray:
     """Everything mode's masks ``[K,H,W]`` blended over ``image`` (later ones on top), a legend line saying how
     many and, with ``random_weights``, the banner that says so."""
     from PIL import Image

@@ -77,11 +77,12 @@ from ..atomic import atomic_write, note_kept, remove_stale, write_text
 from ..data import transforms as T
 from .. import progress
 from ..errors import DataError, UsageError
+from ..inputs import ON_ERROR, require_choice
 from ..runtime.predictor import Predictor, best_masks
 from . import boxes as box_files
 from . import rle
 from .generator_options import GeneratorOptions
-from .segment_errors import ERRORS_NAME, PER_IMAGE, ImageFailure, check_on_error, write_errors
+from .segment_errors import ERRORS_NAME, PER_IMAGE, ImageFailure, write_errors
 
 RESULTS_NAME = "results.json"
 RUN_NAME = ".segment.json"  # the model that wrote OUT, so that a resume cannot mix two models' masks
@@ -208,7 +209,7 @@ def make_plan(spec: SegmentSpec) -> _Plan:
     """Read the boxes file, find the images and pair them; check what can be checked before any work."""
     if spec.queue_size < 1:
         raise UsageError(f"queue size must be at least 1, not {spec.queue_size}")
-    check_on_error(spec.on_error)
+    require_choice(spec.on_error, ON_ERROR, "--on-error value")
     out = Path(spec.out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file; give a folder (it is created if missing)")

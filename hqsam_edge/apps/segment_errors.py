@@ -28,10 +28,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..atomic import write_text
-from ..errors import DataError, ImageError, UsageError
+from ..errors import DataError, ImageError
 
 ERRORS_NAME = "errors.json"
-ON_ERROR = ("skip", "stop")
 PER_IMAGE = (ImageError, DataError)  # what ``skip`` skips; anything else stops the run
 
 
@@ -50,12 +49,6 @@ class ImageFailure:
 
     def line(self) -> str:
         return f"skipped {self.file} ({self.stage}): {self.error}"
-
-
-def check_on_error(value: str) -> None:
-    if value not in ON_ERROR:
-        raise UsageError(f"--on-error takes skip (leave a bad image out, list it in {ERRORS_NAME}) or stop "
-                         f"(end the run at the first one), not {value!r}")
 
 
 def write_errors(out: Path, failures: Iterable[ImageFailure]) -> Path | None:
