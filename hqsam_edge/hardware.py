@@ -185,19 +185,20 @@ def jetpack_for(l4t: str) -> str:
     padded = ".".join((l4t.split(".") + ["0", "0"])[:3])
     if padded in L4T_TO_JETPACK:
         return L4T_TO_JETPACK[padded]
-    def version(text: str) -> list[int]:
-        return [int(x) for x in text.split(".") if x.isdigit()]
-
     series = ".".join(padded.split(".")[:2]) + "."
-    known = sorted((k for k in L4T_TO_JETPACK if k.startswith(series) and version(k) <= version(padded)), key=version)
+    known = sorted((k for k in L4T_TO_JETPACK if k.startswith(series) and version_tuple(k) <= version_tuple(padded)),
+                   key=version_tuple)
     return L4T_TO_JETPACK[known[-1]] if known else ""
 
 
-def _older(version: str, than: str) -> bool:
-    def parts(v: str) -> tuple[int, ...]:
-        return tuple(int(x) for x in v.split(".") if x.isdigit())
+def version_tuple(text: str) -> tuple[int, ...]:
+    """``"10.3.0.26"`` -> ``(10, 3, 0)``: the major, minor and patch numbers of a version string (a build
+    number after them is ignored), for comparisons."""
+    return tuple(int(p) for p in text.split(".")[:3] if p.isdigit())
 
-    return parts(version) < parts(than)
+
+def _older(version: str, than: str) -> bool:
+    return version_tuple(version) < version_tuple(than)
 
 
 def tensorrt_for_jetpack(jetpack: str) -> str:

@@ -35,19 +35,20 @@ import numpy as np
 
 from .. import progress
 from ..atomic import write_bytes
+from ..calib.recipes import FP16_KEEP_FP32
 from ..errors import BackendUnavailableError, UsageError
 from ..export.manifest import Artifact, Manifest, engine_file, graph_file, provenance, read_manifest
 from ..export.profiles import Limits, Profile, profile_for
+from ..hardware import MIN_TENSORRT, version_tuple
 from ..inputs import PRECISIONS, require_choice
 
 if TYPE_CHECKING:  # typed against tensorrt-stubs; imported for real only inside the functions
     import tensorrt as trt
 
 GRAPHS = ("encoder", "decoder")
-# ONNX ops FP16 overflows or loses accuracy in (calib.recipes.FP16_KEEP_FP32 less the integer-valued ones)
-TRT_KEEP_FP32_OPS = ("LayerNormalization", "Softmax", "ReduceMean", "ReduceSum", "Pow", "Sqrt", "Reciprocal", "Exp",
-                     "Sin", "Cos")
-MIN_VERSION = (8, 6)  # 8.5's ONNX parser has no LayerNormalization (opset 17: the graphs' norms)
+# ONNX ops FP16 overflows or loses accuracy in: calib.recipes.FP16_KEEP_FP32 less the integer-valued ones
+TRT_KEEP_FP32_OPS = tuple(op for op in FP16_KEEP_FP32 if op not in ("Range", "Resize"))
+MIN_VERSION = version_tuple(MIN_TENSORRT)  # 8.5's ONNX parser has no LayerNormalization (opset 17: the graphs' norms)
 JETPACK_UPGRADE = ("on a Jetson, JetPack 6.0 or newer (JetPack 5.x ships TensorRT 8.4 / 8.5 and Python 3.8); "
                    "elsewhere pip install 'tensorrt-cu12>=10.3,<11'")
 
@@ -77,16 +78,12 @@ def check_spec(spec: EngineSpec) -> None:
         raise UsageError(f"--workspace-gb must be positive, not {spec.workspace_gb}")
 
 
-def parse_version(version: str) -> tuple[int, ...]:
-    return tuple(int(p) for p in version.split(".")[:3] if p.isdigit())
-
-
 def generation_of(version: str) -> str:
     """"8" for 8.6, "10" for 10.x, "11" for 11.x and later; ``BackendUnavailableError`` below 8.6."""
-    if parse_version(version)[:2] < MIN_VERSION:
+    if version_tuple(version)[:2] < MIN_VERSION:
         raise BackendUnavailableError(f"TensorRT {version} is too old: hqsam-edge needs 8.6 or newer (the ONNX "
                                       f"parser's LayerNormalization); upgrade: {JETPACK_UPGRADE}")
-    major = parse_version(version)[0]
+    major = version_tuple(version)[0]
     return "8" if major < 10 else ("10" if major == 10 else "11")
 
 
@@ -169,7 +166,7 @@ def trtexec_timing_cache(generation: str) -> str:
     from ..hardware import this_platform
 
     cc = this_platform().compute_capability
-    return f"timing.trt{generation}.sm{cc.replace('.', '')}.cache" if cc else f"timing.trt{generation}.this-gpu.cache"
+    return timing_cache_name(generation, cc) if cc else f"timing.trt{generation}.this-gpu.cache"
 
 
 def timing_cache_name(tensorrt_version: str, compute_capability: str) -> str:
@@ -313,7 +310,7 @@ def check_tensorrt_version(spec: EngineSpec, version: str) -> str:
     """The generation of ``version``, refusing what it cannot build for ``spec``."""
     generation = generation_of(version)
     check_dla_generation(spec, generation)
-    if spec.dla_core is not None and generation == "11" and parse_version(version) < (11, 4, 1):
+    if spec.dla_core is not None and generation == "11" and version_tuple(version) < (11, 4, 1):
         raise BackendUnavailableError(f"TensorRT {version} has no DLA support (TensorRT 11.0-11.4.0 dropped it; "
                                       "11.4.1 brings it back on JetPack 7.2.2+): use TensorRT 10 / JetPack 6, or "
                                       "drop --dla-core")
@@ -366,16 +363,18 @@ def check_engines(manifest: Manifest, folder: Path, files: dict[str, str], spec:
 
 
 def build_engines(spec: EngineSpec, generation: str, images: list[np.ndarray], bounds) -> Artifact:
-    """One engine per graph (its precision graphs already made and checked), checked on ``images`` against
-    ``bounds`` and recorded in the manifest."""
+    """One engine per graph (its precision graphs already made and checked, and each the file the manifest
+    records), checked on ``images`` against ``bounds`` and recorded in the manifest."""
     import tensorrt as trt
 
     folder = Path(spec.folder)
     manifest = read_manifest(folder)
+    jobs = plan(folder, spec, generation)
+    manifest.check_files(folder, [job.onnx.name for job in jobs])
     device = device_description()
     cache_path = folder / timing_cache_name(trt.__version__, device["compute_capability"])
     files, recipes = {}, {}
-    for job in plan(folder, spec, generation):
+    for job in jobs:
         serialized, pinned = _build_one(job, spec, generation, cache_path)
         write_bytes(job.engine, serialized)
         files[job.graph] = job.engine.name

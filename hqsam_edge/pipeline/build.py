@@ -19,6 +19,7 @@ from ..calib.recipes import DEFAULT_INT8_EXCLUDE
 from ..errors import UsageError
 from ..export.manifest import Artifact, Manifest
 from ..inputs import BUILD_BACKENDS as BACKENDS
+from ..inputs import require_choice
 from ..runtime.environment import require_onnxruntime
 
 if TYPE_CHECKING:
@@ -99,8 +100,7 @@ def with_precision(spec: BuildSpec) -> tuple[BuildSpec, str | None]:
 
 def check_spec(spec: BuildSpec) -> None:
     """Every option that can be refused before anything heavy is imported."""
-    if spec.backend not in BACKENDS:
-        raise UsageError(f"unknown backend {spec.backend!r} for build; choose one of: {', '.join(BACKENDS)}")
+    require_choice(spec.backend, BACKENDS, "backend for build")
     if spec.precision not in (None, "int8"):
         for given, option in ((spec.calib_images is not None, "--calib-images"), (spec.layer_search, "--layer-search")):
             if given:
@@ -122,8 +122,7 @@ def trtexec_lines(spec: BuildSpec, generation: str) -> list[str]:
 
 def _engines(spec: BuildSpec) -> Artifact:
     from ..calib.variants import ensure_precision_graphs, heldout_images
-    from ..engines.builder import build_engines, check_dla, check_tensorrt_version, plan, source_graphs
-    from ..export.manifest import read_manifest
+    from ..engines.builder import build_engines, check_dla, check_tensorrt_version, source_graphs
     from ..runtime.environment import require_tensorrt
 
     require_tensorrt()
@@ -134,8 +133,6 @@ def _engines(spec: BuildSpec) -> Artifact:
     check_dla(engines)
     for precision, flavour in source_graphs(engines, generation):
         ensure_precision_graphs(spec.precision_spec(precision, flavour))
-    folder = Path(spec.folder)  # every graph the engines are built from is the one recorded
-    read_manifest(folder).check_files(folder, [job.onnx.name for job in plan(folder, engines, generation)])
     graphs = spec.precision_spec()
     return build_engines(engines, generation, heldout_images(graphs), graphs.bounds())
 

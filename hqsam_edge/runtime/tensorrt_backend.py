@@ -41,6 +41,7 @@ import numpy as np
 
 from ..errors import ArtifactError, BackendUnavailableError, UsageError
 from ..export import contract as C
+from ..hardware import version_tuple
 from .base import Backend, ModelInfo
 
 if TYPE_CHECKING:  # typed against tensorrt-stubs; imported for real only inside the methods
@@ -50,10 +51,6 @@ if TYPE_CHECKING:  # typed against tensorrt-stubs; imported for real only inside
 def _shape(dims: trt.Dims) -> tuple[int, ...]:
     """A TensorRT ``Dims`` as a tuple of ints."""
     return tuple(int(dims[i]) for i in range(len(dims)))
-
-
-def _version(text: str) -> tuple[int, ...]:
-    return tuple(int(p) for p in text.split(".")[:3] if p.isdigit())
 
 
 @dataclass
@@ -88,7 +85,7 @@ def check_versions(built_with: str, running: str, version_compatible: bool) -> N
     or, for version-compatible plans (8.6+), a runtime at least as new."""
     if not built_with or built_with == running:
         return
-    if version_compatible and _version(built_with) >= (8, 6) and _version(running) >= _version(built_with):
+    if version_compatible and version_tuple(built_with) >= (8, 6) and version_tuple(running) >= version_tuple(built_with):
         return
     hint = ("version-compatible plans load only on the TensorRT that built them or a newer one"
             if version_compatible else "or build with --version-compatible on the oldest TensorRT that will load them")
