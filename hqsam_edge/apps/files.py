@@ -69,8 +69,8 @@ def check_predict_options(boxes: Sequence[str], points: Sequence[str], out, ever
     if everything:
         if boxes or points:
             raise UsageError("--everything segments the whole image: drop --box / --point")
-        _check_everything_outputs(out, overlay)
         options.grids()
+        _check_everything_outputs(out, overlay)
     elif options != GeneratorOptions():
         raise UsageError("--points-per-side, --pred-iou-thresh ... apply to --everything only")
     elif out is None:
