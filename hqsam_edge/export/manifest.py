@@ -168,7 +168,7 @@ class Manifest:
         import torch
 
         from ..model import build_model
-        from ..model.checkpoint import sha256_file
+        from ..digest import sha256_file
 
         if self.checkpoint is not None:
             path = Path(self.checkpoint)

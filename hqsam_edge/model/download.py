@@ -33,6 +33,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from .. import progress as reports
+from ..digest import sha256_file
 from ..errors import DownloadError, UsageError
 from ..inputs import require_choice
 
@@ -105,13 +106,6 @@ def cache_dir() -> Path:
     return Path.home() / ".cache" / "hqsam-edge"
 
 
-def _sha256(path: Path) -> str:
-    # Imported here: checkpoint.py imports torch, which this module does not need at import time.
-    from .checkpoint import sha256_file
-
-    return sha256_file(path)
-
-
 def _source(backbone: str, variant: str) -> CheckpointSource:
     require_choice(backbone, _BACKBONES, "backbone")
     if variant not in _VARIANTS:
@@ -136,7 +130,7 @@ def _mismatch(path: Path, expected: _Expected) -> tuple[str | None, str | None]:
         return f"size mismatch: expected {expected.size} bytes, got {actual_size}", None
     if expected.sha256 is None and expected.prefix is None:
         return None, None
-    digest = _sha256(path)
+    digest = sha256_file(path)
     if expected.sha256 is not None and digest != expected.sha256:
         return f"sha256 mismatch: expected {expected.sha256}, got {digest}", digest
     if expected.sha256 is None and expected.prefix is not None and not digest.startswith(expected.prefix):
@@ -161,7 +155,7 @@ def _report_unverified(path: Path, digest: str | None, expected: _Expected, prog
     """Report the digest of a file that has no published full SHA-256 to check against."""
     if expected.sha256 is not None:
         return
-    digest = digest or _sha256(path)
+    digest = digest or sha256_file(path)
     note = f"; its first digits match {expected.prefix}" if expected.prefix else ""
     _say(f"sha256 of {path}: {digest} (no published checksum recorded to verify against{note})", progress)
 

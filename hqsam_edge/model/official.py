@@ -66,7 +66,7 @@ def spec_from_state_dict(state_dict: dict[str, torch.Tensor], backbone: str) -> 
     found = dataclasses.replace(
         spec, depth=len(blocks), num_heads=spec.embed_dim // head_dim,
         global_attn_indexes=tuple(sorted(i for i, t in rel_pos.items() if t.shape[0] == GLOBAL_REL_POS)))
-    return spec if found == spec else found
+    return found
 
 
 def model_from_official(model: Any) -> Sam:

@@ -85,7 +85,7 @@ def export_artifacts(spec: ExportSpec) -> Manifest:
     import torch
 
     from ..model import build_model
-    from ..model.checkpoint import sha256_file
+    from ..digest import sha256_file
     from ..export.onnx_export import export_model
 
     check_spec(spec)

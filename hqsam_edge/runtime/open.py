@@ -20,7 +20,6 @@ def _onnxruntime(folder: Path, manifest, info: ModelInfo, precision: str | None,
                  providers: list[str] | None) -> Backend:
     """ONNX Runtime over the folder's graphs for ``providers``: under the TensorRT provider INT8 runs the Q/DQ
     graph laid out for TensorRT (auto: when the folder has it; otherwise TensorRT is left out)."""
-    from ..errors import ArtifactError
     from .onnxruntime_backend import TENSORRT, OnnxRuntimeBackend, resolve_providers
 
     chosen = resolve_providers(providers)

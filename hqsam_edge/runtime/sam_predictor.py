@@ -119,10 +119,11 @@ class SamPredictor:
         self.transform = ResizeLongestSide(info.image_size)
 
     @classmethod
-    def from_artifacts(cls, folder: str | Path, backend: str = "auto", precision: str | None = None) -> SamPredictor:
+    def from_artifacts(cls, folder: str | Path, backend: str = "auto", precision: str | None = None,
+                       providers: list[str] | None = None) -> SamPredictor:
         """Over an artifact folder of ``hqsam-edge export`` / ``build`` (``backend``: auto, torch, onnxruntime,
-        tensorrt)."""
-        return cls(Predictor.from_artifacts(folder, backend=backend, precision=precision))
+        tensorrt; ``providers``: ONNX Runtime's, as ``Predictor.from_artifacts``)."""
+        return cls(Predictor.from_artifacts(folder, backend=backend, precision=precision, providers=providers))
 
     def close(self) -> None:
         """Free the backend (sessions, engines, device memory)."""

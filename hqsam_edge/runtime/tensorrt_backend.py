@@ -282,9 +282,9 @@ class TensorRTBackend(Backend):
         self._ctx.push()
         try:
             self._run("encoder", {C.IMAGE.name: image}, fetch=[])
+            state = self._state()  # outside the lock: making a thread's state takes it
             with self._lock:
                 self._generation += 1
-                state = self._state()
                 state.generation, state.batch = self._generation, int(image.shape[0])
                 return self._generation
         finally:

@@ -242,7 +242,7 @@ def _start(spec: TrainSpec, ctx: DistContext, device: torch.device) -> _Run:
 def _feature_cache(spec: TrainSpec, samples) -> FeatureCache | None:
     if not spec.cache_features:
         return None
-    from ..model.checkpoint import sha256_file
+    from ..digest import sha256_file
 
     key = {"backbone": spec.backbone, "checkpoint_sha256": sha256_file(spec.checkpoint),
            "images": hashlib.sha256("\n".join(str(s.image) for s in samples).encode()).hexdigest(),
