@@ -1,5 +1,7 @@
 """Pre- and post-processing as ONNX graphs, for apps that run the encoder and decoder without Python.
 
+Their tensors are ``contract``'s (``IMAGE_RGB``, ``ORIGINAL_SIZE`` ...).
+
 ``preprocess.onnx``: ``image_rgb`` uint8 ``[H,W,3]`` (any size) -> ``image`` float32 ``[1,3,1024,1024]`` (the
 encoder's input: the longest side resized to 1024 with PIL's bilinear filter, SAM's mean/std, zero padding
 right and bottom), ``original_size`` and ``input_size`` int32 ``[2]`` (H, W before and after resizing).
@@ -33,10 +35,6 @@ from . import contract as C
 PREPROCESS_FILE = "preprocess.onnx"
 POSTPROCESS_FILE = "postprocess.onnx"
 OPSET = 17
-IMAGE_RGB = C.TensorSpec("image_rgb", np.uint8, ("H", "W", 3))
-ORIGINAL_SIZE = C.TensorSpec("original_size", np.int32, (2,))
-INPUT_SIZE = C.TensorSpec("input_size", np.int32, (2,))
-MASKS = C.TensorSpec("masks", np.bool_, ("P", "M", "H", "W"))
 
 
 class _Graph:
@@ -143,12 +141,12 @@ def _resample(g: _Graph, image: str, in_size: str, out_size: str, axis: int) -> 
 def preprocess_graph():
     """The ``preprocess.onnx`` model (see the module docstring)."""
     g = _Graph("preprocess")
-    shape = g.op("Cast", g.op("Shape", IMAGE_RGB.name), to=6)  # int32 [H, W, 3]
+    shape = g.op("Cast", g.op("Shape", C.IMAGE_RGB.name), to=6)  # int32 [H, W, 3]
     h = g.op("Gather", shape, g.const(0, np.int64), axis=0)
     w = g.op("Gather", shape, g.const(1, np.int64), axis=0)
     longest = g.op("Max", h, w)
     new_h, new_w = _resized_length(g, h, longest), _resized_length(g, w, longest)
-    image = g.op("Cast", IMAGE_RGB.name, to=1)
+    image = g.op("Cast", C.IMAGE_RGB.name, to=1)
     image = _resample(g, image, w, new_w, axis=1)  # horizontal first, as PIL
     image = _resample(g, image, h, new_h, axis=0)
     normalised = g.op("Div", g.op("Sub", image, g.const(PIXEL_MEAN)), g.const(PIXEL_STD))
@@ -161,12 +159,10 @@ def preprocess_graph():
     padded = g.op("Pad", chw, pads, g.const(0.0), mode="constant")
     g.output(g.op("Unsqueeze", padded, g.const([0], np.int64)), C.IMAGE.name)
     g.output(g.op("Concat", g.op("Unsqueeze", h, g.const([0], np.int64)),
-                  g.op("Unsqueeze", w, g.const([0], np.int64)), axis=0), ORIGINAL_SIZE.name)
+                  g.op("Unsqueeze", w, g.const([0], np.int64)), axis=0), C.ORIGINAL_SIZE.name)
     g.output(g.op("Concat", g.op("Unsqueeze", new_h, g.const([0], np.int64)),
-                  g.op("Unsqueeze", new_w, g.const([0], np.int64)), axis=0), INPUT_SIZE.name)
-    image = C.TensorSpec(C.IMAGE.name, C.IMAGE.dtype, C.IMAGE.concrete(B=1))  # one image
-    return g.model([_value_info(IMAGE_RGB)], [_value_info(image), _value_info(ORIGINAL_SIZE),
-                                               _value_info(INPUT_SIZE)])
+                  g.op("Unsqueeze", new_w, g.const([0], np.int64)), axis=0), C.INPUT_SIZE.name)
+    return g.model([_value_info(s) for s in C.preprocess_inputs()], [_value_info(s) for s in C.preprocess_outputs()])
 
 
 def _bilinear(g: _Graph, x: str, sizes: str) -> str:
@@ -182,12 +178,12 @@ def postprocess_graph():
     lead = g.op("Slice", g.op("Shape", logits), g.const([0], np.int64), g.const([2], np.int64))  # [P, M]
     square = g.op("Concat", lead, g.const([C.IMAGE_SIZE, C.IMAGE_SIZE], np.int64), axis=0)
     x = _bilinear(g, logits, square)
-    ends = g.op("Cast", INPUT_SIZE.name, to=7)
+    ends = g.op("Cast", C.INPUT_SIZE.name, to=7)
     x = g.op("Slice", x, g.const([0, 0], np.int64), ends, g.const([2, 3], np.int64))
-    x = _bilinear(g, x, g.op("Concat", lead, g.op("Cast", ORIGINAL_SIZE.name, to=7), axis=0))
-    g.output(g.op("Greater", x, g.const(0.0)), MASKS.name)
-    return g.model([_value_info(C.LOW_RES_MASKS), _value_info(INPUT_SIZE), _value_info(ORIGINAL_SIZE)],
-                   [_value_info(MASKS)])
+    x = _bilinear(g, x, g.op("Concat", lead, g.op("Cast", C.ORIGINAL_SIZE.name, to=7), axis=0))
+    g.output(g.op("Greater", x, g.const(0.0)), C.MASKS.name)
+    return g.model([_value_info(C.LOW_RES_MASKS), _value_info(C.INPUT_SIZE), _value_info(C.ORIGINAL_SIZE)],
+                   [_value_info(C.MASKS)])
 
 
 def export_processing(folder: str | Path) -> dict[str, dict]:
@@ -200,9 +196,9 @@ def export_processing(folder: str | Path) -> dict[str, dict]:
     folder = Path(folder)
     entries = {}
     for name, make, file, inputs, outputs in (
-            ("preprocess", preprocess_graph, PREPROCESS_FILE, (IMAGE_RGB,), (C.IMAGE, ORIGINAL_SIZE, INPUT_SIZE)),
-            ("postprocess", postprocess_graph, POSTPROCESS_FILE, (C.LOW_RES_MASKS, INPUT_SIZE, ORIGINAL_SIZE),
-             (MASKS,))):
+            ("preprocess", preprocess_graph, PREPROCESS_FILE, C.preprocess_inputs(), C.preprocess_outputs()),
+            ("postprocess", postprocess_graph, POSTPROCESS_FILE, (C.LOW_RES_MASKS, C.INPUT_SIZE, C.ORIGINAL_SIZE),
+             (C.MASKS,))):
         model = make()
         onnx.checker.check_model(model, full_check=True)
         save_onnx(model, folder / file)

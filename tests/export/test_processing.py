@@ -23,8 +23,9 @@ from PIL import Image
 from hqsam_edge import Predictor, progress
 from hqsam_edge.data import transforms as T
 from hqsam_edge.data.synthetic import demo_image
+from hqsam_edge.export import contract as C
 from hqsam_edge.export.processing import POSTPROCESS_FILE, PREPROCESS_FILE
-from hqsam_edge.export.manifest import read_manifest
+from hqsam_edge.export.manifest import read_manifest, tensor_entries
 from hqsam_edge.pipeline.export import ExportSpec, add_processing_graphs, export_artifacts
 from hqsam_edge.pipeline.verify import verify_folder
 
@@ -56,6 +57,7 @@ def test_export_reports_its_stages_and_records_the_processing_graphs(folder):
         "preprocess": PREPROCESS_FILE, "postprocess": POSTPROCESS_FILE}
     assert list(manifest.files) == ["encoder.onnx", "decoder.onnx", PREPROCESS_FILE, POSTPROCESS_FILE]
     assert verify_folder(folder).problems == []
+    assert manifest.graphs["preprocess"]["outputs"] == tensor_entries(C.preprocess_outputs())
 
 
 def test_processing_graphs_added_to_an_exported_folder(tiny_folder, folder, tmp_path):
@@ -84,7 +86,7 @@ def test_preprocess_is_pils_resize(folder, name, image):
     tensor, original_size, input_size = _session(folder / PREPROCESS_FILE).run(None, {"image_rgb": image})
     ref, ref_input_size = T.preprocess_image(image)
     assert tuple(original_size) == image.shape[:2] and tuple(input_size) == ref_input_size
-    assert original_size.dtype == np.int32 and input_size.dtype == np.int32  # TensorRT's shape tensors
+    assert original_size.dtype == C.ORIGINAL_SIZE.dtype == np.int32 == input_size.dtype  # TensorRT's shape tensors
     levels = np.abs(tensor - ref) * np.array(T.PIXEL_STD, np.float32).reshape(1, 3, 1, 1)
     assert levels.max() <= 1.0 + 1e-4  # at most one uint8 level, and only rarely:
     assert (levels > 0.01).mean() <= 1e-3, f"{(levels > 0.01).mean():.2e} of the values differ"
