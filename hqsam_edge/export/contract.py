@@ -10,7 +10,9 @@ Decoder: P prompts of N points for one image -> every mask token's logits
 (T per prompt); which of them a call returns is the runtime's choice.
 Processing graphs (``export --with-processing``, for apps without Python):
 preprocess (an RGB image of any size -> the encoder's input and the two
-sizes) and postprocess (logits and the sizes -> masks at the original size).
+sizes) and postprocess (the decoder's outputs as they come, the sizes and the
+choice -> the chosen masks at the original size and their scores), so that
+preprocess -> encoder -> decoder -> postprocess chain with no code between.
 """
 
 from __future__ import annotations
@@ -76,6 +78,9 @@ IOU_PREDICTIONS = TensorSpec("iou_predictions", np.float32, ("P", SAM_MASK_TOKEN
 IMAGE_RGB = TensorSpec("image_rgb", np.uint8, ("H", "W", 3))
 ORIGINAL_SIZE = TensorSpec("original_size", np.int32, (2,))  # the image's H, W
 INPUT_SIZE = TensorSpec("input_size", np.int32, (2,))  # H, W resized, the longest side IMAGE_SIZE
+# The choice of masks, as ``Predictor.predict`` takes it (rules: ``hqsam_edge.runtime.selection``): scalars.
+MULTIMASK_OUTPUT = TensorSpec("multimask_output", np.bool_, ())
+HQ_TOKEN_ONLY = TensorSpec("hq_token_only", np.bool_, ())
 # The chosen masks at the original size (M = ``num_masks``) and SAM's IoU prediction of each.
 MASKS = TensorSpec("masks", np.bool_, ("P", "M", "H", "W"))
 SCORES = TensorSpec("scores", np.float32, ("P", "M"))
@@ -111,6 +116,20 @@ def preprocess_inputs() -> tuple[TensorSpec, ...]:
 def preprocess_outputs() -> tuple[TensorSpec, ...]:
     """The encoder's input of one image, then the sizes ``postprocess`` and the prompts' scaling need."""
     return (IMAGE.fix(B=1), ORIGINAL_SIZE, INPUT_SIZE)
+
+
+def postprocess_inputs(is_hq: bool) -> tuple[TensorSpec, ...]:
+    """The decoder's outputs as exported, the sizes, and the choice (``hq_token_only``: HQ-SAM only, as the
+    decoder's ``hq_features``; plain SAM ignores it)."""
+    choice = (MULTIMASK_OUTPUT, HQ_TOKEN_ONLY) if is_hq else (MULTIMASK_OUTPUT,)
+    return (*decoder_outputs(is_hq), INPUT_SIZE, ORIGINAL_SIZE, *choice)
+
+
+def postprocess_outputs(is_hq: bool) -> tuple[TensorSpec, ...]:
+    """The chosen masks and their scores; M fixed to 1 for HQ-SAM, 1 or 3 (``multimask_output``) for SAM."""
+    if is_hq:
+        return (MASKS.fix(M=1), SCORES.fix(M=1))
+    return (MASKS, SCORES)
 
 
 def mask_tokens(is_hq: bool) -> int:
