@@ -2,11 +2,13 @@
 
     python examples/onnx_pipeline.py build/hq_vit_tiny --image scene.jpg --box 50,40,300,250 --out mask.png
 
-What a C++ or DeepStream app does with the same graphs: ``preprocess.onnx`` (the RGB image, any size ->
-the encoder's input and the sizes), ``encoder.onnx``, ``decoder.onnx`` (the box as two corner points,
-labels 2 and 3, scaled into the resized frame), ``postprocess.onnx`` (logits -> masks at the original size).
-Make the folder with ``hqsam-edge export --backbone vit_tiny --random-weights --with-processing``. Needs
-numpy, Pillow (to read and write files) and onnxruntime.
+What a C++ or DeepStream app does with the same graphs, each one's outputs fed to the next as they come:
+``preprocess.onnx`` (the RGB image, any size -> the encoder's input and the sizes), ``encoder.onnx``,
+``decoder.onnx`` (the box as two corner points, labels 2 and 3, scaled into the resized frame; every mask
+token's logits and IoU out), ``postprocess.onnx`` (those, the sizes and the choice, ``multimask_output`` and,
+for HQ-SAM, ``hq_token_only`` -> the chosen masks at the original size and their scores). Make the folder with
+``hqsam-edge export --backbone vit_tiny --random-weights --with-processing``. Needs numpy, Pillow (to read and
+write files) and onnxruntime.
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ def session(folder: Path, name: str) -> ort.InferenceSession:
     return ort.InferenceSession(str(folder / name), providers=["CPUExecutionProvider"])
 
 
-def segment(folder: Path, image: np.ndarray, box: list[float]) -> np.ndarray:
-    """``HxWx3`` uint8 RGB and a box x0,y0,x1,y1 in its pixels -> the mask ``HxW`` bool."""
+def segment(folder: Path, image: np.ndarray, box: list[float], *, multimask_output: bool = False,
+            hq_token_only: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """``HxWx3`` uint8 RGB and a box x0,y0,x1,y1 in its pixels -> the masks ``MxHxW`` bool and their scores
+    ``M`` (M: 1 for HQ-SAM, 3 for plain SAM with ``multimask_output``)."""
     graphs = json.loads((folder / "manifest.json").read_text())["graphs"]
     pre, enc, dec, post = (session(folder, graphs[g]["file"]) for g in ("preprocess", "encoder", "decoder",
                                                                          "postprocess"))
@@ -35,13 +39,20 @@ def segment(folder: Path, image: np.ndarray, box: list[float]) -> np.ndarray:
     corners = (np.array(box, np.float32).reshape(1, 2, 2) * scale).astype(np.float32)
     feeds = {"point_coords": corners, "point_labels": np.array([[2, 3]], np.float32),
              "mask_input": np.zeros((1, 1, 256, 256), np.float32), "has_mask_input": np.zeros(1, np.float32)}
-    decoder_inputs = {i.name for i in dec.get_inputs()}
-    tokens, _ = dec.run(None, {k: v for k, v in {**features, **feeds}.items() if k in decoder_inputs})
-    # every mask token's logits [P,T,256,256]: SAM's 4, then HQ-SAM's HQ token (T = 5). One mask per prompt as
-    # SamPredictor.predict(multimask_output=False): SAM's token 0, plus the HQ token's logits for HQ-SAM.
-    low_res = tokens[:, 0:1] + (tokens[:, 4:5] if tokens.shape[1] == 5 else 0)
-    (masks,) = post.run(None, {"low_res_masks": low_res, "input_size": input_size, "original_size": original_size})
-    return masks[0, 0]
+    tokens = dict(zip([o.name for o in dec.get_outputs()], dec.run(None, select(dec, {**features, **feeds}))))
+    choice = {"multimask_output": np.array(multimask_output), "hq_token_only": np.array(hq_token_only)}
+    sizes = {"input_size": input_size, "original_size": original_size}
+    masks, scores = post.run(None, select(post, {**tokens, **sizes, **choice}))
+    return masks[0], scores[0]
+
+
+def select(graph: ort.InferenceSession, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The feeds ``graph`` takes (a plain SAM model has no ``hq_features`` nor ``hq_token_only``)."""
+    unknown = [i.name for i in graph.get_inputs() if i.name not in values]
+    if unknown:
+        raise SystemExit(f"a graph takes {', '.join(unknown)}, which this example does not make: it comes from an "
+                         "older hqsam-edge; export the folder again with --with-processing")
+    return {i.name: values[i.name] for i in graph.get_inputs()}
 
 
 def main() -> None:
@@ -49,10 +60,15 @@ def main() -> None:
     ap.add_argument("folder", type=Path)
     ap.add_argument("--image", type=Path, required=True)
     ap.add_argument("--box", required=True, help="x0,y0,x1,y1 in pixels")
-    ap.add_argument("--out", type=Path, required=True, help="mask PNG (0/255)")
+    ap.add_argument("--out", type=Path, required=True, help="mask PNG (0/255): the best-scored mask")
+    ap.add_argument("--multimask", action="store_true", help="multimask_output: three masks from plain SAM, "
+                    "the best of tokens 1..3 (plus the HQ token) from HQ-SAM")
+    ap.add_argument("--hq-token-only", action="store_true", help="HQ-SAM: the HQ token's mask alone")
     args = ap.parse_args()
     image = np.asarray(Image.open(args.image).convert("RGB"))
-    mask = segment(args.folder, image, [float(v) for v in args.box.split(",")])
+    masks, scores = segment(args.folder, image, [float(v) for v in args.box.split(",")],
+                            multimask_output=args.multimask, hq_token_only=args.hq_token_only)
+    mask = masks[int(np.argmax(scores))]
     Image.fromarray((mask * 255).astype(np.uint8)).save(args.out)
     print(f"wrote {args.out}: {int(mask.sum())} pixels of {mask.size}")
 

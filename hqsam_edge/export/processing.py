@@ -1,13 +1,21 @@
 """Pre- and post-processing as ONNX graphs, for apps that run the encoder and decoder without Python.
 
+Their tensors are ``contract``'s (``preprocess_inputs`` ... ``postprocess_outputs``); the four graphs chain with
+no code between them: preprocess -> encoder -> decoder -> postprocess.
+
 ``preprocess.onnx``: ``image_rgb`` uint8 ``[H,W,3]`` (any size) -> ``image`` float32 ``[1,3,1024,1024]`` (the
 encoder's input: the longest side resized to 1024 with PIL's bilinear filter, SAM's mean/std, zero padding
 right and bottom), ``original_size`` and ``input_size`` int32 ``[2]`` (H, W before and after resizing).
 
-``postprocess.onnx``: ``low_res_masks`` float32 ``[P,M,256,256]`` (the decoder's logits), ``input_size`` and
-``original_size`` int32 ``[2]`` -> ``masks`` bool ``[P,M,H,W]``: the two bilinear resizes of
-``segment_anything``'s ``postprocess_masks`` (to the padded 1024 square, crop the resized image, to the
-original size), thresholded at 0.
+``postprocess.onnx`` (one per model: T, and the HQ token, are the model's): the decoder's ``low_res_masks``
+float32 ``[P,T,256,256]`` (every mask token's logits) and ``iou_predictions`` ``[P,4]`` as they come,
+``input_size`` and ``original_size`` int32 ``[2]``, and the choice: bool scalars ``multimask_output`` and (HQ-SAM
+only, as the decoder's ``hq_features``) ``hq_token_only`` -> ``masks`` bool ``[P,M,H,W]`` and ``scores`` float32
+``[P,M]``. The choice is ``runtime.selection``'s, the official models' (``_choose``): HQ-SAM M = 1, SAM's
+token 0 or with ``multimask_output`` the one of tokens 1..3 of highest IoU (the first of equal ones), plus the HQ
+token, or the HQ token alone; plain SAM token 0 (M = 1) or tokens 1..3 (M = 3). The chosen logits are upscaled
+by the two bilinear resizes of ``segment_anything``'s ``postprocess_masks`` (to the padded 1024 square, crop the
+resized image, to the original size) and thresholded at 0.
 
 The resize is PIL's own algorithm (``Resample.c``: a triangle filter widened by the scale when
 downscaling, each output pixel a normalised weighted sum of a window of inputs; the horizontal pass, rounded
@@ -16,6 +24,13 @@ TensorRT alike (no ``antialias`` Resize, no float64, int32 shape arithmetic). PI
 double precision and sums in 22-bit fixed point; these graphs do both in float32, so a resized pixel can
 differ from PIL's by one level where its exact value lies within ~1e-4 of a rounding boundary (measured:
 ``tests/export/test_processing.py``). Built for TensorRT, keep TF32 off (``--noTF32``), as for fp32 engines.
+
+The choice is made of ops TensorRT's ONNX parser takes, and keeps the sizes shape tensors and the choice
+execution tensors (bool, never a shape): Where on the bool scalars (no ``If``: its branches' shapes differ);
+the best of tokens 1..3 as the smallest index at the row's ReduceMax (Equal, Where, ReduceMin: ties resolved
+as ``torch.max`` on every runtime, where ArgMax becomes TensorRT's TopK, which promises no order among equals);
+GatherElements for one token per prompt; and for plain SAM, whose M depends on ``multimask_output``, NonZero
+of the tokens kept, then Gather (a data-dependent shape: TensorRT 8.5 and later).
 
 Prompts are scaled into the resized frame by the caller: ``x * input_size[1] / original_size[1]``,
 ``y * input_size[0] / original_size[0]`` (``examples/onnx_pipeline.py``).
@@ -33,10 +48,6 @@ from . import contract as C
 PREPROCESS_FILE = "preprocess.onnx"
 POSTPROCESS_FILE = "postprocess.onnx"
 OPSET = 17
-IMAGE_RGB = C.TensorSpec("image_rgb", np.uint8, ("H", "W", 3))
-ORIGINAL_SIZE = C.TensorSpec("original_size", np.int32, (2,))
-INPUT_SIZE = C.TensorSpec("input_size", np.int32, (2,))
-MASKS = C.TensorSpec("masks", np.bool_, ("P", "M", "H", "W"))
 
 
 class _Graph:
@@ -143,12 +154,12 @@ def _resample(g: _Graph, image: str, in_size: str, out_size: str, axis: int) -> 
 def preprocess_graph():
     """The ``preprocess.onnx`` model (see the module docstring)."""
     g = _Graph("preprocess")
-    shape = g.op("Cast", g.op("Shape", IMAGE_RGB.name), to=6)  # int32 [H, W, 3]
+    shape = g.op("Cast", g.op("Shape", C.IMAGE_RGB.name), to=6)  # int32 [H, W, 3]
     h = g.op("Gather", shape, g.const(0, np.int64), axis=0)
     w = g.op("Gather", shape, g.const(1, np.int64), axis=0)
     longest = g.op("Max", h, w)
     new_h, new_w = _resized_length(g, h, longest), _resized_length(g, w, longest)
-    image = g.op("Cast", IMAGE_RGB.name, to=1)
+    image = g.op("Cast", C.IMAGE_RGB.name, to=1)
     image = _resample(g, image, w, new_w, axis=1)  # horizontal first, as PIL
     image = _resample(g, image, h, new_h, axis=0)
     normalised = g.op("Div", g.op("Sub", image, g.const(PIXEL_MEAN)), g.const(PIXEL_STD))
@@ -161,12 +172,10 @@ def preprocess_graph():
     padded = g.op("Pad", chw, pads, g.const(0.0), mode="constant")
     g.output(g.op("Unsqueeze", padded, g.const([0], np.int64)), C.IMAGE.name)
     g.output(g.op("Concat", g.op("Unsqueeze", h, g.const([0], np.int64)),
-                  g.op("Unsqueeze", w, g.const([0], np.int64)), axis=0), ORIGINAL_SIZE.name)
+                  g.op("Unsqueeze", w, g.const([0], np.int64)), axis=0), C.ORIGINAL_SIZE.name)
     g.output(g.op("Concat", g.op("Unsqueeze", new_h, g.const([0], np.int64)),
-                  g.op("Unsqueeze", new_w, g.const([0], np.int64)), axis=0), INPUT_SIZE.name)
-    image = C.TensorSpec(C.IMAGE.name, C.IMAGE.dtype, C.IMAGE.concrete(B=1))  # one image
-    return g.model([_value_info(IMAGE_RGB)], [_value_info(image), _value_info(ORIGINAL_SIZE),
-                                               _value_info(INPUT_SIZE)])
+                  g.op("Unsqueeze", new_w, g.const([0], np.int64)), axis=0), C.INPUT_SIZE.name)
+    return g.model([_value_info(s) for s in C.preprocess_inputs()], [_value_info(s) for s in C.preprocess_outputs()])
 
 
 def _bilinear(g: _Graph, x: str, sizes: str) -> str:
@@ -175,23 +184,49 @@ def _bilinear(g: _Graph, x: str, sizes: str) -> str:
                 nearest_mode="floor")
 
 
-def postprocess_graph():
-    """The ``postprocess.onnx`` model (see the module docstring)."""
+def _choose(g: _Graph, is_hq: bool) -> tuple[str, str]:
+    """``runtime.selection.select_masks`` in graph ops: the chosen logits ``[P,M,256,256]`` and IoU ``[P,M]``
+    (the ops and why: the module docstring)."""
+    masks, iou, multimask = C.LOW_RES_MASKS.name, C.IOU_PREDICTIONS.name, C.MULTIMASK_OUTPUT.name
+    sam = C.SAM_MASK_TOKENS
+    if not is_hq:  # token 0, or tokens 1..3
+        many = g.op("Unsqueeze", multimask, g.const([0], np.int64))  # [1]
+        kept = g.op("Concat", g.op("Not", many), *[many] * (sam - 1), axis=0)  # [4]
+        index = g.op("Squeeze", g.op("NonZero", kept), g.const([0], np.int64))  # [M]
+        return g.op("Gather", masks, index, axis=1), g.op("Gather", iou, index, axis=1)
+    axis_1 = g.const([1], np.int64)
+    multi = g.op("Slice", iou, axis_1, g.const([sam], np.int64), axis_1)  # [P,3]: tokens 1..3
+    top = g.op("Equal", multi, g.op("ReduceMax", multi, axes=[1], keepdims=1))
+    first = g.op("ReduceMin", g.op("Where", top, g.const([list(range(1, sam))]), g.const(float(sam))),
+                 axes=[1], keepdims=1)  # [P,1]: the first token of the highest IoU
+    best = g.op("Cast", g.op("Where", multimask, first, g.const(0.0)), to=7)  # [P,1] int64
+    every = g.op("Expand", g.op("Unsqueeze", best, g.const([2, 3], np.int64)),
+                 g.const([1, 1, C.LOW_RES_SIZE, C.LOW_RES_SIZE], np.int64))  # [P,1,256,256]
+    token = g.op("GatherElements", masks, every, axis=1)
+    hq = g.op("Slice", masks, g.const([sam], np.int64), g.const([sam + 1], np.int64), axis_1)
+    chosen = g.op("Where", C.HQ_TOKEN_ONLY.name, hq, g.op("Add", token, hq))
+    return chosen, g.op("GatherElements", iou, best, axis=1)
+
+
+def postprocess_graph(is_hq: bool):
+    """The ``postprocess.onnx`` model of an HQ-SAM (``is_hq``) or plain SAM decoder (see the module docstring)."""
     g = _Graph("postprocess")
-    logits = C.LOW_RES_MASKS.name
+    logits, scores = _choose(g, is_hq)
     lead = g.op("Slice", g.op("Shape", logits), g.const([0], np.int64), g.const([2], np.int64))  # [P, M]
     square = g.op("Concat", lead, g.const([C.IMAGE_SIZE, C.IMAGE_SIZE], np.int64), axis=0)
     x = _bilinear(g, logits, square)
-    ends = g.op("Cast", INPUT_SIZE.name, to=7)
+    ends = g.op("Cast", C.INPUT_SIZE.name, to=7)
     x = g.op("Slice", x, g.const([0, 0], np.int64), ends, g.const([2, 3], np.int64))
-    x = _bilinear(g, x, g.op("Concat", lead, g.op("Cast", ORIGINAL_SIZE.name, to=7), axis=0))
-    g.output(g.op("Greater", x, g.const(0.0)), MASKS.name)
-    return g.model([_value_info(C.LOW_RES_MASKS), _value_info(INPUT_SIZE), _value_info(ORIGINAL_SIZE)],
-                   [_value_info(MASKS)])
+    x = _bilinear(g, x, g.op("Concat", lead, g.op("Cast", C.ORIGINAL_SIZE.name, to=7), axis=0))
+    g.output(g.op("Greater", x, g.const(0.0)), C.MASKS.name)
+    g.output(scores, C.SCORES.name)
+    return g.model([_value_info(s) for s in C.postprocess_inputs(is_hq)],
+                   [_value_info(s) for s in C.postprocess_outputs(is_hq)])
 
 
-def export_processing(folder: str | Path) -> dict[str, dict]:
-    """Write ``preprocess.onnx`` and ``postprocess.onnx`` into ``folder``, checked; their manifest entries."""
+def export_processing(folder: str | Path, is_hq: bool) -> dict[str, dict]:
+    """Write ``preprocess.onnx`` and ``postprocess.onnx`` (for an HQ-SAM or plain SAM decoder) into ``folder``,
+    checked; their manifest entries."""
     import onnx
 
     from .manifest import tensor_entries
@@ -199,11 +234,10 @@ def export_processing(folder: str | Path) -> dict[str, dict]:
 
     folder = Path(folder)
     entries = {}
-    for name, make, file, inputs, outputs in (
-            ("preprocess", preprocess_graph, PREPROCESS_FILE, (IMAGE_RGB,), (C.IMAGE, ORIGINAL_SIZE, INPUT_SIZE)),
-            ("postprocess", postprocess_graph, POSTPROCESS_FILE, (C.LOW_RES_MASKS, INPUT_SIZE, ORIGINAL_SIZE),
-             (MASKS,))):
-        model = make()
+    for name, model, file, inputs, outputs in (
+            ("preprocess", preprocess_graph(), PREPROCESS_FILE, C.preprocess_inputs(), C.preprocess_outputs()),
+            ("postprocess", postprocess_graph(is_hq), POSTPROCESS_FILE, C.postprocess_inputs(is_hq),
+             C.postprocess_outputs(is_hq))):
         onnx.checker.check_model(model, full_check=True)
         save_onnx(model, folder / file)
         entries[name] = {"file": file, "inputs": tensor_entries(inputs), "outputs": tensor_entries(outputs)}

@@ -144,7 +144,7 @@ def _add_processing(manifest: Manifest, folder: Path) -> dict[str, dict]:
     from ..export.processing import export_processing
 
     with progress.stage("export: processing graphs (preprocess.onnx, postprocess.onnx)"):
-        entries = export_processing(folder)
+        entries = export_processing(folder, manifest.is_hq)
     manifest.graphs.update(entries)
     manifest.record_files(folder, [e["file"] for e in entries.values()])
     return entries
@@ -152,7 +152,7 @@ def _add_processing(manifest: Manifest, folder: Path) -> dict[str, dict]:
 
 def add_processing_graphs(folder: str | Path) -> dict[str, dict]:
     """Write ``preprocess.onnx`` / ``postprocess.onnx`` into an artifact folder and record them in its manifest
-    (``graphs.preprocess``, ``graphs.postprocess``)."""
+    (``graphs.preprocess``, ``graphs.postprocess``); again on a folder that has them, the current ones."""
     from ..export.manifest import read_manifest
 
     manifest = read_manifest(folder)

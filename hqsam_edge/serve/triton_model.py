@@ -4,7 +4,7 @@ Inputs (every one optional, as in the model's ``config.pbtxt``), per request:
 
 - ``image``: UINT8 ``[H,W,3]`` RGB, the original picture; or instead
 - ``image_embeddings`` FP32 ``[1,256,64,64]``, ``hq_features`` FP32
-  ``[1,32,256,256]`` (HQ models) and ``original_size`` INT64 ``[2]`` (H, W): an
+  ``[1,32,256,256]`` (HQ models) and ``original_size`` INT32 ``[2]`` (H, W): an
   image encoded by an earlier request, so that a client encodes once and sends
   prompts many times;
 - prompts in pixels (x, y) of the original image, K of them: ``boxes`` FP32
@@ -51,16 +51,17 @@ from ..runtime.predictor import Predictor
 Feeds = Mapping[str, np.ndarray]
 GraphCall = Callable[[dict[str, np.ndarray]], Mapping[str, Any]]
 
-# The served model's tensors ("K" prompts, "N" points, "M" masks per prompt; "H", "W" the original image).
-IMAGE_RGB = C.TensorSpec("image", np.uint8, ("H", "W", 3))
-ORIGINAL_SIZE = C.TensorSpec("original_size", np.int64, (2,))
-BOXES = C.TensorSpec("boxes", np.float32, ("K", 4))
-POINT_COORDS = C.TensorSpec(C.POINT_COORDS.name, np.float32, ("K", "N", 2))
-POINT_LABELS = C.TensorSpec(C.POINT_LABELS.name, np.int32, ("K", "N"))
-MASK_INPUT = C.TensorSpec(C.MASK_INPUT.name, np.float32, ("K", 1, C.LOW_RES_SIZE, C.LOW_RES_SIZE))
-MASKS = C.TensorSpec("masks", np.bool_, ("K", "M", "H", "W"))
-SCORES = C.TensorSpec("scores", np.float32, ("K", "M"))
-LOW_RES_MASKS = C.TensorSpec(C.LOW_RES_MASKS.name, np.float32, ("K", "M", C.LOW_RES_SIZE, C.LOW_RES_SIZE))
+# The served model's tensors ("K" prompts, "N" points, "M" masks per prompt; "H", "W" the original image), the
+# contract's (``hqsam_edge.export.contract``: the processing and decoder graphs') under the served names and axes.
+IMAGE_RGB = C.IMAGE_RGB.renamed("image")
+ORIGINAL_SIZE = C.ORIGINAL_SIZE
+BOXES = C.TensorSpec("boxes", np.float32, ("K", 4))  # the served model's own: x0, y0, x1, y1 in pixels
+POINT_COORDS = C.POINT_COORDS.renamed(P="K")  # in pixels of the original image, not the resized frame
+POINT_LABELS = C.TensorSpec(C.POINT_LABELS.name, np.int32, POINT_COORDS.shape[:2])  # labels as clients send them
+MASK_INPUT = C.MASK_INPUT.renamed(P="K")
+MASKS = C.MASKS.renamed(P="K")
+SCORES = C.SCORES.renamed(P="K")
+LOW_RES_MASKS = C.LOW_RES_MASKS.renamed(P="K", T="M")  # the chosen masks' logits
 
 FILES_JSON = "files.json"  # in the Python model's folder: size and sha256 of the encoder's and decoder's files
 

@@ -90,6 +90,7 @@ def test_configs_parse_and_declare_the_contract(repo, configs):
     assert [e.name for e in py.input] == [s.name for s in S.serve_inputs(is_hq=True)]
     assert all(e.optional for e in py.input)
     assert io(py.input)[0] == (S.IMAGE_RGB.name, "TYPE_UINT8", [-1, -1, 3])
+    assert (S.ORIGINAL_SIZE.name, "TYPE_INT32", [2]) in io(py.input)  # the contract's, as preprocess.onnx gives it
     assert io(py.output)[:3] == [(S.MASKS.name, "TYPE_BOOL", [-1, 1, -1, -1]), (S.SCORES.name, "TYPE_FP32", [-1, 1]),
                                  (S.LOW_RES_MASKS.name, "TYPE_FP32", [-1, 1, 256, 256])]
     params = S.ServeParameters.from_strings({k: v.string_value for k, v in py.parameters.items()})
@@ -356,7 +357,7 @@ def test_client_builds_the_served_inputs(protocol):
     inputs, _ = module.build_request(client, features=features, original_size=(300, 400), boxes=BOXES)
     assert [(i.name(), i.datatype(), list(i.shape())) for i in inputs] == [
         (C.IMAGE_EMBEDDINGS.name, "FP32", [1, 256, 64, 64]), (C.HQ_FEATURES.name, "FP32", [1, 32, 256, 256]),
-        (S.ORIGINAL_SIZE.name, "INT64", [2]), (S.BOXES.name, "FP32", [3, 4])]
+        (S.ORIGINAL_SIZE.name, "INT32", [2]), (S.BOXES.name, "FP32", [3, 4])]
     with pytest.raises(UsageError, match="at most one box"):
         module.prompts_from_args(["1,2,3,4", "5,6,7,8"], ["3,3"])
 
