@@ -10,10 +10,15 @@ makes videos with ground truth and a stand-in segmenter for tests. PyAV (``av``)
 
 from __future__ import annotations
 
+from .api import TrackSpec, track
 from .detector import DetectorSpec, OnnxDetector
 from .frames import Frame
+from .mode import TrackSummary
+from .outputs import OutputSpec
 from .prompts import Detections, DetectionsFile, FirstFramePrompts, PointGroup
 from .sources import SourceSpec, open_source
+from .tracker import TrackerSpec
 
 __all__ = ["Detections", "DetectionsFile", "DetectorSpec", "FirstFramePrompts", "Frame", "OnnxDetector",
-           "PointGroup", "SourceSpec", "open_source"]
+           "OutputSpec", "PointGroup", "SourceSpec", "TrackSpec", "TrackSummary", "TrackerSpec", "open_source",
+           "track"]
