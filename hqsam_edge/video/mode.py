@@ -25,7 +25,7 @@ import numpy as np
 
 from ..runtime.predictor import best_masks
 from .frames import Frame
-from .outputs import OutputSpec, ResultsSink, VideoSink, VIDEO_NAME
+from .outputs import VIDEO_NAME, OutputSpec, ResultsSink, VideoSink
 from .prompts import Detections, FirstFramePrompts
 from .tracker import PromptPlan, TrackedObject, Tracker, TrackerSpec
 

@@ -77,7 +77,7 @@ class VideoSink:
 
     def __init__(self, path: Path, fps: float = 25.0, encoder: str | None = None, crf: int = 23) -> None:
         try:
-            import av  # noqa: F401
+            import av  # noqa: F401  (there, or the one-line error below)
         except ImportError:
             raise BackendUnavailableError("writing the annotated video needs PyAV: pip install 'hqsam-edge[video]'"
                                           ) from None

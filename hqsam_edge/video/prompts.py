@@ -43,7 +43,8 @@ class Detections:
 
     def filtered(self, min_score: float = 0.0, classes: Sequence[int] | None = None) -> Detections:
         """Those scoring at least ``min_score`` (of ``classes`` only, if given), with a non-empty box."""
-        keep = (self.scores >= min_score) & (self.boxes[:, 2] > self.boxes[:, 0]) & (self.boxes[:, 3] > self.boxes[:, 1])
+        boxes = self.boxes
+        keep = (self.scores >= min_score) & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
         if classes is not None:
             keep &= np.isin(self.classes, list(classes))
         return self.select(keep)

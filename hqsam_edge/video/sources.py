@@ -287,7 +287,7 @@ def open_source(source: str | Path | SourceSpec) -> FrameSource:
     location = spec.location
     live = is_live_location(location) if spec.live is None else spec.live
     if location.startswith(GST_PREFIX) or " ! " in location:
-        pipeline = location[len(GST_PREFIX):] if location.startswith(GST_PREFIX) else location
+        pipeline = location.removeprefix(GST_PREFIX)
         return LiveSource(f"GStreamer pipeline {pipeline!r}", lambda: gstreamer_frames(pipeline), spec.timeout_s)
     if location.startswith("/dev/video"):
         if not os.path.exists(location):

@@ -117,9 +117,12 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     lt = np.maximum(a[:, None, :2], b[None, :, :2])
     rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
     inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
-    area = lambda x: np.prod(np.clip(x[:, 2:] - x[:, :2], 0, None), axis=1)  # noqa: E731
-    union = area(a)[:, None] + area(b)[None, :] - inter
+    union = _area(a)[:, None] + _area(b)[None, :] - inter
     return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0)
+
+
+def _area(boxes: np.ndarray) -> np.ndarray:
+    return np.prod(np.clip(boxes[:, 2:] - boxes[:, :2], 0, None), axis=1)
 
 
 def masks_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -176,6 +179,12 @@ class Tracker:
                 rows.append(box)
                 ids.append(track.track_id)
                 logits.append(track.logits if track.logits is not None else np.zeros((1, 256, 256), np.float32))
+        if detections is not None:  # clipped to the frame; a box with nothing inside it is no prompt
+            h, w = frame_size
+            clipped = np.asarray(detections.boxes, np.float64).reshape(-1, 4).clip(0, [w, h, w, h])
+            keep = (clipped[:, 2] - clipped[:, 0] >= 1) & (clipped[:, 3] - clipped[:, 1] >= 1)
+            detections = Detections(clipped[keep].astype(np.float32), detections.scores[keep],
+                                    detections.classes[keep])
         det_boxes = [] if detections is None else list(detections.boxes.astype(np.float64))
         boxes = np.asarray(rows + det_boxes, np.float64).reshape(-1, 4)
         mask_input = np.stack(logits).astype(np.float32) if self.spec.mask_input and logits else None

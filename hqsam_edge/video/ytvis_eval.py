@@ -138,9 +138,12 @@ def evaluate_vis(gt: dict, results: list[dict], max_dets: int = 100, dilation_ra
                 tp = np.concatenate([p[1][t] for p in parts]).astype(bool)
                 table[t, k] = average_precision(scores, tp, n_gt)
         valid = table[:, (table > -1).all(axis=0)]
-        mean = lambda rows: float(rows.mean()) if rows.size else -1.0  # noqa: E731
-        out += [mean(valid), mean(valid[0]), mean(valid[5])]
+        out += [_mean(valid), _mean(valid[0]), _mean(valid[5])]
     return VisScores(*out)
+
+
+def _mean(values: np.ndarray) -> float:
+    return float(values.mean()) if values.size else -1.0
 
 
 def evaluate_files(gt_path: str | Path, results_path: str | Path) -> VisScores:

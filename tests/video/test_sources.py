@@ -83,7 +83,7 @@ def paced(pictures: list[np.ndarray], fps: float, stall_after: int | None = None
     def produce():
         for k, rgb in enumerate(pictures):
             if stall_after is not None and k == stall_after:
-                time.sleep(30)
+                time.sleep(5)
             time.sleep(1 / fps)
             yield rgb
     return produce
@@ -149,3 +149,38 @@ def test_an_http_stream_on_loopback(tmp_path, make_video, http_server):
     assert live.live and 1 <= len(list(live)) <= 12
     with pytest.raises(DataError, match="cannot open http://127.0.0.1:.*/missing.mp4"):
         list(open_source(f"{http_server}/missing.mp4"))
+
+
+class _StallingHandler(http.server.BaseHTTPRequestHandler):
+    """Sends the first half of ``payload`` and then nothing (a stream that stalls)."""
+
+    payload = b""
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(self.payload)))
+        self.end_headers()
+        self.wfile.write(self.payload[: len(self.payload) // 2])
+        self.wfile.flush()
+        time.sleep(4)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.mark.parametrize("live, message", [(False, "cannot be read past frame"), (True, "sent no frame for 1 s")])
+def test_a_stream_that_stalls_is_one_clear_error_after_the_timeout(tmp_path, make_video, live, message):
+    handler = type("Handler", (_StallingHandler,), {"payload": make_video(tmp_path / "c.avi", 40, "mjpeg").read_bytes()})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    got, start = [], time.monotonic()
+    try:
+        with pytest.raises(DataError, match=message):
+            for frame in open_source(SourceSpec(f"http://127.0.0.1:{server.server_address[1]}/c.avi", live=live,
+                                                timeout_s=1)):
+                got.append(frame.index)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert got and time.monotonic() - start < 3.5  # the frames that came, then the timeout, not a hang

@@ -102,3 +102,14 @@ def test_the_quality_measure_sees_a_swap():
         dataclasses.replace(o, track_id=swap.get(o.track_id, o.track_id)) for o in r.objects)) for r in results]
     good, bad = mot_scores(video, results), mot_scores(video, swapped)
     assert bad["num_switches"] >= 2 and bad["idf1"] < good["idf1"] - 0.2
+
+
+def test_detections_outside_the_frame_are_clipped_or_dropped_and_logits_ride_along():
+    tracker = Tracker(TrackerSpec(mask_input=True))
+    tracker.start(square(5, 5)[None], np.array([0.9]), low_res=np.full((1, 1, 256, 256), 3.0, np.float32))
+    dets = Detections(np.array([[-20, -20, -5, -5], [50, 30, 80, 50]], np.float32), np.array([0.9, 0.9], np.float32),
+                      np.array([1, 1]))
+    plan = tracker.plan((40, 60), dets)
+    assert len(plan.detections) == 1
+    np.testing.assert_allclose(plan.boxes[1], [50, 30, 60, 40])
+    assert plan.mask_input.shape == (1, 1, 256, 256) and plan.mask_input.max() == 3.0  # the track's last logits

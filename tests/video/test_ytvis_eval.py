@@ -87,7 +87,7 @@ def test_a_synthetic_hq_ytvis_set_tracked_end_to_end(tmp_path):
     """Two synthetic videos written in HQ-YTVIS's layout, tracked from their first frames' true boxes with the
     stand-in segmenter (through the image-sequence source), scored by the evaluator."""
     pytest.importorskip("scipy")
-    from hqsam_edge.video import FirstFramePrompts, track, TrackSpec, OutputSpec
+    from hqsam_edge.video import FirstFramePrompts, OutputSpec, TrackSpec, track
     from hqsam_edge.video.synthetic import StandInSegmenter, crossing_scene, write_hq_ytvis
     from hqsam_edge.video.tracker import mask_box
 
