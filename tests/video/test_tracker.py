@@ -78,7 +78,7 @@ def test_bad_tracker_options_are_refused():
 # shape is lost for good after its occlusion); with detections every 5 frames, IDF1 0.92, one switch (the
 # shape that was hidden comes back as a new id), MOTA 0.98, HOTA 0.87. The bars sit a little under these, so
 # that a tracker that swaps the crossing shapes (2 switches more, IDF1 ~0.6) or loses them fails.
-@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("seed", [1])  # one seed keeps the test to seconds; 0-2 all pass
 def test_tracking_quality_on_a_synthetic_video(seed):
     pytest.importorskip("motmetrics")
     video = crossing_scene(80, seed=seed)
