@@ -60,15 +60,24 @@ def test_a_video_file_to_an_annotated_video_and_results(tmp_path, make_video, sc
     assert not list(out.glob(".*"))  # no temporaries left
 
 
-def test_an_interruption_keeps_a_playable_video_and_the_results_so_far(tmp_path, scene):
+@pytest.mark.parametrize("how", ["KeyboardInterrupt", "SIGTERM"])
+def test_an_interruption_keeps_a_playable_video_and_the_results_so_far(tmp_path, scene, how):
+    import os
+    import signal
+
+    from hqsam_edge.interrupts import Interrupted
+
     def frames():
         for t in range(N):
             if t == 7:
-                raise KeyboardInterrupt  # Ctrl-C, the normal way to stop a live stream
+                if how == "SIGTERM":
+                    os.kill(os.getpid(), signal.SIGTERM)  # a stopped container; track() turns it into Interrupted
+                else:
+                    raise KeyboardInterrupt  # Ctrl-C, the normal way to stop a live stream
             yield Frame(t, t / 10, scene.render(t)[0])
 
     out = tmp_path / "out"
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(Interrupted if how == "SIGTERM" else KeyboardInterrupt):
         track(StandInSegmenter(seed=0), frames(), first_boxes(scene), out)
     assert len(read_video(out / "annotated.mp4")[2]) == 7
     results = json.loads((out / "results.json").read_text())
