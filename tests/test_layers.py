@@ -8,7 +8,7 @@ The floors, from the bottom (README, "Layout"): the version, the error types, si
 ``export`` (graph contract, profiles, graphs, manifest) ->
 ``runtime`` (backends, Predictor, the one comparison) -> ``calib`` (precision graphs) -> ``engines`` (TensorRT)
 -> ``pipeline`` (the verified export and build steps) -> ``eval``, ``train``, ``benchmarks`` -> ``apps``,
-``serve`` -> what the command line prints (``console``) -> the command line and the package's own entry points. Imports under ``if TYPE_CHECKING:`` are
+``serve`` -> ``video`` (tracking; it writes with ``apps``' RLE and colours) -> what the command line prints (``console``) -> the command line and the package's own entry points. Imports under ``if TYPE_CHECKING:`` are
 annotations, not imports, and are left out.
 """
 
@@ -32,6 +32,7 @@ FLOORS = [
     {"pipeline"},
     {"eval", "train", "benchmarks"},
     {"apps", "serve"},
+    {"video"},
     {"console"},
     {"cli", "__init__"},
 ]
