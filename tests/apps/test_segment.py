@@ -122,7 +122,7 @@ def test_pipeline_matches_predictor_and_resumes(dataset, predictor, reference, t
                                                   image_name(1): []})
     spec = SegmentSpec(images=str(dataset / "imgs" / "img_0[0-2].*"), boxes=str(boxes), out=str(tmp_path / "out"),
                        queue_size=1)
-    summary = segment_images(spec, predictor)
+    summary = segment_images(spec, lambda: predictor)
     assert (summary.images, summary.segmented, summary.empty, summary.skipped, summary.masks) == (3, 2, 1, 0, 6)
     assert summary.busy["encode"] > 0 and "skipped 0 already done" in summary.line()
     out = tmp_path / "out"
@@ -148,7 +148,7 @@ def test_bad_image_stops_after_earlier_images_are_written(dataset, predictor, tm
     out = tmp_path / "out"
     with pytest.raises(DataError, match=r"entry 'img_01.png' box 0: .* reaches outside the 160x120 image img_01.png"):
         segment_images(SegmentSpec(str(dataset / "imgs" / "img_0[01].*"), str(boxes), str(out), queue_size=1,
-                                   on_error="stop"), predictor)
+                                   on_error="stop"), lambda: predictor)
     assert listing(out) == ["img_00.png.json"]  # complete and valid; no temp files, no results.json
     assert len(json.loads((out / "img_00.png.json").read_text())) == 3
 
@@ -164,7 +164,7 @@ def test_failing_writer_stops_the_pipeline(predictor, tmp_path):
     started = time.monotonic()
     with pytest.raises(UsageError, match="cannot write .*sub/a.png.json"):
         segment_images(SegmentSpec(str(tmp_path / "imgs" / "**" / "*.png"), str(boxes), str(out), queue_size=1),
-                       predictor)
+                       lambda: predictor)
     assert time.monotonic() - started < 30
     assert listing(out) == ["sub"]
 
@@ -283,10 +283,10 @@ def test_resume_with_another_model_is_refused(dataset, predictor, tmp_path):
     boxes = write_json(tmp_path / "boxes.json", {image_name(0): image_boxes(0)})
     spec = SegmentSpec(images=str(dataset / "imgs" / "img_00.*"), boxes=str(boxes), out=str(tmp_path / "out"),
                        model="build/hq_vit_tiny backend=onnxruntime precision=fp32")
-    assert segment_images(spec, predictor).segmented == 1
+    assert segment_images(spec, lambda: predictor).segmented == 1
     with pytest.raises(UsageError, match="holds masks from another model .*would mix them"):
-        segment_images(replace(spec, model="build/hq_vit_b backend=onnxruntime precision=fp32"), predictor)
-    assert segment_images(spec, predictor).skipped == 1  # the same model resumes
+        segment_images(replace(spec, model="build/hq_vit_b backend=onnxruntime precision=fp32"), lambda: predictor)
+    assert segment_images(spec, lambda: predictor).skipped == 1  # the same model resumes
 
 
 # -- bad images: --on-error skip | stop ------------------------------------------------
@@ -370,7 +370,7 @@ def test_skip_never_swallows_a_model_failure(predictor, tmp_path, monkeypatch):
 
     monkeypatch.setattr(predictor, "predict_boxes", broken)
     with pytest.raises(RuntimeError, match="the decoder broke"):
-        segment_images(SegmentSpec(str(imgs / "*"), str(abc), str(tmp_path / "out")), predictor)
+        segment_images(SegmentSpec(str(imgs / "*"), str(abc), str(tmp_path / "out")), lambda: predictor)
     assert not (tmp_path / "out" / "errors.json").exists()
 
 
@@ -390,7 +390,7 @@ def test_everything_mode_writes_every_mask_and_resumes(dataset, predictor, tmp_p
     options = GeneratorOptions(**EVERYTHING)
     spec = SegmentSpec(images=str(dataset / "imgs" / "img_0[0-2].*"), boxes=None, out=str(tmp_path / "out"),
                        queue_size=1, model="tiny", everything=options)
-    summary = segment_images(spec, predictor)
+    summary = segment_images(spec, lambda: predictor)
     assert (summary.images, summary.segmented, summary.skipped) == (3, 3, 0) and summary.masks > 3
     out = tmp_path / "out"
     results = json.loads((out / "results.json").read_text())
@@ -407,16 +407,16 @@ def test_everything_mode_writes_every_mask_and_resumes(dataset, predictor, tmp_p
             assert e["stability_score"] == pytest.approx(r["stability_score"]) and e["crop_box"] == [0, 0, W, H]
 
     (out / f"{image_name(1)}.json").unlink()
-    again = segment_images(spec, predictor)
+    again = segment_images(spec, lambda: predictor)
     assert (again.segmented, again.skipped, again.total_masks) == (1, 2, len(results))
     assert json.loads((out / "results.json").read_text()) == results
     with pytest.raises(UsageError, match="another model .*points_per_side=4"):
-        segment_images(replace(spec, everything=replace(options, points_per_side=4)), predictor)
+        segment_images(replace(spec, everything=replace(options, points_per_side=4)), lambda: predictor)
     with pytest.raises(UsageError, match="--boxes FILE .* or --everything"):
-        segment_images(replace(spec, boxes=str(dataset / "coco.json")), predictor)
+        segment_images(replace(spec, boxes=str(dataset / "coco.json")), lambda: predictor)
     with pytest.raises(UsageError, match="a grid of 0 points"):
         segment_images(replace(spec, out=str(tmp_path / "o2"), everything=replace(options, points_per_side=0)),
-                       predictor)
+                       lambda: predictor)
     assert not (tmp_path / "o2").exists()
 
 
@@ -426,7 +426,7 @@ def test_everything_mode_skips_bad_images(predictor, tmp_path):
     imgs, _, _ = bad_set(tmp_path)
     spec = SegmentSpec(images=str(imgs / "[ab].*"), boxes=None, out=str(tmp_path / "out"), queue_size=1,
                        everything=GeneratorOptions(**EVERYTHING))
-    summary = segment_images(spec, predictor)
+    summary = segment_images(spec, lambda: predictor)
     assert (summary.segmented, summary.skipped) == (1, 0)
     assert [(f.file, f.stage) for f in summary.failed] == [("b.jpg", "read")]
     assert summary.errors == tmp_path / "out" / "errors.json" and "1 image(s) skipped on errors" in summary.line()
@@ -478,7 +478,7 @@ def test_photos_are_turned_as_their_exif_says(predictor, tmp_path):
     for name, spec in [("boxes", SegmentSpec(pattern, str(boxes), str(tmp_path / "boxes"), queue_size=1)),
                        ("everything", SegmentSpec(pattern, None, str(tmp_path / "all"), queue_size=1,
                                                   everything=everything))]:
-        assert segment_images(spec, predictor).masks >= 1, name
+        assert segment_images(spec, lambda: predictor).masks >= 1, name
         entries = json.loads((Path(spec.out) / "results.json").read_text())
         assert entries and all(e["segmentation"]["size"] == [40, 30] for e in entries), name
     result = everything_to_files(predictor, photo, everything, out=tmp_path / "labels.png",

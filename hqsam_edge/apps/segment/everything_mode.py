@@ -1,8 +1,10 @@
-"""``hqsam-edge segment --everything``: what the pipeline's stages do with an image in everything mode.
+"""Everything mode (``segment --everything``): every mask the generator finds in each image.
 
-The reader thread reads the picture; the model stage runs ``SamAutomaticMaskGenerator`` on it (encoder once per
-crop, point batches through the decoder, the official post-processing; masks come out as uncompressed RLE, no
-full-size mask is kept); the writer thread compresses each RLE and writes one COCO result entry per mask::
+    reader   read the picture (``transforms.load_image``)
+    model    ``SamAutomaticMaskGenerator`` on it: the encoder once per crop, point batches through the
+             decoder, the official post-processing; masks come out as uncompressed RLE (no full-size mask
+             is kept)
+    writer   compress each RLE into one COCO result entry per mask::
 
     {"image_id": 3, "file_name": "a.jpg", "category_id": 1,
      "segmentation": {"size": [h, w], "counts": "..."},   # COCO compressed RLE
@@ -12,7 +14,7 @@ full-size mask is kept); the writer thread compresses each RLE and writes one CO
      "crop_box": [x, y, w, h]}
 
 ``bbox`` follows COCO (``pycocotools.mask.toBbox``: w counts the columns the mask covers); the generator's own
-records keep the official ``x1 - x0``.
+records keep the official ``x1 - x0``. Images get ids 1, 2, ... in image order, category 1.
 """
 
 from __future__ import annotations
@@ -22,15 +24,19 @@ from typing import Any
 
 import numpy as np
 
-from ..data import transforms as T
-from ..runtime.predictor import Predictor
-from . import rle
-from .generator_options import GeneratorOptions
+from ...data import transforms as T
+from ...runtime.predictor import Predictor
+from .. import rle
+from ..generator_options import GeneratorOptions
+from .plan import Job
+from .results import Entry
+
+Record = dict[str, Any]  # one of the generator's records (``SamAutomaticMaskGenerator.generate``)
 
 
-def everything_entries(image_id: int, file_name: str, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def everything_entries(image_id: int, file_name: str, records: list[Record]) -> list[Entry]:
     """The generator's records (``output_mode="uncompressed_rle"``) of one image -> COCO result entries."""
-    entries = []
+    entries: list[Entry] = []
     for r in records:
         seg = r["segmentation"]
         entries.append({"image_id": image_id, "file_name": file_name, "category_id": 1,
@@ -42,19 +48,21 @@ def everything_entries(image_id: int, file_name: str, records: list[dict[str, An
 
 
 class EverythingMode:
-    """The stages' work in everything mode (see ``segment._BoxMode`` for box prompts)."""
+    """The stages' work in everything mode (the module doc); a ``SegmentMode``."""
 
     def __init__(self, predictor: Predictor, options: GeneratorOptions) -> None:
-        from .mask_generator import SamAutomaticMaskGenerator
+        from ..mask_generator import SamAutomaticMaskGenerator  # torch: only once a run needs it
 
         options = dataclasses.replace(options, output_mode="uncompressed_rle")
         self.generator = SamAutomaticMaskGenerator.from_options(predictor, options)
 
-    def read(self, job: Any) -> np.ndarray:
+    def read(self, job: Job) -> np.ndarray:
         return T.load_image(str(job.path))
 
-    def predict(self, job: Any, image: np.ndarray) -> list[dict[str, Any]]:
+    def predict(self, job: Job, image: np.ndarray) -> list[Record]:
         return self.generator.generate(image)
 
-    def entries(self, job: Any, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def entries(self, job: Job, records: list[Record]) -> list[Entry]:
+        if job.entry is None:  # make_plan names every image in everything mode
+            raise ValueError(f"image {job.rel} has no id: plan everything mode with make_plan")
         return everything_entries(job.entry.image_id, job.entry.file_name, records)

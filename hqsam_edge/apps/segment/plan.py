@@ -1,0 +1,157 @@
+"""What a ``segment`` run will do, decided before any work: the images, their boxes, and what a resume skips.
+
+``make_plan`` checks everything that can be checked up front (the options, the glob, the boxes file, the
+boxes against the sizes a COCO file gives), so that a bad input fails before OUT is touched or a model
+opened; ``Plan.todo`` is the images still to do (those without a finished result file).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from ...errors import DataError, UsageError
+from ...inputs import ON_ERROR, require_choice
+from .. import boxes as box_files
+from ..generator_options import GeneratorOptions
+from .results import ERRORS_NAME, RESULTS_NAME, ImageFailure, output_path, read_result
+
+
+@dataclass(frozen=True)
+class SegmentSpec:
+    """What ``hqsam-edge segment`` does: ``images`` a glob, ``boxes`` a boxes file (None with ``everything``),
+    ``out`` a folder."""
+
+    images: str
+    boxes: str | None
+    out: str
+    queue_size: int = 4  # images waiting between two stages
+    model: str = ""  # what segments (folder, backend, precision): a rerun with another model is refused
+    everything: GeneratorOptions | None = None  # segment everything with these options instead of boxes
+    on_error: str = "skip"  # a bad image: "skip" it (OUT/errors.json) or "stop" the run
+
+    @property
+    def run_id(self) -> str:
+        """What wrote OUT: the model, and in everything mode the generator's options."""
+        if self.everything is None:
+            return self.model
+        return f"{self.model} everything: {self.everything.describe()}".strip()
+
+
+@dataclass(frozen=True)
+class Job:
+    """One image: its POSIX path relative to the image root, its file, its boxes (None: not in the file)."""
+
+    rel: str
+    path: Path
+    entry: box_files.ImageBoxes | None
+
+    @property
+    def boxes(self) -> tuple[box_files.BoxPrompt, ...]:
+        return () if self.entry is None else self.entry.boxes
+
+
+@dataclass(frozen=True)
+class Plan:
+    spec: SegmentSpec
+    boxes_path: str  # the boxes file as named in messages ("" in everything mode)
+    out: Path
+    jobs: tuple[Job, ...]  # every image, in image order
+    failed: tuple[ImageFailure, ...] = ()  # refused before any work (their boxes), with on_error="skip"
+
+    @property
+    def skip(self) -> bool:
+        return self.spec.on_error == "skip"
+
+    def needs_model(self, job: Job) -> bool:
+        return self.spec.everything is not None or bool(job.boxes)
+
+    def expected(self, job: Job) -> int | None:
+        """Entries a finished result file of ``job`` holds: one per box; any number in everything mode."""
+        return None if self.spec.everything is not None else len(job.boxes)
+
+    def todo(self) -> tuple[Job, ...]:
+        """The images still to do: not refused, and without a finished result file (from an earlier run)."""
+        refused = {f.file for f in self.failed}
+        return tuple(j for j in self.jobs
+                     if j.rel not in refused and read_result(output_path(self.out, j.rel), self.expected(j)) is None)
+
+
+def find_images(pattern: str, exclude: Path | None = None) -> tuple[Path, list[str]]:
+    """Files matching ``pattern`` -> (image root, sorted POSIX paths relative to it).
+
+    The root is the pattern's leading part without wildcards (``*?[``); files
+    under ``exclude`` (the output folder) are left out.
+    """
+    parts = Path(pattern).parts
+    static: list[str] = []
+    for part in parts:
+        if any(c in part for c in "*?["):
+            break
+        static.append(part)
+    if len(static) == len(parts):  # a single file
+        static = static[:-1]
+    root = Path(*static) if static else Path(".")
+    skip = None if exclude is None else exclude.resolve()
+    rels = set()
+    for name in glob.glob(pattern, recursive=True):
+        if not os.path.isfile(name):
+            continue
+        if skip is not None and Path(name).resolve().is_relative_to(skip):
+            continue
+        rel = Path(os.path.relpath(name, root)).as_posix()
+        if rel.startswith("../"):
+            raise UsageError(f"--images {pattern!r}: {name} lies outside the image root {root}; "
+                             "put '..' only before the first wildcard")
+        rels.add(rel)
+    if not rels:
+        raise UsageError(f"--images {pattern!r} matches no files (quote the glob so that the shell leaves it alone)")
+    return root, sorted(rels)
+
+
+def _check_spec(spec: SegmentSpec) -> str | GeneratorOptions:
+    """The options, checked: the boxes file, or the everything mode's options (exactly one is given)."""
+    if spec.queue_size < 1:
+        raise UsageError(f"queue size must be at least 1, not {spec.queue_size}")
+    require_choice(spec.on_error, ON_ERROR, "--on-error value")
+    out = Path(spec.out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file; give a folder (it is created if missing)")
+    if spec.boxes is not None and spec.everything is None:
+        return spec.boxes
+    if spec.boxes is None and spec.everything is not None:
+        return spec.everything
+    raise UsageError("give --boxes FILE (box prompts) or --everything (every mask in the images), not both")
+
+
+def make_plan(spec: SegmentSpec) -> Plan:
+    """Read the boxes file, find the images and pair them; check what can be checked before any work."""
+    prompts = _check_spec(spec)
+    out = Path(spec.out)
+    root, rels = find_images(spec.images, exclude=out)
+    for name in (RESULTS_NAME, ERRORS_NAME):
+        if name.removesuffix(".json") in rels:
+            raise UsageError(f"an image named {name.removesuffix('.json')!r} at the image root would overwrite "
+                             f"{out / name}; rename it")
+    if isinstance(prompts, GeneratorOptions):  # everything mode: ids 1, 2, ... in image order
+        prompts.grids()  # bad options fail before any work
+        named = (box_files.ImageBoxes(PurePosixPath(rel).name, i + 1) for i, rel in enumerate(rels))
+        return Plan(spec, "", out, tuple(Job(rel, root.joinpath(*rel.split("/")), e) for rel, e in zip(rels, named)))
+    skip = spec.on_error == "skip"
+    boxes = box_files.read_boxes_file(prompts, keep_bad_boxes=skip)
+    matched = box_files.match_images(boxes, rels)
+    failed = []
+    for rel, entry in matched.items():  # sizes the COCO file gives: check boxes now, before any output
+        try:
+            if entry.problem is not None:
+                raise DataError(entry.problem)
+            if entry.width is not None and entry.height is not None:
+                box_files.check_boxes_inside(entry, entry.width, entry.height, boxes.path, rel)
+        except DataError as exc:
+            if not skip:
+                raise
+            failed.append(ImageFailure.of(rel, exc))
+    jobs = tuple(Job(rel, root.joinpath(*rel.split("/")), matched.get(rel)) for rel in rels)
+    return Plan(spec, boxes.path, out, jobs, tuple(failed))
