@@ -27,11 +27,15 @@ TRTEXEC_GENERATIONS = ("8", "10", "11")  # TensorRT majors whose trtexec lines `
 MANIFEST = "manifest.json"  # an artifact folder's record of itself (``export.manifest``)
 
 
-def require_choice(value: str, choices: Collection[str], what: str) -> str:
+VARIANTS_MEANING = "'hq' = HQ-SAM, 'sam' = plain SAM / MobileSAM"  # what VARIANTS name, for a refusal's hint
+
+
+def require_choice(value: str, choices: Collection[str], what: str, hint: str = "") -> str:
     """``value`` if it is one of ``choices``; else ``UsageError`` listing them (the words every refusal of a
-    fixed value uses, the command line's included)."""
+    fixed value uses, the command line's included), and ``hint`` in brackets after them if given."""
     if value not in choices:
-        raise UsageError(f"unknown {what} {value!r}; choose one of: {', '.join(choices)}")
+        raise UsageError(f"unknown {what} {value!r}; choose one of: {', '.join(choices)}"
+                         + (f" ({hint})" if hint else ""))
     return value
 
 

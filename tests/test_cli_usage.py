@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
@@ -17,6 +18,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from hqsam_edge.cli import app
+from hqsam_edge.errors import DownloadError
+from hqsam_edge.interrupts import Interrupted
 from tests.conftest import test_image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -166,3 +169,86 @@ def test_export_with_precision_int8_and_layer_search_in_one_command(tmp_path):
     assert "layer_search" in artifacts["int8"]["extra"]["calibration"]
     for artifact in artifacts.values():
         assert all((out / name).is_file() for name in artifact["files"].values())
+
+
+def _stopped_download(monkeypatch, exc: BaseException):
+    """``hqsam-edge download`` whose library call raises ``exc`` (light: nothing is downloaded)."""
+    import hqsam_edge.model.download as download
+
+    def raise_it(*args, **kwargs):
+        raise exc
+
+    monkeypatch.setattr(download, "download_checkpoint", raise_it)
+    return CliRunner().invoke(app, ["download"])
+
+
+@pytest.mark.parametrize("exc, message, code", [
+    (Interrupted(signal.SIGTERM), "interrupted by SIGTERM: removed ", 143),  # the command's own temporary folder
+    (KeyboardInterrupt(), "interrupted: removed ", 130),
+    (MemoryError(), "out of memory; try a smaller backbone", 1),
+    (DownloadError("checksum mismatch; download again"), "checksum mismatch; download again", 1),
+])
+def test_every_way_a_command_ends_is_one_line_and_its_code(monkeypatch, exc, message, code):
+    """The one error path: an interruption, running out of memory, our errors, while the command runs."""
+    one_line_error(_stopped_download(monkeypatch, exc), message, code=code)
+
+
+def test_an_interruption_a_library_wrapped_still_counts(monkeypatch):
+    try:
+        try:
+            raise Interrupted(signal.SIGINT)
+        except Interrupted as stop:
+            raise ImportError("a C extension interrupted while it initialised") from stop
+    except ImportError as wrapped:
+        exc = wrapped
+    one_line_error(_stopped_download(monkeypatch, exc), "interrupted by SIGINT", code=130)
+
+
+def test_an_error_that_is_not_ours_keeps_its_traceback(monkeypatch):
+    """A bug is not dressed up as a user's mistake: it leaves the command line as itself."""
+    result = _stopped_download(monkeypatch, ZeroDivisionError("a bug"))
+    assert isinstance(result.exception, ZeroDivisionError) and result.exit_code == 1
+
+
+def _params(command: str) -> dict:
+    import typer.main
+
+    return {p.name: p for p in typer.main.get_command(app).commands[command].params}
+
+
+@pytest.mark.parametrize("command", ["predict", "segment"])
+def test_everything_options_are_the_generators_fields_with_its_defaults(command):
+    from dataclasses import fields
+
+    from hqsam_edge.apps.generator_options import GeneratorOptions
+
+    params = _params(command)
+    for f in fields(GeneratorOptions):
+        if f.name in ("point_grids", "output_mode"):  # arrays; the command writes its own output
+            assert f.name not in params
+            continue
+        assert params[f.name].opts == ["--" + f.name.replace("_", "-")], f.name
+        assert params[f.name].default == f.default, f.name
+
+
+@pytest.mark.parametrize("command", ["predict", "segment", "eval"])
+def test_model_options_default_as_model_choice_does(command):
+    from dataclasses import fields
+
+    from hqsam_edge.runtime.choice import ModelChoice
+
+    params = _params(command)
+    for f in fields(ModelChoice):
+        assert params[f.name].default == f.default, f.name
+    assert params["folder"].param_type_name == "argument"
+
+
+def test_every_command_takes_the_progress_options_once():
+    import typer.main
+
+    for name, command in typer.main.get_command(app).commands.items():
+        opts = [o for p in command.params for o in p.opts]
+        assert opts.count("--verbose") == opts.count("-q") == 1, name
+    for registered in app.registered_commands:  # each command's parameters are its function's own
+        fn = registered.callback
+        assert not hasattr(fn, "__wrapped__") and "__signature__" not in vars(fn), fn.__name__

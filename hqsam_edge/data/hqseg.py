@@ -27,8 +27,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..errors import DataError, UsageError
-from ..inputs import data_root
+from ..errors import DataError
+from ..inputs import data_root, require_choice
 from .augment import AugmentSpec, augment_pair, to_tensors
 from .prompts import PromptSpec, sample_prompt
 
@@ -89,8 +89,8 @@ def find_datasets(names: Sequence[str] | None, split: str) -> tuple[DatasetLayou
     by_name = {d.name.lower(): d for d in pool}
     chosen = []
     for name in names:
-        if name.lower() not in by_name:
-            raise UsageError(f"unknown {split} data set {name!r}; choose from {', '.join(d.name for d in pool)}")
+        if name.lower() not in by_name:  # refused, with the names as the layouts spell them
+            require_choice(name, [d.name for d in pool], f"{split} data set")
         chosen.append(by_name[name.lower()])
     return tuple(dict.fromkeys(chosen))
 

@@ -17,8 +17,7 @@ from segment_anything.modeling.prompt_encoder import PromptEncoder
 from segment_anything.modeling.transformer import TwoWayTransformer
 
 from ..data.transforms import PIXEL_MEAN, PIXEL_STD
-from ..errors import UsageError
-from ..inputs import BACKBONES, VARIANTS
+from ..inputs import BACKBONES, VARIANTS, VARIANTS_MEANING, require_choice
 from .image_encoder import ImageEncoderViT
 from .mask_decoder import MaskDecoder
 from .mask_decoder_hq import HQ_PARAMETER_PREFIXES, MaskDecoderHQ
@@ -87,16 +86,11 @@ assert set(MODEL_REGISTRY) == set(BACKBONES), "inputs.BACKBONES names every regi
 
 
 def backbone_spec(backbone: str) -> BackboneSpec:
-    try:
-        return MODEL_REGISTRY[backbone]
-    except KeyError:
-        raise UsageError(f"unknown backbone {backbone!r}; choose one of: {', '.join(BACKBONES)}") from None
+    return MODEL_REGISTRY[require_choice(backbone, BACKBONES, "backbone")]
 
 
 def check_variant(variant: str) -> str:
-    if variant not in VARIANTS:
-        raise UsageError(f"unknown variant {variant!r}; choose 'hq' (HQ-SAM) or 'sam' (plain SAM / MobileSAM)")
-    return variant
+    return require_choice(variant, VARIANTS, "variant", hint=VARIANTS_MEANING)
 
 
 def _image_encoder(spec: BackboneSpec, hq: bool) -> torch.nn.Module:

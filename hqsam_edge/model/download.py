@@ -34,8 +34,8 @@ from tqdm.auto import tqdm
 
 from .. import progress as reports
 from ..digest import sha256_file
-from ..errors import DownloadError, UsageError
-from ..inputs import require_choice
+from ..errors import DownloadError
+from ..inputs import VARIANTS_MEANING, require_choice
 
 __all__ = ["CHECKPOINTS", "CheckpointSource", "cache_dir", "download_checkpoint"]
 
@@ -108,11 +108,7 @@ def cache_dir() -> Path:
 
 def _source(backbone: str, variant: str) -> CheckpointSource:
     require_choice(backbone, _BACKBONES, "backbone")
-    if variant not in _VARIANTS:
-        raise UsageError(
-            f"unknown variant {variant!r}; choose one of: {', '.join(_VARIANTS)} "
-            "('hq' = HQ-SAM, 'sam' = plain SAM / MobileSAM)"
-        )
+    require_choice(variant, _VARIANTS, "variant", hint=VARIANTS_MEANING)
     return CHECKPOINTS[(backbone, variant)]
 
 

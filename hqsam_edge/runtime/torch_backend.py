@@ -10,6 +10,7 @@ import torch
 
 from ..errors import UsageError
 from ..export import contract as C
+from ..inputs import require_choice
 from .base import Backend, ModelInfo
 
 _DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -28,8 +29,7 @@ class TorchBackend(Backend):
                  info: ModelInfo | None = None) -> None:
         info = info or ModelInfo.from_model(model)
         super().__init__(dataclasses.replace(info, decoder_tokens=True))  # the model returns every token
-        if precision not in _DTYPES:
-            raise UsageError(f"unknown precision {precision!r} for the torch backend; choose fp32, fp16 or bf16")
+        require_choice(precision, _DTYPES, "torch backend precision")
         self.torch_device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         if precision != "fp32" and self.torch_device.type != "cuda":
             raise UsageError(f"--precision {precision} with the torch backend needs a CUDA device; use fp32 on the CPU")

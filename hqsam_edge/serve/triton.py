@@ -53,6 +53,7 @@ from ..errors import ArtifactError, UsageError
 from ..export import contract as C
 from ..export.manifest import FORMATS
 from ..export.onnx_files import external_data_files
+from ..inputs import require_choice
 from . import triton_model as S
 
 BACKENDS = ("onnxruntime", "tensorrt")
@@ -254,10 +255,8 @@ def _find_artifact(manifest, folder: Path, backend: str, precision: str | None):
 
 
 def _check_spec(spec: TritonSpec) -> None:
-    if spec.backend not in BACKENDS:
-        raise UsageError(f"unknown backend {spec.backend!r} for triton; choose onnxruntime or tensorrt")
-    if spec.kind not in KINDS:
-        raise UsageError(f"unknown instance kind {spec.kind!r}; choose gpu or cpu")
+    require_choice(spec.backend, BACKENDS, "triton backend")
+    require_choice(spec.kind, KINDS, "instance kind")
     if spec.backend == "tensorrt" and spec.kind == "cpu":
         raise UsageError("TensorRT engines run on a GPU: use --kind gpu (or --backend onnxruntime for CPU)")
     if spec.name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", spec.name):
