@@ -33,6 +33,12 @@ checked against the folder's manifest before they are copied; the copies keep
 their sizes and sha256 in ``<name>/files.json``, and the Python model checks
 them when Triton loads it (``triton_model.check_repository``).
 
+With ``runtime="python"`` the encoder and decoder are Python models instead
+(``1/model.py`` beside ``1/model.onnx``, ``serve.triton_graph``: ONNX Runtime
+in the Python backend, each with its own ``files.json``), for servers without
+the onnxruntime backend. Every Python model's tensors pass through /dev/shm:
+``Repository.shm`` (``serve.shm``) is the need at the repository's bounds.
+
 The repository is built in a temporary folder beside ``REPO`` and renamed into
 place: a failure leaves no half-written repository.
 """
@@ -55,8 +61,11 @@ from ..export.manifest import FORMATS
 from ..export.onnx_files import external_data_files
 from ..inputs import require_choice
 from . import triton_model as S
+from .shm import ShmBudget, shm_budget
+from .triton_graph import GraphParameters
 
 BACKENDS = ("onnxruntime", "tensorrt")
+RUNTIMES = ("native", "python")  # the graphs on Triton's onnxruntime / tensorrt backend, or in its Python backend
 KINDS = {"gpu": "KIND_GPU", "cpu": "KIND_CPU"}
 PLATFORMS = {"onnxruntime": "onnxruntime_onnx", "tensorrt": "tensorrt_plan"}
 MODEL_FILES = {"onnxruntime": "model.onnx", "tensorrt": "model.plan"}  # Triton's default file names
@@ -64,10 +73,17 @@ DATA_TYPES = {np.dtype(np.float32): "TYPE_FP32", np.dtype(np.uint8): "TYPE_UINT8
               np.dtype(np.int64): "TYPE_INT64", np.dtype(np.bool_): "TYPE_BOOL"}
 DEFAULT_MAX_BATCH = 4  # encoder images per call under ONNX Runtime (Triton's own default max batch)
 DEFAULT_MAX_PROMPTS = 64  # decoder prompts per call under ONNX Runtime (`build --max-prompts` default)
+DEFAULT_REQUEST_PROMPTS = 64  # prompts per request (at least the decoder's per call): bounds the answer's size
+DEFAULT_MAX_IMAGE_PIXELS = 4096 * 4096  # a 12 MP phone photo (4032 x 3024) fits
 VERSION = "1"
 MODEL_PY = '''"""Triton Python-backend model of hqsam-edge: needs `pip install hqsam-edge` in this Python."""
 
 from hqsam_edge.serve.triton_model import TritonPythonModel  # noqa: F401
+'''
+GRAPH_MODEL_PY = '''"""Triton Python-backend model of one hqsam-edge graph under ONNX Runtime: needs
+`pip install hqsam-edge onnxruntime "numpy<2"` in this Python."""
+
+from hqsam_edge.serve.triton_graph import TritonPythonModel  # noqa: F401
 '''
 
 
@@ -78,6 +94,18 @@ class TritonSpec:
     ``max_prompts`` / ``max_batch`` None: the TensorRT engines' profile bounds,
     or 64 prompts and 4 images under ONNX Runtime. ``kind`` places the encoder
     and decoder instances (the Python model runs on the CPU).
+
+    ``runtime``: ``native`` serves the graphs with Triton's onnxruntime or
+    tensorrt backend; ``python`` (ONNX graphs only) runs them with ONNX Runtime
+    inside Triton's Python backend, for servers built without those backends
+    (``serve.triton_graph``). ``python_instances``: instances of the image +
+    prompts model, i.e. requests in flight at once, and so the most encoder
+    requests Triton's batcher can merge: one instance sends its BLS requests
+    one at a time, so the encoder never sees two together (measured with a
+    real server; None: ``max_batch``, or ``instances`` if more). A request holds
+    at most ``max_request_prompts`` prompts (None: 64, or ``max_prompts`` if
+    larger) and an image of at most ``max_image_pixels``: they bound the answer
+    and so the /dev/shm the repository needs (``serve.shm``).
     """
 
     folder: str
@@ -92,6 +120,10 @@ class TritonSpec:
     max_queue_delay_us: int = 0
     preferred_batch_sizes: tuple[int, ...] = ()
     overwrite: bool = False
+    runtime: str = "native"
+    python_instances: int | None = None
+    max_request_prompts: int | None = None
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
 
 
 @dataclass(frozen=True)
@@ -105,12 +137,17 @@ class Repository:
     max_batch: int
     max_prompts: int
     note: str = ""
+    runtime: str = "native"
+    shm: ShmBudget | None = None
 
     def summary(self) -> str:
+        where = "Python backend, ONNX Runtime" if self.runtime == "python" else self.backend
+        needs = "hqsam-edge, onnxruntime and numpy<2" if self.runtime == "python" else "hqsam-edge and numpy<2"
+        shm = f"; the Python models need {self.shm.describe()}" if self.shm else ""
         return (f"wrote {self.path}: {self.name} (image + prompts -> masks, Python backend), {self.encoder} "
-                f"({self.backend} {self.precision}, up to {self.max_batch} images per call), {self.decoder} "
+                f"({where} {self.precision}, up to {self.max_batch} images per call), {self.decoder} "
                 f"(up to {self.max_prompts} prompts per call); serve with `tritonserver --model-repository "
-                f"{self.path}` where `pip install hqsam-edge` has been run{self.note}")
+                f"{self.path}` where the Python of its Python backend has {needs}{shm}{self.note}")
 
 
 # -- config.pbtxt ----------------------------------------------------------------------------------
@@ -165,13 +202,25 @@ def _instances(count: int, kind: str) -> list[dict[str, Any]]:
     return [{"count": count, "kind": Enum(kind)}]
 
 
+def _served_by(backend: str, runtime: str, graph: str, is_hq: bool) -> dict[str, Any]:
+    """``platform`` of Triton's native backend, or the Python backend with the graph model's parameters."""
+    if runtime == "native":
+        return {"platform": PLATFORMS[backend]}
+    return {"backend": "python", "parameters": _parameters(GraphParameters(graph, is_hq).to_strings())}
+
+
+def _parameters(values: dict[str, str]) -> list[dict[str, Any]]:
+    return [{"key": k, "value": {"string_value": v}} for k, v in values.items()]
+
+
 def encoder_config(name: str, backend: str, is_hq: bool, *, max_batch: int, instances: int, kind: str,
-                   max_queue_delay_us: int, preferred_batch_sizes: tuple[int, ...]) -> dict[str, Any]:
+                   max_queue_delay_us: int, preferred_batch_sizes: tuple[int, ...],
+                   runtime: str = "native") -> dict[str, Any]:
     batching: dict[str, Any] = {"max_queue_delay_microseconds": max_queue_delay_us}
     if preferred_batch_sizes:
         batching = {"preferred_batch_size": list(preferred_batch_sizes), **batching}
     return {
-        "name": name, "platform": PLATFORMS[backend], "max_batch_size": max_batch,
+        "name": name, **_served_by(backend, runtime, "encoder", is_hq), "max_batch_size": max_batch,
         "input": [tensor_entry(s, batched=True) for s in C.encoder_inputs()],
         "output": [tensor_entry(s, batched=True) for s in C.encoder_outputs(is_hq)],
         "instance_group": _instances(instances, KINDS[kind]),
@@ -179,9 +228,10 @@ def encoder_config(name: str, backend: str, is_hq: bool, *, max_batch: int, inst
     }
 
 
-def decoder_config(name: str, backend: str, is_hq: bool, *, instances: int, kind: str) -> dict[str, Any]:
+def decoder_config(name: str, backend: str, is_hq: bool, *, instances: int, kind: str,
+                   runtime: str = "native") -> dict[str, Any]:
     return {
-        "name": name, "platform": PLATFORMS[backend], "max_batch_size": 0,
+        "name": name, **_served_by(backend, runtime, "decoder", is_hq), "max_batch_size": 0,
         "input": [tensor_entry(s) for s in C.decoder_inputs(is_hq)],
         "output": [tensor_entry(s) for s in C.decoder_outputs(is_hq)],
         "instance_group": _instances(instances, KINDS[kind]),
@@ -195,7 +245,7 @@ def python_config(name: str, params: S.ServeParameters, num_masks: int, *, insta
         "input": [tensor_entry(s, optional=True) for s in S.serve_inputs(is_hq)],
         "output": [tensor_entry(s, M=num_masks) for s in S.serve_outputs(is_hq)],
         "instance_group": _instances(instances, KINDS["cpu"]),
-        "parameters": [{"key": k, "value": {"string_value": v}} for k, v in params.to_strings().items()],
+        "parameters": _parameters(params.to_strings()),
     }
 
 
@@ -259,10 +309,17 @@ def _check_spec(spec: TritonSpec) -> None:
     require_choice(spec.kind, KINDS, "instance kind")
     if spec.backend == "tensorrt" and spec.kind == "cpu":
         raise UsageError("TensorRT engines run on a GPU: use --kind gpu (or --backend onnxruntime for CPU)")
+    if spec.runtime not in RUNTIMES:
+        raise UsageError(f"unknown runtime {spec.runtime!r} for triton; choose native or python")
+    if spec.runtime == "python" and spec.backend != "onnxruntime":
+        raise UsageError("--runtime python runs ONNX graphs with ONNX Runtime in Triton's Python backend: "
+                         "use --backend onnxruntime (TensorRT engines need Triton's tensorrt backend)")
     if spec.name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", spec.name):
         raise UsageError(f"model name {spec.name!r} must be letters, digits, '_', '-' or '.'")
     for what, value in (("--instances", spec.instances), ("--max-prompts", spec.max_prompts),
-                        ("--max-batch", spec.max_batch)):
+                        ("--max-batch", spec.max_batch), ("--python-instances", spec.python_instances),
+                        ("--max-request-prompts", spec.max_request_prompts),
+                        ("--max-image-pixels", spec.max_image_pixels)):
         if value is not None and value < 1:
             raise UsageError(f"{what} must be at least 1, not {value}")
     if spec.max_queue_delay_us < 0:
@@ -307,32 +364,28 @@ def write_repository(spec: TritonSpec) -> Repository:
 
     name = spec.name or f"{manifest.variant}_{manifest.backbone}"
     names = {"python": name, "encoder": f"{name}_encoder", "decoder": f"{name}_decoder"}
-    params = S.ServeParameters(manifest.backbone, manifest.variant, manifest.image_size, manifest.multimask_output,
-                               manifest.hq_token_only, names["encoder"], names["decoder"], max_prompts, engine_points)
     num_masks = C.num_masks(manifest.is_hq, manifest.multimask_output)
+    python_instances = spec.python_instances or max(max_batch, spec.instances)
+    request_prompts = spec.max_request_prompts or max(DEFAULT_REQUEST_PROMPTS, max_prompts)
+    shm = shm_budget(is_hq=manifest.is_hq, num_masks=num_masks, max_batch=max_batch, max_prompts=max_prompts,
+                     request_prompts=request_prompts, max_image_pixels=spec.max_image_pixels,
+                     python_instances=python_instances,
+                     graph_instances=spec.instances if spec.runtime == "python" else 0)
+    params = S.ServeParameters(manifest.backbone, manifest.variant, manifest.image_size, manifest.multimask_output,
+                               manifest.hq_token_only, names["encoder"], names["decoder"], max_prompts, engine_points,
+                               max_request_prompts=request_prompts, max_image_pixels=spec.max_image_pixels,
+                               shm_bytes=shm.total)
     configs = {
         "encoder": encoder_config(names["encoder"], spec.backend, manifest.is_hq, max_batch=max_batch,
                                   instances=spec.instances, kind=spec.kind,
                                   max_queue_delay_us=spec.max_queue_delay_us,
-                                  preferred_batch_sizes=tuple(spec.preferred_batch_sizes)),
+                                  preferred_batch_sizes=tuple(spec.preferred_batch_sizes), runtime=spec.runtime),
         "decoder": decoder_config(names["decoder"], spec.backend, manifest.is_hq,
-                                  instances=spec.instances, kind=spec.kind),
-        "python": python_config(name, params, num_masks, instances=spec.instances),
+                                  instances=spec.instances, kind=spec.kind, runtime=spec.runtime),
+        "python": python_config(name, params, num_masks, instances=python_instances),
     }
-
     with staged_folder(out, "repository") as staging:
-        copies: dict[Path, str] = {}
-        for part, config in configs.items():
-            model_dir = staging / names[part]
-            model_dir.mkdir()
-            (model_dir / "config.pbtxt").write_text(render_pbtxt(config) + "\n")
-            if part == "python":
-                (model_dir / VERSION).mkdir()
-                (model_dir / VERSION / "model.py").write_text(MODEL_PY)
-            else:
-                copies.update(_copy_graph(folder, artifact.files[part], spec.backend, model_dir / VERSION))
-        (staging / names["python"] / S.FILES_JSON).write_text(
-            json.dumps({"files": _records(manifest, copies, staging)}, indent=1) + "\n")
+        _write_models(staging, names, configs, manifest, folder, artifact.files, spec.backend, spec.runtime)
 
     note = ""
     if trt:
@@ -342,4 +395,28 @@ def write_repository(spec: TritonSpec) -> Repository:
             note += ("; they are version compatible, which Triton loads only when started with "
                      "--backend-config=tensorrt,version-compatible=true")
     return Repository(out, names["python"], names["encoder"], names["decoder"], spec.backend, artifact.precision,
-                      max_batch, max_prompts, note)
+                      max_batch, max_prompts, note, spec.runtime, shm)
+
+
+def _write_models(staging: Path, names: dict[str, str], configs: dict[str, dict[str, Any]], manifest,
+                  folder: Path, files: dict[str, str], backend: str, runtime: str) -> None:
+    """Each model's folder: its config, its ``model.py`` (Python models) or graph copy, and ``files.json``
+    records of the copies (all of them beside the image + prompts model; a graph's own beside a graph model
+    of the ``python`` runtime, which checks it when it loads)."""
+    copies: dict[Path, str] = {}
+    for part, config in configs.items():
+        model_dir = staging / names[part]
+        model_dir.mkdir()
+        (model_dir / "config.pbtxt").write_text(render_pbtxt(config) + "\n")
+        if part == "python":
+            (model_dir / VERSION).mkdir()
+            (model_dir / VERSION / "model.py").write_text(MODEL_PY)
+            continue
+        own = _copy_graph(folder, files[part], backend, model_dir / VERSION)
+        copies.update(own)
+        if runtime == "python":
+            (model_dir / VERSION / "model.py").write_text(GRAPH_MODEL_PY)
+            (model_dir / S.FILES_JSON).write_text(json.dumps({"files": _records(manifest, own, staging)}, indent=1)
+                                                  + "\n")
+    (staging / names["python"] / S.FILES_JSON).write_text(
+        json.dumps({"files": _records(manifest, copies, staging)}, indent=1) + "\n")

@@ -88,7 +88,10 @@ class ServeParameters:
 
     ``max_prompts``: prompts per decoder call (more are split into several
     calls); ``max_points``: points per prompt the decoder takes, 0 for no bound
-    (TensorRT engines have one, from their profile).
+    (TensorRT engines have one, from their profile). ``max_request_prompts`` and
+    ``max_image_pixels`` bound a request (0: no bound), and so its answer;
+    ``shm_bytes``: the /dev/shm the repository's Python models need at those
+    bounds (``serve.shm``), checked when the model loads (0: not checked).
     """
 
     backbone: str
@@ -100,6 +103,9 @@ class ServeParameters:
     decoder_model: str
     max_prompts: int
     max_points: int = 0
+    max_request_prompts: int = 0
+    max_image_pixels: int = 0
+    shm_bytes: int = 0
 
     @property
     def info(self) -> ModelInfo:
@@ -206,6 +212,7 @@ class Segmenter:
         sent_features = [name for name in features if name in given]
         if IMAGE_RGB.name in given and sent_features:
             raise UsageError(f"send either {IMAGE_RGB.name} or {', '.join(features)}, not both")
+        self._check_bounds(given)
         if IMAGE_RGB.name in given:
             self.predictor.set_image(np.asarray(given[IMAGE_RGB.name]))
         elif sent_features:
@@ -233,6 +240,23 @@ class Segmenter:
             out.update({MASKS.name: masks, SCORES.name: scores, LOW_RES_MASKS.name: low_res})
         out.update(self.predictor.get_image_features())
         return {name: np.ascontiguousarray(out[name]) for name in wanted}
+
+
+    def _check_bounds(self, given: Mapping[str, np.ndarray]) -> None:
+        """The repository's bounds on one request (its answer's size, and so its shared memory)."""
+        limit, fix = self.params.max_request_prompts, "write the repository again with a larger bound"
+        counts = [len(np.asarray(given[s.name])) for s in PROMPT_INPUTS if s.name in given and np.ndim(given[s.name])]
+        if limit and counts and max(counts) > limit:
+            raise UsageError(f"{max(counts)} prompts in one request; this model takes at most {limit} "
+                             f"(--max-request-prompts): send them in several requests, or {fix}")
+        if IMAGE_RGB.name in given:
+            shape = np.shape(given[IMAGE_RGB.name])
+        else:
+            shape = tuple(np.asarray(given.get(ORIGINAL_SIZE.name, [0, 0])).reshape(-1)[:2])
+        pixels, limit = int(np.prod(shape[:2])) if len(shape) >= 2 else 0, self.params.max_image_pixels
+        if limit and pixels > limit:
+            raise UsageError(f"the image has {pixels} pixels ({shape[0]}x{shape[1]}); this model takes at most "
+                             f"{limit} (--max-image-pixels): send a smaller image, or {fix}")
 
 
 # -- Triton ----------------------------------------------------------------------------------------
@@ -302,8 +326,11 @@ class TritonPythonModel:
     """Triton's entry point: builds a ``Segmenter`` over BLS calls to the encoder and decoder models."""
 
     def initialize(self, args: dict[str, str]) -> None:
+        from .shm import check_shm
+
         check_repository(args["model_repository"])  # a failed check fails the model's load, with its reason
         params = ServeParameters.from_model_config(json.loads(args["model_config"]))
+        check_shm(params.shm_bytes)
         is_hq = params.info.is_hq
         encoder = bls_call(params.encoder_model, tuple(s.name for s in C.encoder_outputs(is_hq)))
         decoder = bls_call(params.decoder_model, tuple(s.name for s in C.decoder_outputs()))

@@ -86,7 +86,9 @@ def test_configs_parse_and_declare_the_contract(repo, configs):
     assert kinds(dec) == [(2, "KIND_GPU")]
 
     py = configs["hq_vit_tiny"]
-    assert py.backend == "python" and py.max_batch_size == 0 and kinds(py) == [(2, "KIND_CPU")]
+    # max_batch instances: that many requests in flight reach the encoder's batcher together (one instance sends
+    # its BLS requests one at a time)
+    assert py.backend == "python" and py.max_batch_size == 0 and kinds(py) == [(4, "KIND_CPU")]
     assert [e.name for e in py.input] == [s.name for s in S.serve_inputs(is_hq=True)]
     assert all(e.optional for e in py.input)
     assert io(py.input)[0] == (S.IMAGE_RGB.name, "TYPE_UINT8", [-1, -1, 3])
@@ -397,3 +399,86 @@ def test_bls_requests_ask_for_host_outputs(monkeypatch):
     sent.clear()
     triton_model.bls_call("m_decoder", ("low_res_masks",))({"point_coords": np.zeros((1, 2, 2), np.float32)})
     assert "preferred_memory" not in sent
+
+
+# -- the python runtime: the graphs inside Triton's Python backend ----------------------------------
+
+@pytest.fixture(scope="module")
+def python_repo(tiny_folder, tmp_path_factory):
+    spec = TritonSpec(folder=str(tiny_folder), out=str(tmp_path_factory.mktemp("py") / "repo"), runtime="python",
+                      kind="cpu", python_instances=3, max_request_prompts=8, max_image_pixels=1000 * 1000)
+    return write_repository(spec)
+
+
+def test_python_runtime_configs_files_and_summary(python_repo):
+    from hqsam_edge.serve.triton_graph import GraphParameters
+
+    configs = {d.name: parse_config(d) for d in sorted(python_repo.path.iterdir())}
+    enc, dec, py = configs["hq_vit_tiny_encoder"], configs["hq_vit_tiny_decoder"], configs["hq_vit_tiny"]
+    for config, graph in ((enc, "encoder"), (dec, "decoder")):
+        assert config.backend == "python" and not config.platform
+        params = {k: {"string_value": v.string_value} for k, v in config.parameters.items()}
+        assert GraphParameters.from_model_config({"parameters": params}) == GraphParameters(graph, True)
+        model_dir = python_repo.path / config.name
+        assert "serve.triton_graph import TritonPythonModel" in (model_dir / "1" / "model.py").read_text()
+        assert sorted(json.loads((model_dir / S.FILES_JSON).read_text())["files"]) == [f"{config.name}/1/model.onnx"]
+        S.check_repository(model_dir)
+    assert enc.max_batch_size == 4 and enc.HasField("dynamic_batching") and kinds(enc) == [(1, "KIND_CPU")]
+    assert io(enc.input) == [(C.IMAGE.name, "TYPE_FP32", [3, 1024, 1024])]  # as the onnxruntime backend's
+    assert dec.max_batch_size == 0 and kinds(py) == [(3, "KIND_CPU")]
+    params = S.ServeParameters.from_strings({k: v.string_value for k, v in py.parameters.items()})
+    assert (params.max_request_prompts, params.max_image_pixels) == (8, 1000 * 1000)
+    assert params.shm_bytes == python_repo.shm.total > 0
+    summary = python_repo.summary()
+    assert "numpy<2" in summary and "--shm-size=" in summary and "Python backend, ONNX Runtime" in summary
+
+
+def test_python_runtime_needs_onnx_graphs(variant_folder, tmp_path):
+    with pytest.raises(UsageError, match="--backend onnxruntime"):
+        write_repository(TritonSpec(folder=str(variant_folder), out=str(tmp_path / "r"), backend="tensorrt",
+                                    runtime="python"))
+    with pytest.raises(UsageError, match="choose native or python"):
+        write_repository(TritonSpec(folder=str(variant_folder), out=str(tmp_path / "r"), runtime="java"))
+
+
+def test_graph_model_batches_encoder_requests_and_refuses_bad_ones(python_repo):
+    from hqsam_edge.serve.triton_graph import GraphModel, GraphParameters, graph_file
+
+    encoder = GraphModel(graph_file(python_repo.path / python_repo.encoder / "1"), GraphParameters("encoder", True))
+    images = [np.random.default_rng(i).standard_normal((1, 3, 1024, 1024)).astype(np.float32) for i in range(2)]
+    calls = []
+    run = encoder.session.run
+    encoder.session.run = lambda names, feeds: calls.append(feeds[C.IMAGE.name].shape) or run(names, feeds)
+    answers = encoder.run([{C.IMAGE.name: images[0]}, {C.IMAGE.name: images[1][:, :2]}, {C.IMAGE.name: images[1]}])
+    assert calls == [(2, 3, 1024, 1024)]  # the two good requests in one call
+    assert isinstance(answers[1], UsageError) and "must be ['B', 3, 1024, 1024]" in str(answers[1])
+    alone = run(None, {C.IMAGE.name: images[1]})
+    assert np.allclose(answers[2][C.IMAGE_EMBEDDINGS.name], alone[0], atol=1e-4)
+    assert isinstance(encoder.run([{}])[0], UsageError)
+
+
+def test_request_bounds_and_shared_memory_check(python_repo, tiny_folder, monkeypatch):
+    from hqsam_edge.serve import shm
+
+    params = S.ServeParameters.from_strings({k: v.string_value for k, v in
+                                             parse_config(python_repo.path / python_repo.name).parameters.items()})
+    never = S.Segmenter(params, encoder=None, decoder=None)  # refused before any graph runs
+    with pytest.raises(UsageError, match="9 prompts in one request; this model takes at most 8"):
+        never({S.IMAGE_RGB.name: IMAGE, S.BOXES.name: np.tile(BOXES[:1], (9, 1)).astype(np.float32)})
+    with pytest.raises(UsageError, match=r"1200000 pixels \(1000x1200\); this model takes at most 1000000"):
+        never({S.IMAGE_RGB.name: np.zeros((1000, 1200, 3), np.uint8), S.BOXES.name: BOXES})
+    features = {s.name: np.zeros(s.shape, np.float32) for s in S.feature_specs(is_hq=True)}
+    with pytest.raises(UsageError, match="at most 1000000"):
+        never({**features, S.ORIGINAL_SIZE.name: np.array([2000, 2000], np.int32), S.BOXES.name: BOXES})
+
+    budget = python_repo.shm
+    answer = 8 * 1000 * 1000  # 8 prompts' masks at the largest image, one byte a pixel
+    assert budget.python_instances == 3 and budget.graph_instances == 1 and budget.request > answer
+    assert budget.total == 3 * budget.request + budget.graphs
+    monkeypatch.setattr(shm.shutil, "disk_usage", lambda path: types.SimpleNamespace(total=64 * shm.MIB))
+    with pytest.raises(ArtifactError, match=r"/dev/shm holds 64 MiB, but .* need up to .*`--shm-size=\d+m`"):
+        shm.check_shm(budget.total)
+    shm.check_shm(32 * shm.MIB)
+    native = write_repository(TritonSpec(folder=str(tiny_folder), out=str(python_repo.path.parent / "native"),
+                                         kind="cpu"))
+    assert native.shm.graph_instances == 0 and native.shm.python_instances == 4
