@@ -22,6 +22,7 @@ BUILD_BACKENDS = ("onnxruntime", "tensorrt")  # what `build` makes: precision gr
 CALIB_METHODS = ("max", "percentile", "entropy")
 EVAL_PROTOCOLS = ("official", "predictor")
 TRITON_KINDS = ("gpu", "cpu")
+TRITON_RUNTIMES = ("native", "python")  # graphs on Triton's onnxruntime / tensorrt backend, or in its Python backend
 ON_ERROR = ("skip", "stop")  # `segment --on-error`: leave a bad image out (listed in OUT/errors.json), or end the run
 TRTEXEC_GENERATIONS = ("8", "10", "11")  # TensorRT majors whose trtexec lines `build --print-trtexec` writes
 MANIFEST = "manifest.json"  # an artifact folder's record of itself (``export.manifest``)

@@ -119,6 +119,19 @@ def triton(
     name: Annotated[str | None, typer.Option(
         "--name", help="Model name (default <variant>_<backbone>; also <name>_encoder, <name>_decoder).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing repository.")] = False,
+    runtime: Annotated[str, typer.Option(
+        "--runtime", **choice(inputs.TRITON_RUNTIMES, "Triton runtime"),
+        help="native (Triton's onnxruntime / tensorrt backends) or python (the ONNX graphs run by ONNX Runtime in "
+             "Triton's Python backend, for servers without those backends).")] = "native",
+    python_instances: Annotated[int | None, typer.Option(
+        "--python-instances", min=1, show_default=False,
+        help="Instances of the image + prompts model: requests in flight, so the encoder batch Triton can merge "
+             "(default: --max-batch, or --instances if more).")] = None,
+    max_request_prompts: Annotated[int | None, typer.Option(
+        "--max-request-prompts", min=1, show_default=False,
+        help="Prompts one request may hold (default 64, or --max-prompts if larger); bounds /dev/shm.")] = None,
+    max_image_pixels: Annotated[int, typer.Option(
+        "--max-image-pixels", min=1, help="Largest image a request may send, in pixels; bounds /dev/shm.")] = 4096 * 4096,
 ):
     """A Triton Inference Server model repository: encoder, decoder, and a Python model (image + prompts -> masks)."""
     from ..serve.triton import TritonSpec, write_repository
@@ -126,5 +139,6 @@ def triton(
     spec = TritonSpec(folder=str(folder), out=str(out), backend=backend, precision=precision, name=name,
                       max_prompts=max_prompts, max_batch=max_batch, instances=instances, kind=kind,
                       max_queue_delay_us=max_queue_delay_us, preferred_batch_sizes=tuple(preferred_batch_size or ()),
-                      overwrite=overwrite)
+                      overwrite=overwrite, runtime=runtime, python_instances=python_instances,
+                      max_request_prompts=max_request_prompts, max_image_pixels=max_image_pixels)
     typer.echo(write_repository(spec).summary())

@@ -59,13 +59,14 @@ from ..errors import ArtifactError, UsageError
 from ..export import contract as C
 from ..export.manifest import FORMATS
 from ..export.onnx_files import external_data_files
+from .. import inputs
 from ..inputs import require_choice
 from . import triton_model as S
 from .shm import ShmBudget, shm_budget
 from .triton_graph import GraphParameters
 
 BACKENDS = ("onnxruntime", "tensorrt")
-RUNTIMES = ("native", "python")  # the graphs on Triton's onnxruntime / tensorrt backend, or in its Python backend
+RUNTIMES = inputs.TRITON_RUNTIMES
 KINDS = {"gpu": "KIND_GPU", "cpu": "KIND_CPU"}
 PLATFORMS = {"onnxruntime": "onnxruntime_onnx", "tensorrt": "tensorrt_plan"}
 MODEL_FILES = {"onnxruntime": "model.onnx", "tensorrt": "model.plan"}  # Triton's default file names

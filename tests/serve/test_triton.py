@@ -482,3 +482,16 @@ def test_request_bounds_and_shared_memory_check(python_repo, tiny_folder, monkey
     native = write_repository(TritonSpec(folder=str(tiny_folder), out=str(python_repo.path.parent / "native"),
                                          kind="cpu"))
     assert native.shm.graph_instances == 0 and native.shm.python_instances == 4
+
+
+def test_cli_writes_the_python_runtime(tiny_folder, tmp_path):
+    out = tmp_path / "repo"
+    result = CliRunner().invoke(app, ["triton", str(tiny_folder), "--out", str(out), "--runtime", "python",
+                                      "--kind", "cpu", "--python-instances", "2", "--max-request-prompts", "8",
+                                      "--max-image-pixels", "1000000"])
+    assert result.exit_code == 0, result.output
+    assert "numpy<2" in result.output and "--shm-size=" in result.output
+    enc, py = parse_config(out / "hq_vit_tiny_encoder"), parse_config(out / "hq_vit_tiny")
+    assert enc.backend == "python" and kinds(py) == [(2, "KIND_CPU")]
+    params = S.ServeParameters.from_strings({k: v.string_value for k, v in py.parameters.items()})
+    assert (params.max_request_prompts, params.max_image_pixels) == (8, 1000 * 1000)
