@@ -195,18 +195,16 @@ def _latency(predictor, iters: int, device: str) -> dict:
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     tensor, _ = T.preprocess_image(image)
     predictor.set_image(image)
-    features, feeds = predictor._features, predictor.encode_prompts(boxes=BOX[None])
+    feeds = predictor.encode_prompts(boxes=BOX[None])
     opts = dict(multimask_output=False, hq_token_only=False)
     out = {"encoder_wall_ms": timed(lambda: backend.encode(tensor), iters, 2, sync)}
     predictor.set_image(image)  # a TensorRT backend keeps one image's features
-    features = predictor._features
-    out["decoder_wall_ms"] = timed(lambda: backend.decode(features, feeds, **opts), iters, 2, sync)
+    out["decoder_wall_ms"] = timed(lambda: predictor.decode_feeds(feeds, **opts), iters, 2, sync)
     out["e2e_wall_ms"] = timed(lambda: (predictor.set_image(image), predictor.predict(box=BOX)), iters, 1, sync)
     if device == "cuda" and backend.name == "torch":
         out["encoder_cuda_ms"] = _cuda_ms(lambda: backend.encode(tensor), iters)
         predictor.set_image(image)
-        features = predictor._features
-        out["decoder_cuda_ms"] = _cuda_ms(lambda: backend.decode(features, feeds, **opts), iters)
+        out["decoder_cuda_ms"] = _cuda_ms(lambda: predictor.decode_feeds(feeds, **opts), iters)
     return {k: ([round(x, 2) for x in v] if isinstance(v, tuple) else round(v, 3)) for k, v in out.items()}
 
 

@@ -261,15 +261,15 @@ def _gpu_encoder_ms(backend, tensor: np.ndarray, iters: int) -> float:
     return start.elapsed_time(end) / max(1, iters)
 
 
-def _scaling(predictor, tensor: np.ndarray, opts: dict, iters: int, sync) -> dict[str, dict[str, float]]:
+def _scaling(predictor, tensor: np.ndarray, iters: int, sync) -> dict[str, dict[str, float]]:
     """Decoder ms by prompts per call (more than a profile's ``max_prompts`` in several calls), encoder images/s by
     batch (batches above the backend's ``max_batch`` are skipped and listed in ``skipped_batches``)."""
-    backend, features = predictor.backend, predictor._features
+    backend = predictor.backend
     out: dict[str, dict[str, float]] = {"decoder_ms_by_prompts": {}, "encoder_images_per_s_by_batch": {}}
     for p in PROMPT_SCALING:
         feeds = _prompt_feeds(predictor, p)
-        out["decoder_ms_by_prompts"][str(p)] = timed(lambda: backend.decode(features, feeds, **opts),
-                                                     max(1, iters // 2), 1, sync)[0]
+        out["decoder_ms_by_prompts"][str(p)] = timed(lambda: predictor.decode_feeds(feeds), max(1, iters // 2), 1,
+                                                     sync)[0]
     for b in BATCH_SCALING:
         if backend.max_batch is not None and b > backend.max_batch:  # outside the engine's profile: not run
             out.setdefault("skipped_batches", {})[str(b)] = float(backend.max_batch)
@@ -295,23 +295,21 @@ def measure(target: Target, iters: int, warmup: int, scaling: bool, workdir: str
         cuda_sync = _cuda_sync(backend)
         sync = cuda_sync or (lambda: None)
         tensor, _ = T.preprocess_image(image, predictor.info.image_size)
-        opts = dict(multimask_output=predictor.info.multimask_output, hq_token_only=predictor.info.hq_token_only)
         row = f"bench {target.label}"
         enc = timed(lambda: backend.encode(tensor), iters, warmup, sync, f"{row}: encoder")
         gpu_encoder_ms = _gpu_encoder_ms(backend, tensor, iters) if cuda_sync else None
         predictor.set_image(image)  # after the encoder runs: a TensorRT backend keeps one image's features
-        features = predictor._features
         one, ten, sixteen = (_prompt_feeds(predictor, 1), _prompt_feeds(predictor, 1, points=10),
                              _prompt_feeds(predictor, 16))
-        dec = timed(lambda: backend.decode(features, one, **opts), iters, warmup, sync, f"{row}: decoder, 1 box")
+        dec = timed(lambda: predictor.decode_feeds(one), iters, warmup, sync, f"{row}: decoder, 1 box")
         notes = []
         if backend.max_points is not None and ten[C.POINT_COORDS.name].shape[1] > backend.max_points:
             dec10 = (float("nan"), float("nan"))
             notes.append(f"10 points not run: the decoder's profile takes at most {backend.max_points} points")
         else:
-            dec10 = timed(lambda: backend.decode(features, ten, **opts), iters, warmup, sync,
+            dec10 = timed(lambda: predictor.decode_feeds(ten), iters, warmup, sync,
                           f"{row}: decoder, 10 points")
-        dec16 = timed(lambda: backend.decode(features, sixteen, **opts), max(1, iters // 2), 1, sync,
+        dec16 = timed(lambda: predictor.decode_feeds(sixteen), max(1, iters // 2), 1, sync,
                       f"{row}: decoder, 16 boxes")
 
         def end_to_end():
@@ -319,7 +317,7 @@ def measure(target: Target, iters: int, warmup: int, scaling: bool, workdir: str
             predictor.predict(box=BOX)
 
         e2e = timed(end_to_end, iters, warmup, sync, f"{row}: end to end")
-        row_scaling = _scaling(predictor, tensor, opts, iters, sync) if scaling else {}
+        row_scaling = _scaling(predictor, tensor, iters, sync) if scaling else {}
         if cuda_sync:
             import torch
 

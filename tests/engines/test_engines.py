@@ -370,7 +370,7 @@ def test_tensorrt_predictor_uses_the_primary_context_and_frees_every_threads_sta
     logits = predictor.predict_boxes(boxes, return_logits=True)[0]
     np.testing.assert_allclose(logits, expected, rtol=0, atol=1e-4 * np.abs(expected).max())
     assert [e["point_coords"][0] for e in RT.EXECUTIONS if "point_coords" in e] == [4, 2]
-    stale = predictor._features
+    stale = predictor.backend_features
     backend.encode(np.zeros((1, 3, 1024, 1024), np.float32))  # the device buffers now hold another image
     with pytest.raises(UsageError, match="belong to another image"):
         backend.features_to_numpy(stale)
