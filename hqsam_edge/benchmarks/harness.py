@@ -17,13 +17,11 @@ latency from the wall clock; both are reported.
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import multiprocessing
 import platform
 import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -33,6 +31,7 @@ import numpy as np
 
 from .. import progress
 from ..errors import ArtifactError, HQSamEdgeError, UsageError
+from ..timing import Timing, cuda_event_ms, time_calls
 
 IMAGE_HW = (768, 1024)  # the benchmark image (height, width)
 BOX = np.array([180.0, 120.0, 760.0, 600.0])
@@ -91,25 +90,14 @@ class BenchRow:
     error: str | None = None
 
 
-def timed(fn: Callable[[], Any], iters: int, warmup: int, sync: Callable[[], None] = lambda: None,
-          label: str | None = None) -> tuple[float, float]:
-    """(median, p90) wall-clock milliseconds of ``fn`` after ``warmup`` calls; reported as stage ``label``."""
-    with (progress.stage(label, total=warmup + max(1, iters), unit="run") if label else contextlib.nullcontext()) as step:
-        for _ in range(warmup):
-            fn()
-            if step:
-                step.advance()
-        sync()
-        times = []
-        for _ in range(max(1, iters)):
-            t0 = time.perf_counter()
-            fn()
-            sync()
-            times.append((time.perf_counter() - t0) * 1000)
-            if step:
-                step.advance(detail=f"{times[-1]:.1f} ms")
-    times.sort()
-    return statistics.median(times), times[min(len(times) - 1, int(round(0.9 * (len(times) - 1))))]
+def _timed(fn: Callable[[], Any], iters: int, warmup: int, sync: Callable[[], None] | None = None,
+           label: str | None = None) -> Timing:
+    """``timing.time_calls``, reported as progress stage ``label`` (a step per call, the last time as detail)."""
+    if not label:
+        return time_calls(fn, iters, warmup, sync=sync)
+    with progress.stage(label, total=warmup + max(1, iters), unit="run") as step:
+        return time_calls(fn, iters, warmup, sync=sync,
+                          each=lambda ms: step.advance(detail="" if ms is None else f"{ms:.1f} ms"))
 
 
 def model_name(backbone: str, variant: str) -> str:
@@ -209,11 +197,11 @@ def _reference_row(target: Target, iters: int, warmup: int) -> dict[str, Any]:
     from ..data.synthetic import demo_image
 
     image = demo_image(*IMAGE_HW)
-    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    sync = torch.cuda.synchronize if device == "cuda" else None
     kw = {"hq_token_only": False} if target.variant == "hq" else {}
     with torch.inference_mode():
-        enc = timed(lambda: predictor.set_image(image), iters, warmup, sync)
-        dec = timed(lambda: predictor.predict(box=BOX, multimask_output=False, **kw), iters, warmup, sync)
+        enc = _timed(lambda: predictor.set_image(image), iters, warmup, sync)
+        dec = _timed(lambda: predictor.predict(box=BOX, multimask_output=False, **kw), iters, warmup, sync)
     return {"device": torch.cuda.get_device_name() if device == "cuda" else "cpu", "encoder": enc, "decoder": dec}
 
 
@@ -230,12 +218,12 @@ def _base_fields(target: Target, iters: int) -> dict[str, Any]:
 
 def _measure_reference(target: Target, base: dict[str, Any], iters: int, warmup: int) -> BenchRow:
     ref = _reference_row(target, iters, warmup)
-    (enc, enc90), (dec, dec90) = ref["encoder"], ref["decoder"]
+    enc, dec = ref["encoder"], ref["decoder"]
     nan = float("nan")
-    return BenchRow(**base, device=ref["device"], encoder_ms=enc, encoder_p90_ms=enc90, decoder_ms=dec,
-                    decoder_p90_ms=dec90, decoder_10pt_ms=nan, decoder_16box_ms=nan, e2e_ms=enc + dec,
-                    e2e_p90_ms=enc90 + dec90, fps=1000 / (enc + dec), peak_mem_mib=_peak_rss_mib(),
-                    memory_kind="cpu peak RSS")
+    return BenchRow(**base, device=ref["device"], encoder_ms=enc.median, encoder_p90_ms=enc.p90,
+                    decoder_ms=dec.median, decoder_p90_ms=dec.p90, decoder_10pt_ms=nan, decoder_16box_ms=nan,
+                    e2e_ms=enc.median + dec.median, e2e_p90_ms=enc.p90 + dec.p90, fps=1000 / (enc.median + dec.median),
+                    peak_mem_mib=_peak_rss_mib(), memory_kind="cpu peak RSS")
 
 
 def _cuda_sync(backend) -> Callable[[], None] | None:
@@ -248,19 +236,6 @@ def _cuda_sync(backend) -> Callable[[], None] | None:
     return None
 
 
-def _gpu_encoder_ms(backend, tensor: np.ndarray, iters: int) -> float:
-    """Device time of one encoder call by CUDA events (torch on CUDA)."""
-    import torch
-
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    for _ in range(max(1, iters)):
-        backend.encode(tensor)
-    end.record()
-    torch.cuda.synchronize()
-    return start.elapsed_time(end) / max(1, iters)
-
-
 def _scaling(predictor, tensor: np.ndarray, iters: int, sync) -> dict[str, dict[str, float]]:
     """Decoder ms by prompts per call (more than a profile's ``max_prompts`` in several calls), encoder images/s by
     batch (batches above the backend's ``max_batch`` are skipped and listed in ``skipped_batches``)."""
@@ -268,14 +243,14 @@ def _scaling(predictor, tensor: np.ndarray, iters: int, sync) -> dict[str, dict[
     out: dict[str, dict[str, float]] = {"decoder_ms_by_prompts": {}, "encoder_images_per_s_by_batch": {}}
     for p in PROMPT_SCALING:
         feeds = _prompt_feeds(predictor, p)
-        out["decoder_ms_by_prompts"][str(p)] = timed(lambda: predictor.decode_feeds(feeds), max(1, iters // 2), 1,
-                                                     sync)[0]
+        out["decoder_ms_by_prompts"][str(p)] = _timed(lambda: predictor.decode_feeds(feeds), max(1, iters // 2), 1,
+                                                      sync).median
     for b in BATCH_SCALING:
         if backend.max_batch is not None and b > backend.max_batch:  # outside the engine's profile: not run
             out.setdefault("skipped_batches", {})[str(b)] = float(backend.max_batch)
             continue
         batch = np.repeat(tensor, b, axis=0)
-        ms = timed(lambda batch=batch: backend.encode(batch), max(1, iters // 2), 1, sync)[0]
+        ms = _timed(lambda batch=batch: backend.encode(batch), max(1, iters // 2), 1, sync).median
         out["encoder_images_per_s_by_batch"][str(b)] = 1000 * b / ms
     return out
 
@@ -293,31 +268,30 @@ def measure(target: Target, iters: int, warmup: int, scaling: bool, workdir: str
     with _open_predictor(target, Path(workdir)) as predictor:
         backend = predictor.backend
         cuda_sync = _cuda_sync(backend)
-        sync = cuda_sync or (lambda: None)
         tensor, _ = T.preprocess_image(image, predictor.info.image_size)
         row = f"bench {target.label}"
-        enc = timed(lambda: backend.encode(tensor), iters, warmup, sync, f"{row}: encoder")
-        gpu_encoder_ms = _gpu_encoder_ms(backend, tensor, iters) if cuda_sync else None
+        enc = _timed(lambda: backend.encode(tensor), iters, warmup, cuda_sync, f"{row}: encoder")
+        gpu_encoder_ms = cuda_event_ms(lambda: backend.encode(tensor), iters) if cuda_sync else None
         predictor.set_image(image)  # after the encoder runs: a TensorRT backend keeps one image's features
         one, ten, sixteen = (_prompt_feeds(predictor, 1), _prompt_feeds(predictor, 1, points=10),
                              _prompt_feeds(predictor, 16))
-        dec = timed(lambda: predictor.decode_feeds(one), iters, warmup, sync, f"{row}: decoder, 1 box")
+        dec = _timed(lambda: predictor.decode_feeds(one), iters, warmup, cuda_sync, f"{row}: decoder, 1 box")
         notes = []
         if backend.max_points is not None and ten[C.POINT_COORDS.name].shape[1] > backend.max_points:
-            dec10 = (float("nan"), float("nan"))
+            dec10 = Timing((float("nan"),))
             notes.append(f"10 points not run: the decoder's profile takes at most {backend.max_points} points")
         else:
-            dec10 = timed(lambda: predictor.decode_feeds(ten), iters, warmup, sync,
+            dec10 = _timed(lambda: predictor.decode_feeds(ten), iters, warmup, cuda_sync,
                           f"{row}: decoder, 10 points")
-        dec16 = timed(lambda: predictor.decode_feeds(sixteen), max(1, iters // 2), 1, sync,
+        dec16 = _timed(lambda: predictor.decode_feeds(sixteen), max(1, iters // 2), 1, cuda_sync,
                       f"{row}: decoder, 16 boxes")
 
         def end_to_end():
             predictor.set_image(image)
             predictor.predict(box=BOX)
 
-        e2e = timed(end_to_end, iters, warmup, sync, f"{row}: end to end")
-        row_scaling = _scaling(predictor, tensor, iters, sync) if scaling else {}
+        e2e = _timed(end_to_end, iters, warmup, cuda_sync, f"{row}: end to end")
+        row_scaling = _scaling(predictor, tensor, iters, cuda_sync) if scaling else {}
         if cuda_sync:
             import torch
 
@@ -325,9 +299,9 @@ def measure(target: Target, iters: int, warmup: int, scaling: bool, workdir: str
         else:
             peak, kind = _peak_rss_mib(), "cpu peak RSS"
         device = backend.device
-    return BenchRow(**base, device=device, encoder_ms=enc[0], encoder_p90_ms=enc[1], decoder_ms=dec[0],
-                    decoder_p90_ms=dec[1], decoder_10pt_ms=dec10[0], decoder_16box_ms=dec16[0], e2e_ms=e2e[0],
-                    e2e_p90_ms=e2e[1], fps=1000 / e2e[0], peak_mem_mib=peak, memory_kind=kind,
+    return BenchRow(**base, device=device, encoder_ms=enc.median, encoder_p90_ms=enc.p90, decoder_ms=dec.median,
+                    decoder_p90_ms=dec.p90, decoder_10pt_ms=dec10.median, decoder_16box_ms=dec16.median,
+                    e2e_ms=e2e.median, e2e_p90_ms=e2e.p90, fps=1000 / e2e.median, peak_mem_mib=peak, memory_kind=kind,
                     gpu_encoder_ms=gpu_encoder_ms, scaling=row_scaling, notes=notes)
 
 
