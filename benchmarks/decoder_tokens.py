@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from hqsam_edge.export import contract as C
-from hqsam_edge.export.onnx_export import _export_graph, _finish_graph, _trace_prompts
+from hqsam_edge.export.onnx_export import write_decoder_graph
 from hqsam_edge.export.wrappers import DecoderGraph, export_copy
 from hqsam_edge.runtime.selection import select_masks
 from hqsam_edge.timing import time_interleaved
@@ -41,11 +41,8 @@ class FixedChoiceGraph(torch.nn.Module):
 
 
 def export(module: torch.nn.Module, model, path: Path, outputs) -> None:
-    features = [torch.randn(s.shape) for s in C.decoder_inputs(model.is_hq)[: 2 if model.is_hq else 1]]
-    raw = path.parent / f".raw_{path.stem}" / "graph.onnx"
-    raw.parent.mkdir()
-    _export_graph(module, (*features, *_trace_prompts()), raw, C.decoder_inputs(model.is_hq), outputs, 17)
-    _finish_graph(raw, path, True)
+    features = tuple(torch.randn(s.shape) for s in C.decoder_inputs(model.is_hq)[: 2 if model.is_hq else 1])
+    write_decoder_graph(module, features, path, outputs, is_hq=model.is_hq, opset=17)
 
 
 def feeds(p: int, is_hq: bool, rng: np.random.Generator) -> dict[str, np.ndarray]:
