@@ -14,12 +14,12 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from hqsam_edge.timing import time_interleaved
 
 CASES = {
     "missing image": ["predict", "--random-weights", "--image", "nope.png", "--box", "1,1,5,5", "--out", "m.png"],
@@ -31,10 +31,8 @@ CASES = {
 }
 
 
-def timed(cmd: list[str], cwd: str, env: dict | None = None) -> tuple[float, subprocess.CompletedProcess]:
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env)
-    return time.perf_counter() - start, proc
+def run(cmd: list[str], cwd: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env)
 
 
 def error_line(proc: subprocess.CompletedProcess) -> str:
@@ -55,15 +53,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "manifest.json").write_text("{}")
         for name, argv in CASES.items():
-            ours, theirs = [], []
-            for _ in range(args.repeat):
-                wall, proc = timed([exe, *argv], tmp)
-                ours.append(wall)
-                if before_env:
-                    theirs.append(timed([sys.executable, "-m", "hqsam_edge.cli", *argv], tmp, before_env)[0])
-            before = f"{statistics.median(theirs):.2f} | " if before_env else ""
-            print(f"| {name} | {statistics.median(ours):.2f} | {before}{proc.returncode} | {error_line(proc)} |",
-                  flush=True)
+            done: list[subprocess.CompletedProcess] = []
+            calls = {"ours": lambda argv=argv: done.append(run([exe, *argv], tmp))}
+            if before_env:
+                calls["before"] = lambda argv=argv: run([sys.executable, "-m", "hqsam_edge.cli", *argv], tmp,
+                                                        before_env)
+            seconds = {side: t.median / 1000 for side, t in time_interleaved(calls, args.repeat).items()}
+            proc = done[-1]
+            before = f"{seconds['before']:.2f} | " if before_env else ""
+            print(f"| {name} | {seconds['ours']:.2f} | {before}{proc.returncode} | {error_line(proc)} |", flush=True)
 
 
 if __name__ == "__main__":

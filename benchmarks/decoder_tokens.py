@@ -13,18 +13,17 @@ noisy machine; each figure is the median over rounds of the median of ``--iters`
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from hqsam_edge.export import contract as C
-from hqsam_edge.export.onnx_export import _export_graph, _finish_graph, _trace_prompts
+from hqsam_edge.export.onnx_export import write_decoder_graph
 from hqsam_edge.export.wrappers import DecoderGraph, export_copy
 from hqsam_edge.runtime.selection import select_masks
+from hqsam_edge.timing import time_interleaved
 
 
 class FixedChoiceGraph(torch.nn.Module):
@@ -42,11 +41,8 @@ class FixedChoiceGraph(torch.nn.Module):
 
 
 def export(module: torch.nn.Module, model, path: Path, outputs) -> None:
-    features = [torch.randn(s.shape) for s in C.decoder_inputs(model.is_hq)[: 2 if model.is_hq else 1]]
-    raw = path.parent / f".raw_{path.stem}" / "graph.onnx"
-    raw.parent.mkdir()
-    _export_graph(module, (*features, *_trace_prompts()), raw, C.decoder_inputs(model.is_hq), outputs, 17)
-    _finish_graph(raw, path, True)
+    features = tuple(torch.randn(s.shape) for s in C.decoder_inputs(model.is_hq)[: 2 if model.is_hq else 1])
+    write_decoder_graph(module, features, path, outputs, is_hq=model.is_hq, opset=17)
 
 
 def feeds(p: int, is_hq: bool, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -88,17 +84,8 @@ def bench_variant(variant: str, prompts: list[int], rounds: int, iters: int, wor
             want, got = old.run(None, f), run_new()
             err = max(float(np.abs(a - b).max()) for a, b in zip(want, got))
             runs = {"old": lambda old=old: old.run(None, f), "new": run_new}
-            times: dict[str, list[float]] = {"old": [], "new": []}
-            for r in range(rounds):
-                for name in (("old", "new") if r % 2 == 0 else ("new", "old")):
-                    runs[name]()  # warm-up
-                    ms = []
-                    for _ in range(iters):
-                        t0 = time.perf_counter()
-                        runs[name]()
-                        ms.append((time.perf_counter() - t0) * 1000)
-                    times[name].append(statistics.median(ms))
-            old_ms, new_ms = statistics.median(times["old"]), statistics.median(times["new"])
+            times = time_interleaved(runs, rounds, iters, warmup=1, alternate=True)
+            old_ms, new_ms = times["old"].median, times["new"].median
             rows.append(dict(variant=variant, prompts=p, multimask=multimask, old_ms=old_ms, new_ms=new_ms,
                              ratio=new_ms / old_ms, max_abs_diff=err))
             print(f"{variant:>3} P={p:<3} multimask={multimask!s:<5} fixed-choice graph {old_ms:8.1f} ms "

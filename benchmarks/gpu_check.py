@@ -169,44 +169,33 @@ def check_torch_precisions(ctx: Context) -> tuple[str, str, dict]:
     return ("miss" if "miss" in statuses else "ok"), ", ".join(f"{k}: {v['status']}" for k, v in results.items()), results
 
 
-def _cuda_ms(fn: Callable[[], Any], iters: int) -> float:
-    """Device time of ``fn`` by CUDA events, mean over ``iters`` after one warm-up."""
-    import torch
-
-    fn()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    for _ in range(iters):
-        fn()
-    end.record()
-    torch.cuda.synchronize()
-    return start.elapsed_time(end) / iters
-
-
 def _latency(predictor, iters: int, device: str) -> dict:
     """Encoder / decoder / end-to-end ms by wall clock (median, p90) and, on CUDA, by CUDA events."""
     import torch
 
-    from hqsam_edge.benchmarks.harness import BOX, IMAGE_HW, timed
+    from hqsam_edge.benchmarks.harness import BOX, IMAGE_HW
     from hqsam_edge.data import transforms as T
     from hqsam_edge.data.synthetic import demo_image
+    from hqsam_edge.timing import cuda_event_ms, time_calls
+
+    def timed(fn, iters: int, warmup: int, sync) -> tuple[float, float]:
+        t = time_calls(fn, iters, warmup, sync=sync)
+        return t.median, t.p90
 
     backend, image = predictor.backend, demo_image(*IMAGE_HW)
-    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    sync = torch.cuda.synchronize if device == "cuda" else None
     tensor, _ = T.preprocess_image(image)
     predictor.set_image(image)
-    features, feeds = predictor._features, predictor.encode_prompts(boxes=BOX[None])
+    feeds = predictor.encode_prompts(boxes=BOX[None])
     opts = dict(multimask_output=False, hq_token_only=False)
     out = {"encoder_wall_ms": timed(lambda: backend.encode(tensor), iters, 2, sync)}
     predictor.set_image(image)  # a TensorRT backend keeps one image's features
-    features = predictor._features
-    out["decoder_wall_ms"] = timed(lambda: backend.decode(features, feeds, **opts), iters, 2, sync)
+    out["decoder_wall_ms"] = timed(lambda: predictor.decode_feeds(feeds, **opts), iters, 2, sync)
     out["e2e_wall_ms"] = timed(lambda: (predictor.set_image(image), predictor.predict(box=BOX)), iters, 1, sync)
     if device == "cuda" and backend.name == "torch":
-        out["encoder_cuda_ms"] = _cuda_ms(lambda: backend.encode(tensor), iters)
+        out["encoder_cuda_ms"] = cuda_event_ms(lambda: backend.encode(tensor), iters, warmup=1)
         predictor.set_image(image)
-        features = predictor._features
-        out["decoder_cuda_ms"] = _cuda_ms(lambda: backend.decode(features, feeds, **opts), iters)
+        out["decoder_cuda_ms"] = cuda_event_ms(lambda: predictor.decode_feeds(feeds, **opts), iters, warmup=1)
     return {k: ([round(x, 2) for x in v] if isinstance(v, tuple) else round(v, 3)) for k, v in out.items()}
 
 

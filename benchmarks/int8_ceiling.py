@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
 # kernels of the integer layers and their (de)quantization in an INT8 graph
@@ -40,6 +38,7 @@ def main() -> None:
     from hqsam_edge.calib.costs import kernel_times, layer_ms, profiled_session
     from hqsam_edge.calib.images import CalibrationSet
     from hqsam_edge.hardware import this_platform
+    from hqsam_edge.timing import time_interleaved
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("folder", type=Path, help="artifact folder with an onnxruntime int8 build")
@@ -59,14 +58,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="hqsam-ceiling-") as tmp:
         sessions = {"fp32": profiled_session(fp32_path, tmp, args.threads),
                     "int8": profiled_session(int8_path, tmp, args.threads)}
-        walls: dict[str, list[float]] = {k: [] for k in sessions}
         for s in sessions.values():
             s.run(None, feed)  # warm-up, left out of the profile too
-        for _ in range(args.runs):
-            for k, s in sessions.items():
-                start = time.perf_counter()
-                s.run(None, feed)
-                walls[k].append((time.perf_counter() - start) * 1e3)
+        walls = time_interleaved({k: lambda s=s: s.run(None, feed) for k, s in sessions.items()}, args.runs)
         kernels = {k: kernel_times(s.end_profiling()) for k, s in sessions.items()}
 
     fp32_all = sum(ms for _, ms in kernels["fp32"].values())
@@ -74,7 +68,7 @@ def main() -> None:
     fp32_layers = sum(ms or 0.0 for ms in layer_ms(kernels["fp32"], quantized).values())
     int8_layers = sum(ms for op, ms in kernels["int8"].values() if op in INTEGER_KERNELS)
     fp32_rest, int8_rest = fp32_all - fp32_layers, int8_all - int8_layers
-    fp32_ms, int8_ms = statistics.median(walls["fp32"]), statistics.median(walls["int8"])
+    fp32_ms, int8_ms = walls["fp32"].median, walls["int8"].median
     figures = {
         "machine": this_platform().summary(), "threads": args.threads, "runs": args.runs,
         "fp32_ms": round(fp32_ms, 1), "int8_ms": round(int8_ms, 1), "speedup": round(fp32_ms / int8_ms, 3),

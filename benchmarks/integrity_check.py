@@ -11,23 +11,12 @@ from disk adds the disk's time).
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from pathlib import Path
 
 from hqsam_edge.export import integrity
 from hqsam_edge.export.manifest import read_manifest
 from hqsam_edge.pipeline.export import ExportSpec, export_artifacts
-
-
-def timed_ms(fn, runs: int, before=lambda: None) -> list[float]:
-    times = []
-    for _ in range(runs):
-        before()
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1000)
-    return times
+from hqsam_edge.timing import time_calls
 
 
 def main() -> None:
@@ -47,11 +36,11 @@ def main() -> None:
     def check() -> None:  # what opening a folder runs: the manifest read, then its files checked
         read_manifest(folder).check_files(folder, files)
 
-    cold = timed_ms(check, args.runs, before=lambda: stamp.unlink(missing_ok=True))
-    warm = timed_ms(check, args.runs)
-    for name, times in (("cold (no stamp)", cold), ("warm (stamp)", warm)):
-        print(f"{args.backbone} {', '.join(files)} ({size_mb:.0f} MB) {name}: median {statistics.median(times):.1f} ms "
-              f"(min {min(times):.1f}, max {max(times):.1f}, {args.runs} runs)")
+    cold = time_calls(check, args.runs, warmup=0, setup=lambda: stamp.unlink(missing_ok=True))
+    warm = time_calls(check, args.runs, warmup=0)
+    for name, t in (("cold (no stamp)", cold), ("warm (stamp)", warm)):
+        print(f"{args.backbone} {', '.join(files)} ({size_mb:.0f} MB) {name}: median {t.median:.1f} ms "
+              f"(min {t.min:.1f}, max {t.max:.1f}, {len(t.times_ms)} runs)")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 cycle, and no module imports from a floor above its own.
 
 The floors, from the bottom (README, "Layout"): the version, the error types, signals and temporaries' owners
--> leaf modules (atomic writes, file digests, platform detection, what a user names, metrics, progress, tables)
+-> leaf modules (atomic writes, file digests, platform detection, what a user names, metrics, progress, tables,
+timing calls)
 -> ``data`` ->
 ``model`` ->
 ``export`` (graph contract, profiles, graphs, manifest) ->
@@ -22,7 +23,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "hqsam_edge"
 FLOORS = [
     {"_version", "errors", "interrupts", "owners"},
-    {"atomic", "digest", "hardware", "inputs", "metrics", "progress", "tables"},
+    {"atomic", "digest", "hardware", "inputs", "metrics", "progress", "tables", "timing"},
     {"data"},
     {"model"},
     {"export"},

@@ -4,7 +4,8 @@ One row per (model, backend, precision): parameter sizes, encoder latency,
 decoder latency (1 box, 10 points, 16 boxes in one call), end-to-end latency
 (image -> masks at the original size: pre-processing, encoder, decoder,
 post-processing), FPS as the HQ-SAM paper counts it (one image, one box),
-medians and p90 after warm-up, peak memory, device and versions.
+medians and p90 after warm-up, peak memory, device and versions
+(``benchmarks.rows``: the row's typed parts and its JSON).
 
 Each row runs in a fresh process (``spawn``), so that its peak resident
 memory is its own. ``rounds`` > 1 measures the whole list that many times,
@@ -17,15 +18,13 @@ latency from the wall clock; both are reported.
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import multiprocessing
 import platform
 import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,8 @@ import numpy as np
 
 from .. import progress
 from ..errors import ArtifactError, HQSamEdgeError, UsageError
+from ..timing import Timing, cuda_event_ms, time_calls
+from .rows import BenchRow, Machine, Memory, Scaling, Sizes, Target, Timings
 
 IMAGE_HW = (768, 1024)  # the benchmark image (height, width)
 BOX = np.array([180.0, 120.0, 760.0, 600.0])
@@ -40,76 +41,14 @@ PROMPT_SCALING = (1, 4, 16, 64)
 BATCH_SCALING = (1, 2, 4)
 
 
-@dataclass(frozen=True)
-class Target:
-    """What one row measures: an artifact folder, or a (backbone, variant) built with random weights."""
-
-    backbone: str
-    variant: str
-    backend: str
-    precision: str = "fp32"
-    folder: str | None = None
-    checkpoint: str | None = None
-    reference: bool = False  # the official segment_anything_hq SamPredictor
-
-    @property
-    def label(self) -> str:
-        """``hq vit_tiny onnxruntime fp32`` (and the folder's name), for progress lines."""
-        where = f" ({Path(self.folder).name})" if self.folder else ""
-        return f"{self.variant} {self.backbone} {self.backend} {self.precision}{where}"
-
-
-@dataclass
-class BenchRow:
-    model: str
-    backbone: str
-    variant: str
-    backend: str
-    precision: str
-    device: str
-    params_mib: float
-    learnable_mib: float | None
-    encoder_ms: float
-    encoder_p90_ms: float
-    decoder_ms: float  # 1 box
-    decoder_p90_ms: float
-    decoder_10pt_ms: float
-    decoder_16box_ms: float
-    e2e_ms: float
-    e2e_p90_ms: float
-    fps: float
-    peak_mem_mib: float
-    memory_kind: str  # "cpu peak RSS" or "gpu peak allocated"
-    gpu_encoder_ms: float | None = None  # device time (CUDA events), torch on CUDA
-    iters: int = 0
-    rounds: int = 1
-    folder: str | None = None  # the artifact folder measured (None: random weights / a checkpoint)
-    versions: dict[str, str] = field(default_factory=dict)
-    machine: dict[str, Any] = field(default_factory=dict)
-    scaling: dict[str, dict[str, float]] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)  # measurements left out, and why
-    error: str | None = None
-
-
-def timed(fn: Callable[[], Any], iters: int, warmup: int, sync: Callable[[], None] = lambda: None,
-          label: str | None = None) -> tuple[float, float]:
-    """(median, p90) wall-clock milliseconds of ``fn`` after ``warmup`` calls; reported as stage ``label``."""
-    with (progress.stage(label, total=warmup + max(1, iters), unit="run") if label else contextlib.nullcontext()) as step:
-        for _ in range(warmup):
-            fn()
-            if step:
-                step.advance()
-        sync()
-        times = []
-        for _ in range(max(1, iters)):
-            t0 = time.perf_counter()
-            fn()
-            sync()
-            times.append((time.perf_counter() - t0) * 1000)
-            if step:
-                step.advance(detail=f"{times[-1]:.1f} ms")
-    times.sort()
-    return statistics.median(times), times[min(len(times) - 1, int(round(0.9 * (len(times) - 1))))]
+def _timed(fn: Callable[[], Any], iters: int, warmup: int, sync: Callable[[], None] | None = None,
+           label: str | None = None) -> Timing:
+    """``timing.time_calls``, reported as progress stage ``label`` (a step per call, the last time as detail)."""
+    if not label:
+        return time_calls(fn, iters, warmup, sync=sync)
+    with progress.stage(label, total=warmup + max(1, iters), unit="run") as step:
+        return time_calls(fn, iters, warmup, sync=sync,
+                          each=lambda ms: step.advance(detail="" if ms is None else f"{ms:.1f} ms"))
 
 
 def model_name(backbone: str, variant: str) -> str:
@@ -125,17 +64,26 @@ def _peak_rss_mib() -> float:
     return peak / 1024 if platform.system() != "Darwin" else peak / 2**20
 
 
-def _machine() -> dict[str, Any]:
-    """The platform record (Jetson model, JetPack, power mode, GPU, CUDA, TensorRT) of this row's machine."""
+def _machine(device: str) -> Machine:
+    """This process's machine: ``device``, the platform record (Jetson model, JetPack, power mode, GPU, CUDA,
+    TensorRT) and the versions of the libraries found."""
     from ..hardware import this_platform
-
-    return {**this_platform().to_dict(), "summary": this_platform().summary()}
-
-
-def _versions() -> dict[str, str]:
     from ..runtime.environment import library_versions
 
-    return {k: v for k, v in library_versions().items() if v}
+    return Machine(device, this_platform(), {k: v for k, v in library_versions().items() if v})
+
+
+def _row(target: Target, iters: int, timings: Timings, memory: Memory, machine: Machine, *,
+         scaling: Scaling | None = None, notes: tuple[str, ...] = (), error: str | None = None) -> BenchRow:
+    """The one place a row is put together: the measurements, and what every row of ``target`` says (the
+    paper's model name, parameter sizes)."""
+    from ..model.build import backbone_spec
+    from .params import model_sizes
+
+    params, learnable = model_sizes(backbone_spec(target.backbone), target.variant)
+    model = model_name(target.backbone, target.variant) + (" (official)" if target.reference else "")
+    return BenchRow(target=target, model=model, sizes=Sizes(params, learnable), timings=timings, memory=memory,
+                    machine=machine, scaling=scaling, iters=iters, notes=notes, error=error)
 
 
 def _prompt_feeds(predictor, p: int, points: int = 0) -> dict[str, np.ndarray]:
@@ -175,7 +123,8 @@ def _open_predictor(target: Target, workdir: Path):
     return ModelChoice(folder, target.backend, target.precision).open()
 
 
-REFERENCE_HINT = "pip install segment-anything-hq==0.3 timm (the official HQ-SAM package; hqsam-edge's dev extra has it)"
+REFERENCE_HINT = ("pip install segment-anything-hq==0.3 timm (the official HQ-SAM package; hqsam-edge's dev extra "
+                  "has it)")
 
 
 def _official_builders(variant: str):
@@ -194,10 +143,12 @@ def _official_builders(variant: str):
             raise BackendUnavailableError(f"--reference needs segment_anything_hq ({exc}): {REFERENCE_HINT}") from None
 
 
-def _reference_row(target: Target, iters: int, warmup: int) -> dict[str, Any]:
-    """The official SamPredictor (segment_anything_hq), same image and box, torch on this device."""
+def _measure_reference(target: Target, iters: int, warmup: int) -> BenchRow:
+    """The official SamPredictor (segment_anything_hq), same image and box, torch on this device; its
+    end-to-end time is its encoder's plus its decoder's."""
     import torch
 
+    machine = _machine("-")
     builders = _official_builders(target.variant)
     from segment_anything_hq import SamPredictor
 
@@ -209,33 +160,18 @@ def _reference_row(target: Target, iters: int, warmup: int) -> dict[str, Any]:
     from ..data.synthetic import demo_image
 
     image = demo_image(*IMAGE_HW)
-    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    sync = torch.cuda.synchronize if device == "cuda" else None
     kw = {"hq_token_only": False} if target.variant == "hq" else {}
     with torch.inference_mode():
-        enc = timed(lambda: predictor.set_image(image), iters, warmup, sync)
-        dec = timed(lambda: predictor.predict(box=BOX, multimask_output=False, **kw), iters, warmup, sync)
-    return {"device": torch.cuda.get_device_name() if device == "cuda" else "cpu", "encoder": enc, "decoder": dec}
-
-
-def _base_fields(target: Target, iters: int) -> dict[str, Any]:
-    """What every row of ``target`` says besides its timings."""
-    from ..model.build import backbone_spec
-    from .params import model_sizes
-
-    params, learnable = model_sizes(backbone_spec(target.backbone), target.variant)
-    return dict(model=model_name(target.backbone, target.variant) + (" (official)" if target.reference else ""),
-                backbone=target.backbone, variant=target.variant, backend=target.backend, precision=target.precision,
-                params_mib=params, learnable_mib=learnable, iters=iters, folder=target.folder)
-
-
-def _measure_reference(target: Target, base: dict[str, Any], iters: int, warmup: int) -> BenchRow:
-    ref = _reference_row(target, iters, warmup)
-    (enc, enc90), (dec, dec90) = ref["encoder"], ref["decoder"]
+        enc = _timed(lambda: predictor.set_image(image), iters, warmup, sync)
+        dec = _timed(lambda: predictor.predict(box=BOX, multimask_output=False, **kw), iters, warmup, sync)
     nan = float("nan")
-    return BenchRow(**base, device=ref["device"], encoder_ms=enc, encoder_p90_ms=enc90, decoder_ms=dec,
-                    decoder_p90_ms=dec90, decoder_10pt_ms=nan, decoder_16box_ms=nan, e2e_ms=enc + dec,
-                    e2e_p90_ms=enc90 + dec90, fps=1000 / (enc + dec), peak_mem_mib=_peak_rss_mib(),
-                    memory_kind="cpu peak RSS")
+    timings = Timings(encoder_ms=enc.median, encoder_p90_ms=enc.p90, decoder_ms=dec.median, decoder_p90_ms=dec.p90,
+                      decoder_10pt_ms=nan, decoder_16box_ms=nan, e2e_ms=enc.median + dec.median,
+                      e2e_p90_ms=enc.p90 + dec.p90)
+    memory = Memory(_peak_rss_mib(), "cpu peak RSS")
+    machine = replace(machine, device=torch.cuda.get_device_name() if device == "cuda" else "cpu")
+    return _row(target, iters, timings, memory, machine)
 
 
 def _cuda_sync(backend) -> Callable[[], None] | None:
@@ -248,89 +184,84 @@ def _cuda_sync(backend) -> Callable[[], None] | None:
     return None
 
 
-def _gpu_encoder_ms(backend, tensor: np.ndarray, iters: int) -> float:
-    """Device time of one encoder call by CUDA events (torch on CUDA)."""
-    import torch
+def _peak_memory(cuda: bool) -> Memory:
+    """The peak so far: GPU memory allocated by torch on CUDA, else this process's resident memory."""
+    if cuda:
+        import torch
 
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    for _ in range(max(1, iters)):
-        backend.encode(tensor)
-    end.record()
-    torch.cuda.synchronize()
-    return start.elapsed_time(end) / max(1, iters)
+        return Memory(torch.cuda.max_memory_allocated() / 2**20, "gpu peak allocated")
+    return Memory(_peak_rss_mib(), "cpu peak RSS")
 
 
-def _scaling(predictor, tensor: np.ndarray, opts: dict, iters: int, sync) -> dict[str, dict[str, float]]:
+def _scaling(predictor, tensor: np.ndarray, iters: int, sync) -> Scaling:
     """Decoder ms by prompts per call (more than a profile's ``max_prompts`` in several calls), encoder images/s by
     batch (batches above the backend's ``max_batch`` are skipped and listed in ``skipped_batches``)."""
-    backend, features = predictor.backend, predictor._features
-    out: dict[str, dict[str, float]] = {"decoder_ms_by_prompts": {}, "encoder_images_per_s_by_batch": {}}
+    backend, n = predictor.backend, max(1, iters // 2)
+    decoder: dict[str, float] = {}
     for p in PROMPT_SCALING:
         feeds = _prompt_feeds(predictor, p)
-        out["decoder_ms_by_prompts"][str(p)] = timed(lambda: backend.decode(features, feeds, **opts),
-                                                     max(1, iters // 2), 1, sync)[0]
+        decoder[str(p)] = _timed(lambda: predictor.decode_feeds(feeds), n, 1, sync).median
+    encoder: dict[str, float] = {}
+    skipped: dict[str, float] = {}
     for b in BATCH_SCALING:
         if backend.max_batch is not None and b > backend.max_batch:  # outside the engine's profile: not run
-            out.setdefault("skipped_batches", {})[str(b)] = float(backend.max_batch)
+            skipped[str(b)] = float(backend.max_batch)
             continue
         batch = np.repeat(tensor, b, axis=0)
-        ms = timed(lambda batch=batch: backend.encode(batch), max(1, iters // 2), 1, sync)[0]
-        out["encoder_images_per_s_by_batch"][str(b)] = 1000 * b / ms
-    return out
+        encoder[str(b)] = 1000 * b / _timed(lambda batch=batch: backend.encode(batch), n, 1, sync).median
+    return Scaling(decoder, encoder, skipped)
+
+
+def _time_predictor(predictor, target: Target, image: np.ndarray, tensor: np.ndarray, iters: int, warmup: int,
+                    sync) -> tuple[Timings, tuple[str, ...]]:
+    """Encoder, decoder (1 box, 10 points, 16 boxes in one call) and end-to-end times of ``image`` (``tensor``
+    pre-processed); the notes say what was left out and why."""
+    from ..export import contract as C
+
+    backend, row = predictor.backend, f"bench {target.label}"
+    enc = _timed(lambda: backend.encode(tensor), iters, warmup, sync, f"{row}: encoder")
+    gpu_encoder_ms = cuda_event_ms(lambda: backend.encode(tensor), iters) if sync else None
+    predictor.set_image(image)  # after the encoder runs: a TensorRT backend keeps one image's features
+    one, ten, sixteen = (_prompt_feeds(predictor, 1), _prompt_feeds(predictor, 1, points=10),
+                         _prompt_feeds(predictor, 16))
+    dec = _timed(lambda: predictor.decode_feeds(one), iters, warmup, sync, f"{row}: decoder, 1 box")
+    notes: tuple[str, ...] = ()
+    if backend.max_points is not None and ten[C.POINT_COORDS.name].shape[1] > backend.max_points:
+        dec10_ms = float("nan")
+        notes = (f"10 points not run: the decoder's profile takes at most {backend.max_points} points",)
+    else:
+        dec10_ms = _timed(lambda: predictor.decode_feeds(ten), iters, warmup, sync,
+                          f"{row}: decoder, 10 points").median
+    dec16 = _timed(lambda: predictor.decode_feeds(sixteen), max(1, iters // 2), 1, sync, f"{row}: decoder, 16 boxes")
+
+    def end_to_end():
+        predictor.set_image(image)
+        predictor.predict(box=BOX)
+
+    e2e = _timed(end_to_end, iters, warmup, sync, f"{row}: end to end")
+    timings = Timings(encoder_ms=enc.median, encoder_p90_ms=enc.p90, decoder_ms=dec.median, decoder_p90_ms=dec.p90,
+                      decoder_10pt_ms=dec10_ms, decoder_16box_ms=dec16.median, e2e_ms=e2e.median,
+                      e2e_p90_ms=e2e.p90, gpu_encoder_ms=gpu_encoder_ms)
+    return timings, notes
 
 
 def measure(target: Target, iters: int, warmup: int, scaling: bool, workdir: str) -> BenchRow:
     """One row. Runs in its own process when called through ``run_rows``."""
     from ..data import transforms as T
     from ..data.synthetic import demo_image
-    from ..export import contract as C
 
-    base = {**_base_fields(target, iters), "versions": _versions(), "machine": _machine()}
     if target.reference:
-        return _measure_reference(target, base, iters, warmup)
+        return _measure_reference(target, iters, warmup)
+    machine = _machine("-")  # first: the versions import their libraries, which the peak memory then includes
     image = demo_image(*IMAGE_HW)
     with _open_predictor(target, Path(workdir)) as predictor:
-        backend = predictor.backend
-        cuda_sync = _cuda_sync(backend)
-        sync = cuda_sync or (lambda: None)
+        sync = _cuda_sync(predictor.backend)
         tensor, _ = T.preprocess_image(image, predictor.info.image_size)
-        opts = dict(multimask_output=predictor.info.multimask_output, hq_token_only=predictor.info.hq_token_only)
-        row = f"bench {target.label}"
-        enc = timed(lambda: backend.encode(tensor), iters, warmup, sync, f"{row}: encoder")
-        gpu_encoder_ms = _gpu_encoder_ms(backend, tensor, iters) if cuda_sync else None
-        predictor.set_image(image)  # after the encoder runs: a TensorRT backend keeps one image's features
-        features = predictor._features
-        one, ten, sixteen = (_prompt_feeds(predictor, 1), _prompt_feeds(predictor, 1, points=10),
-                             _prompt_feeds(predictor, 16))
-        dec = timed(lambda: backend.decode(features, one, **opts), iters, warmup, sync, f"{row}: decoder, 1 box")
-        notes = []
-        if backend.max_points is not None and ten[C.POINT_COORDS.name].shape[1] > backend.max_points:
-            dec10 = (float("nan"), float("nan"))
-            notes.append(f"10 points not run: the decoder's profile takes at most {backend.max_points} points")
-        else:
-            dec10 = timed(lambda: backend.decode(features, ten, **opts), iters, warmup, sync,
-                          f"{row}: decoder, 10 points")
-        dec16 = timed(lambda: backend.decode(features, sixteen, **opts), max(1, iters // 2), 1, sync,
-                      f"{row}: decoder, 16 boxes")
-
-        def end_to_end():
-            predictor.set_image(image)
-            predictor.predict(box=BOX)
-
-        e2e = timed(end_to_end, iters, warmup, sync, f"{row}: end to end")
-        row_scaling = _scaling(predictor, tensor, opts, iters, sync) if scaling else {}
-        if cuda_sync:
-            import torch
-
-            peak, kind = torch.cuda.max_memory_allocated() / 2**20, "gpu peak allocated"
-        else:
-            peak, kind = _peak_rss_mib(), "cpu peak RSS"
-        device = backend.device
-    return BenchRow(**base, device=device, encoder_ms=enc[0], encoder_p90_ms=enc[1], decoder_ms=dec[0],
-                    decoder_p90_ms=dec[1], decoder_10pt_ms=dec10[0], decoder_16box_ms=dec16[0], e2e_ms=e2e[0],
-                    e2e_p90_ms=e2e[1], fps=1000 / e2e[0], peak_mem_mib=peak, memory_kind=kind,
-                    gpu_encoder_ms=gpu_encoder_ms, scaling=row_scaling, notes=notes)
+        timings, notes = _time_predictor(predictor, target, image, tensor, iters, warmup, sync)
+        row_scaling = _scaling(predictor, tensor, iters, sync) if scaling else None
+        memory = _peak_memory(sync is not None)
+        device = predictor.backend.device
+    return _row(target, iters, timings, memory, replace(machine, device=device), scaling=row_scaling, notes=notes)
 
 
 def _measure_safely(target: Target, iters: int, warmup: int, scaling: bool, workdir: str,
@@ -342,30 +273,24 @@ def _measure_safely(target: Target, iters: int, warmup: int, scaling: bool, work
         with progress.reporting(reporter):
             return measure(target, iters, warmup, scaling, workdir)
     except HQSamEdgeError as exc:
-        nan = float("nan")
-        return BenchRow(**_base_fields(target, iters), device="-", encoder_ms=nan, encoder_p90_ms=nan,
-                        decoder_ms=nan, decoder_p90_ms=nan, decoder_10pt_ms=nan, decoder_16box_ms=nan, e2e_ms=nan,
-                        e2e_p90_ms=nan, fps=nan, peak_mem_mib=nan, memory_kind="-", error=str(exc))
-
-
-TIMED_FIELDS = ("encoder_ms", "encoder_p90_ms", "decoder_ms", "decoder_p90_ms", "decoder_10pt_ms", "decoder_16box_ms",
-                "e2e_ms", "e2e_p90_ms", "gpu_encoder_ms")
+        return _row(target, iters, Timings.not_run(), Memory.not_run(), Machine("-"), error=str(exc))
 
 
 def combine_rounds(rows: list[BenchRow]) -> BenchRow:
-    """One row from the same target's rounds: the median of each timing over the rounds that have it, FPS from
-    the median end-to-end time, the highest peak memory. A round that failed makes the row fail (its error
-    kept). Prompt / batch scaling, when asked for, is the first round's."""
+    """One row from the same target's rounds: the median of each timing over the rounds that have it (FPS
+    follows the median end-to-end time), the highest peak memory. A round that failed makes the row fail (its
+    error kept). Prompt / batch scaling, when asked for, is the first round's."""
     failed = [r for r in rows if r.error]
     if failed or len(rows) == 1:
         return replace(failed[0] if failed else rows[0], rounds=len(rows))
     merged: dict[str, float | None] = {}
-    for name in TIMED_FIELDS:
-        values = [getattr(r, name) for r in rows if getattr(r, name) is not None]
+    for name in Timings.names():
+        values = [getattr(r.timings, name) for r in rows if getattr(r.timings, name) is not None]
         merged[name] = statistics.median(values) if values else None
-    e2e = merged["e2e_ms"]
-    return replace(rows[0], **merged, fps=1000.0 / e2e if e2e else float("nan"),
-                   peak_mem_mib=max(r.peak_mem_mib for r in rows), iters=sum(r.iters for r in rows), rounds=len(rows))
+    first = rows[0]
+    return replace(first, timings=replace(first.timings, **merged),
+                   memory=replace(first.memory, peak_mib=max(r.memory.peak_mib for r in rows)),
+                   iters=sum(r.iters for r in rows), rounds=len(rows))
 
 
 def run_rows(targets: list[Target], *, iters: int, warmup: int, scaling: bool = False, isolate: bool = True,
@@ -451,6 +376,3 @@ def plan_targets(*, folders: list[str], backbones: list[str], variants: list[str
                              f"{REFERENCE_HINT}")
     return targets
 
-
-def rows_to_dicts(rows: list[BenchRow]) -> list[dict[str, Any]]:
-    return [asdict(r) for r in rows]

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..timing import time_calls
+
 
 def kernel_times(profile: str | Path) -> dict[str, tuple[str, float]]:
     """Node name -> (op type, mean kernel ms per run) from an ONNX Runtime profile file; the first run
@@ -58,11 +60,10 @@ def profiled_session(path: str | Path, profile_dir: str | Path, threads: int | N
 
 def profile_graph(path: str | Path, feed: dict[str, np.ndarray], runs: int = 1,
                   threads: int | None = None) -> dict[str, tuple[str, float]]:
-    """Kernel times of ``path`` over ``runs`` timed runs after one warm-up."""
+    """Kernel times of ``path`` over ``runs`` (at least one) timed runs after one warm-up."""
     with tempfile.TemporaryDirectory(prefix="hqsam-profile-") as tmp:
         session = profiled_session(path, tmp, threads)
-        for _ in range(runs + 1):
-            session.run(None, feed)
+        time_calls(lambda: session.run(None, feed), runs, warmup=1)
         return kernel_times(session.end_profiling())
 
 

@@ -75,6 +75,18 @@ def _trace_prompts() -> tuple[torch.Tensor, ...]:
     )
 
 
+def write_decoder_graph(module: torch.nn.Module, features: tuple[torch.Tensor, ...], path: Path, outputs, *,
+                        is_hq: bool, opset: int = MIN_OPSET, simplify: bool = True) -> None:
+    """Trace ``module``, which takes the decoder graph's inputs (``contract.decoder_inputs(is_hq)``: the image's
+    ``features``, then the prompts), into ``path`` with its own ``outputs`` (``TensorSpec``s), checked and
+    simplified as ``export_model`` does the decoder: for a decoder beside an artifact folder's own (a benchmark's
+    older graph, say). P and N stay dynamic; a temporary folder beside ``path`` is used and removed."""
+    raw = path.parent / f".raw_{path.name}" / "graph.onnx"
+    raw.parent.mkdir()
+    _export_graph(module, (*features, *_trace_prompts()), raw, C.decoder_inputs(is_hq), outputs, opset)
+    _finish_graph(raw, path, simplify)
+
+
 def export_model(model: torch.nn.Module, folder: Path, *, opset: int, simplify: bool = True) -> dict[str, dict]:
     """Write the two graphs of ``model`` into ``folder``; return their manifest entries."""
     is_hq = model.is_hq

@@ -113,6 +113,15 @@ class Predictor:
         self.original_size = (int(original_size[0]), int(original_size[1]))
         self.input_size = (int(input_size[0]), int(input_size[1]))
 
+    @property
+    def backend_features(self) -> Any:
+        """The backend's own handle of the current image's encoder outputs, what ``backend.decode`` takes:
+        tensors on the torch backend's device, arrays under ONNX Runtime, a token for the TensorRT backend's
+        device buffers (stale once that backend encodes another image). ``ImageNotSetError`` before an image
+        is set; ``get_image_features`` gives the arrays of any backend."""
+        self._require_image()
+        return self._features
+
     def get_image_features(self) -> dict[str, np.ndarray]:
         """The encoder outputs for the current image (``image_embeddings``, ``hq_features``)."""
         self._require_image()
@@ -246,11 +255,20 @@ class Predictor:
         upscaled (``upscale_masks``). ``multimask_output`` / ``hq_token_only`` default to the model's or
         artifact folder's defaults; every backend takes either per call."""
         feeds = self.encode_prompts(point_coords, point_labels, boxes, mask_input, resized=resized)
+        out = self.decode_feeds(feeds, multimask_output, hq_token_only)
+        return out[C.LOW_RES_MASKS.name], out[C.IOU_PREDICTIONS.name]
+
+    def decode_feeds(self, feeds: dict[str, np.ndarray], multimask_output: bool | None = None,
+                     hq_token_only: bool | None = None) -> dict[str, np.ndarray]:
+        """Decoder feeds for P prompts (``encode_prompts``) -> the decoder's outputs for the current image,
+        masks chosen: ``low_res_masks`` ``[P,M,256,256]`` and ``iou_predictions`` ``[P,M]``.
+        ``multimask_output`` / ``hq_token_only`` default to the model's or artifact folder's. One backend
+        call and nothing else (no prompt checks, no upscaling): what a benchmark of the decoder times."""
+        self._require_image()
         hq_token_only = self.info.hq_token_only if hq_token_only is None else hq_token_only
         multimask_output = self.info.multimask_output if multimask_output is None else multimask_output
-        out = self.backend.decode(self._features, feeds, multimask_output=multimask_output,
-                                  hq_token_only=hq_token_only)
-        return out[C.LOW_RES_MASKS.name], out[C.IOU_PREDICTIONS.name]
+        return self.backend.decode(self._features, feeds, multimask_output=multimask_output,
+                                   hq_token_only=hq_token_only)
 
     def upscale_masks(self, low_res: np.ndarray) -> np.ndarray:
         """Low-res logits ``[P,M,256,256]`` -> logits ``[P,M,H,W]`` at the original size of the current image."""

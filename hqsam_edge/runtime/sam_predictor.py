@@ -159,7 +159,7 @@ class SamPredictor:
         """The image embedding ``[1,256,64,64]`` on ``device`` (None before ``set_image``)."""
         if not self.is_image_set:
             return None
-        features = self.engine._features
+        features = self.engine.backend_features
         if isinstance(features, tuple) and isinstance(features[0], torch.Tensor):  # the torch backend's own
             return features[0]
         embedding = self.engine.get_image_features()[C.IMAGE_EMBEDDINGS.name]

@@ -370,7 +370,7 @@ def test_tensorrt_predictor_uses_the_primary_context_and_frees_every_threads_sta
     logits = predictor.predict_boxes(boxes, return_logits=True)[0]
     np.testing.assert_allclose(logits, expected, rtol=0, atol=1e-4 * np.abs(expected).max())
     assert [e["point_coords"][0] for e in RT.EXECUTIONS if "point_coords" in e] == [4, 2]
-    stale = predictor._features
+    stale = predictor.backend_features
     backend.encode(np.zeros((1, 3, 1024, 1024), np.float32))  # the device buffers now hold another image
     with pytest.raises(UsageError, match="belong to another image"):
         backend.features_to_numpy(stale)
@@ -529,10 +529,10 @@ def test_bench_scaling_skips_batches_outside_the_profile(engines, monkeypatch):
     monkeypatch.setattr(harness, "PROMPT_SCALING", (1, 8))
     monkeypatch.setattr(harness, "BATCH_SCALING", (1, 2))
     row = harness.measure(harness.Target("vit_tiny", "hq", "tensorrt", folder=str(engines)), 1, 0, True, "")
-    assert row.error is None and set(row.scaling["decoder_ms_by_prompts"]) == {"1", "8"}  # 8 prompts: two calls
-    assert set(row.scaling["encoder_images_per_s_by_batch"]) == {"1"}
-    assert row.scaling["skipped_batches"] == {"2": 1.0}
-    assert row.notes == ["10 points not run: the decoder's profile takes at most 4 points"]
-    assert math.isnan(row.decoder_10pt_ms) and row.decoder_16box_ms > 0  # 16 boxes: four calls
+    assert row.error is None and set(row.scaling.decoder_ms_by_prompts) == {"1", "8"}  # 8 prompts: two calls
+    assert set(row.scaling.encoder_images_per_s_by_batch) == {"1"}
+    assert row.scaling.skipped_batches == {"2": 1.0}
+    assert row.notes == ("10 points not run: the decoder's profile takes at most 4 points",)
+    assert math.isnan(row.timings.decoder_10pt_ms) and row.timings.decoder_16box_ms > 0  # 16 boxes: four calls
     text = report.markdown([row])
     assert "batches 2 not run: the engine's profile takes at most 1" in text and row.notes[0] in text

@@ -70,3 +70,30 @@ def test_decode_splits_prompts_into_calls_of_max_prompts(tiny_folder):
             backend.decode(features, prompt_sets()["10_points"], **options)
         with pytest.raises(UsageError, match="2 images in one encoder call.*at most 1"):
             backend.check_batch(np.zeros((2, 3, 1024, 1024), np.float32))
+
+
+def test_decode_feeds_is_decode_prompts_without_the_rest(tiny_folder):
+    """The public decode of raw feeds (what benchmarks time) gives decode_prompts' logits and scores, with the
+    folder's defaults or the choice given; it and the backend's features handle need an image."""
+    from hqsam_edge.errors import ImageNotSetError
+    from hqsam_edge.export import contract as C
+
+    box = np.array([[10.0, 10.0, 100.0, 80.0]])
+    with Predictor.from_artifacts(tiny_folder, backend="onnxruntime") as predictor:
+        with pytest.raises(ImageNotSetError):
+            predictor.backend_features
+        with pytest.raises(ImageNotSetError):
+            predictor.decode_feeds({})
+        predictor.set_image(test_image(120, 160))
+        feeds = predictor.encode_prompts(boxes=box)
+        low_res, scores = predictor.decode_prompts(boxes=box)
+        out = predictor.decode_feeds(feeds)
+        np.testing.assert_array_equal(out[C.LOW_RES_MASKS.name], low_res)
+        np.testing.assert_array_equal(out[C.IOU_PREDICTIONS.name], scores)
+        other = not predictor.info.hq_token_only  # the choice given, not the folder's
+        chosen = predictor.decode_feeds(feeds, hq_token_only=other)[C.LOW_RES_MASKS.name]
+        np.testing.assert_array_equal(chosen, predictor.decode_prompts(boxes=box, hq_token_only=other)[0])
+        assert not np.array_equal(chosen, low_res)
+        direct = predictor.backend.decode(predictor.backend_features, feeds, multimask_output=False,
+                                          hq_token_only=predictor.info.hq_token_only)
+        np.testing.assert_array_equal(direct[C.LOW_RES_MASKS.name], low_res)
