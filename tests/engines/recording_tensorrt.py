@@ -13,7 +13,13 @@ cannot lean on an API the real module lacks; what TensorRT does with the calls i
   profile, whether it is version compatible;
 - ``Runtime.deserialize_cuda_engine`` makes an engine that runs that ONNX graph with ONNX Runtime on the CPU,
   reading its inputs from and writing its outputs to ``recording_pycuda``'s device memory at the addresses
-  it was given, and refuses shapes outside its profile and version-compatible plans without host code allowed.
+  it was given (in the graph's own I/O types), and refuses shapes outside its profile and version-compatible
+  plans without host code allowed;
+- each execution context takes ``ACTIVATION_BYTES`` of device memory of its own under the default STATIC
+  allocation strategy (counted by ``recording_pycuda.DRIVER.allocated()``), none under USER_MANAGED or
+  ``create_execution_context_without_device_memory``, where running without ``set_device_memory`` /
+  ``device_memory`` is a recorded error; so is one context executing on two threads at once (TensorRT:
+  "do not call the APIs of the same IExecutionContext from multiple threads at any given time").
 """
 
 from __future__ import annotations
@@ -59,7 +65,13 @@ LayerType = _enum("LayerType", CONVOLUTION=0, CAST=1, ACTIVATION=2, SOFTMAX=6, C
 TensorIOMode = _enum("TensorIOMode", NONE=0, INPUT=1, OUTPUT=2)
 DataType = _enum("DataType", FLOAT=0, HALF=1, INT8=2, INT32=3, BOOL=4, INT64=8)
 float32, float16, int32 = DataType.FLOAT, DataType.HALF, DataType.INT32
-_NUMPY = {DataType.FLOAT: np.float32, DataType.HALF: np.float16, DataType.INT32: np.int32, DataType.BOOL: np.bool_}
+_NUMPY = {DataType.FLOAT: np.float32, DataType.HALF: np.float16, DataType.INT32: np.int32, DataType.BOOL: np.bool_,
+          DataType.INT64: np.int64, DataType.INT8: np.int8}
+ExecutionContextAllocationStrategy = _enum("ExecutionContextAllocationStrategy", STATIC=0, ON_PROFILE_CHANGE=1,
+                                           USER_MANAGED=2)
+_ORT_TYPES = {"tensor(float)": DataType.FLOAT, "tensor(float16)": DataType.HALF, "tensor(int32)": DataType.INT32,
+              "tensor(int64)": DataType.INT64, "tensor(bool)": DataType.BOOL, "tensor(int8)": DataType.INT8}
+ACTIVATION_BYTES = 1 << 20  # what each engine says its execution context needs (device_memory_size_v2)
 
 # ONNX op -> the layer TensorRT's ONNX importer makes of it (one layer per node: enough for the checks)
 _LAYER_OF = {"Conv": "CONVOLUTION", "ConvTranspose": "CONVOLUTION", "MatMul": "MATRIX_MULTIPLY",
@@ -348,7 +360,8 @@ class ICudaEngine:
         return TensorIOMode.INPUT if name in self.inputs else TensorIOMode.OUTPUT
 
     def get_tensor_dtype(self, name: str) -> _Member:
-        return DataType.FLOAT
+        meta = self.inputs.get(name) or self.outputs[name]
+        return _ORT_TYPES[meta.type]
 
     def get_tensor_shape(self, name: str) -> Dims:
         meta = self.inputs.get(name) or self.outputs[name]
@@ -360,18 +373,48 @@ class ICudaEngine:
             raise RuntimeError(f"{name} is not a dynamic input of the profile")
         return [Dims(s) for s in self.profile[name]]
 
-    def create_execution_context(self) -> IExecutionContext:
+    @property
+    def device_memory_size_v2(self) -> int:  # 10.1 and later
+        return ACTIVATION_BYTES
+
+    @property
+    def device_memory_size(self) -> int:  # deprecated in 10.1, gone in 11
+        return ACTIVATION_BYTES
+
+    def create_execution_context(self, strategy: _Member = ExecutionContextAllocationStrategy.STATIC
+                                 ) -> IExecutionContext:
+        """A context; with the default STATIC strategy it allocates its own activation memory (counted by
+        ``recording_pycuda``), USER_MANAGED leaves it to ``set_device_memory``."""
         cuda.DRIVER.require_current("create_execution_context")
-        return IExecutionContext(self)
+        return IExecutionContext(self, own_memory=strategy is not ExecutionContextAllocationStrategy.USER_MANAGED)
+
+    def create_execution_context_without_device_memory(self) -> IExecutionContext:  # 8.x, deprecated 10, gone 11
+        cuda.DRIVER.require_current("create_execution_context_without_device_memory")
+        return IExecutionContext(self, own_memory=False)
 
 
 class IExecutionContext:
-    def __init__(self, engine: ICudaEngine) -> None:
+    def __init__(self, engine: ICudaEngine, own_memory: bool = True) -> None:
         self.engine = engine
         self.shapes: dict[str, tuple[int, ...]] = {}
         self.addresses: dict[str, int] = {}
         self.output_shapes: dict[str, tuple[int, ...]] = {}
-        self.thread = threading.get_ident()
+        self.running = threading.Lock()  # held while it executes: a second thread at once is TensorRT's misuse
+        # TensorRT's own activation memory (STATIC), freed with the context; else the user's (set_device_memory)
+        self.own_memory = cuda.mem_alloc(ACTIVATION_BYTES) if own_memory else None
+        self.user_memory: tuple[int, int] | None = None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "device_memory":  # 8.x's write-only property (TensorRT's stubs do not list it)
+            self.user_memory = (int(value), ACTIVATION_BYTES if int(value) in cuda.DRIVER.memory else 0)
+            return
+        super().__setattr__(name, value)
+
+    def set_device_memory(self, memory: int, size: int) -> None:  # 10.1 and later
+        if size < self.engine.device_memory_size_v2:
+            cuda.DRIVER.errors.append(f"set_device_memory: {size} bytes, the engine needs "
+                                      f"{self.engine.device_memory_size_v2}")
+        self.user_memory = (int(memory), int(size))
 
     def set_input_shape(self, name: str, shape: Any) -> bool:
         shape = tuple(int(d) for d in shape)
@@ -408,14 +451,24 @@ class IExecutionContext:
         return True
 
     def execute_async_v3(self, stream_handle: int) -> bool:
-        if threading.get_ident() != self.thread:
-            cuda.DRIVER.errors.append("an IExecutionContext ran on another thread than the one that made it")
+        if not self.running.acquire(blocking=False):
+            cuda.DRIVER.errors.append("an IExecutionContext ran on two threads at once")
+            return False
+        try:
+            return self._execute()
+        finally:
+            self.running.release()
+
+    def _execute(self) -> bool:
         cuda.DRIVER.require_current("execute_async_v3")
-        feeds = {name: np.frombuffer(bytes(cuda.DRIVER.memory[self.addresses[name]]), np.float32,
+        if self.own_memory is None and (self.user_memory is None or self.user_memory[0] not in cuda.DRIVER.memory):
+            cuda.DRIVER.errors.append("execute_async_v3 of a context without device memory")
+        feeds = {name: np.frombuffer(bytes(cuda.DRIVER.memory[self.addresses[name]]),
+                                     nptype(self.engine.get_tensor_dtype(name)),
                                      count=int(np.prod(shape))).reshape(shape)
                  for name, shape in self.shapes.items()}
         for name, value in zip(self.engine.outputs, self.engine.session.run(None, feeds)):
-            data = np.ascontiguousarray(value, np.float32).tobytes()
+            data = np.ascontiguousarray(value, nptype(self.engine.get_tensor_dtype(name))).tobytes()
             buffer = cuda.DRIVER.memory[self.addresses[name]]
             if len(data) > len(buffer):
                 raise RuntimeError(f"{name} overflows its device buffer ({len(data)} > {len(buffer)} bytes)")
@@ -431,16 +484,28 @@ EXECUTIONS: list[dict[str, tuple[int, ...]]] = []
 _FULL_API = {(owner, name): getattr(owner, name) for owner, names in (
     (NetworkDefinitionCreationFlag, ("EXPLICIT_BATCH", "STRONGLY_TYPED")),
     (BuilderFlag, ("FP16", "INT8", "OBEY_PRECISION_CONSTRAINTS", "PREFER_PRECISION_CONSTRAINTS")),
-    (ILayer, ("precision", "set_output_type"))) for name in names}
+    (ILayer, ("precision", "set_output_type")),
+    (ICudaEngine, ("create_execution_context", "create_execution_context_without_device_memory",
+                   "device_memory_size", "device_memory_size_v2")),
+    (IExecutionContext, ("set_device_memory",))) for name in names}
 _FULL_API[(sys.modules[__name__], "IProgressMonitor")] = IProgressMonitor
+_FULL_API[(sys.modules[__name__], "ExecutionContextAllocationStrategy")] = ExecutionContextAllocationStrategy
+
+
+def _create_execution_context_8(self: ICudaEngine) -> IExecutionContext:
+    """8.x's ``create_execution_context()``: no strategy, the context's own memory."""
+    cuda.DRIVER.require_current("create_execution_context")
+    return IExecutionContext(self)
 
 
 def as_version(monkeypatch, version: str) -> None:
     """Make the double look like TensorRT ``version``: its version string, and the API of its major.
 
-    8.6: no ``STRONGLY_TYPED`` (9.0), no ``IProgressMonitor`` (9.0), and the ONNX parser refuses int8 weights
+    8.6: no ``STRONGLY_TYPED`` (9.0), no ``IProgressMonitor`` (9.0), no allocation strategies (10.0), no
+    ``set_device_memory`` / ``device_memory_size_v2`` (10.1), and the ONNX parser refuses int8 weights
     feeding a DequantizeLinear ("invalid weights type of Int8"). 11: no ``EXPLICIT_BATCH``, no FP16 / INT8 /
-    precision-constraint builder flags, ``STRONGLY_TYPED`` is 0 and deprecated, layer precisions cannot be set.
+    precision-constraint builder flags, ``STRONGLY_TYPED`` is 0 and deprecated, layer precisions cannot be set,
+    no ``create_execution_context_without_device_memory`` / ``device_memory_size``.
     """
     import sys
 
@@ -452,6 +517,12 @@ def as_version(monkeypatch, version: str) -> None:
     if major < 9:
         monkeypatch.delattr(NetworkDefinitionCreationFlag, "STRONGLY_TYPED")
         monkeypatch.delattr(module, "IProgressMonitor")
+    if major < 10:
+        monkeypatch.delattr(module, "ExecutionContextAllocationStrategy")
+        monkeypatch.setattr(ICudaEngine, "create_execution_context", _create_execution_context_8)
+    if tuple(int(p) for p in version.split(".")[:2]) < (10, 1):
+        monkeypatch.delattr(ICudaEngine, "device_memory_size_v2")
+        monkeypatch.delattr(IExecutionContext, "set_device_memory")
     monkeypatch.setattr(OnnxParser, "refuse_int8_weights", major < 10)
     if major >= 11:
         for flag in ("FP16", "INT8", "OBEY_PRECISION_CONSTRAINTS", "PREFER_PRECISION_CONSTRAINTS"):
@@ -461,6 +532,8 @@ def as_version(monkeypatch, version: str) -> None:
                             _Member("NetworkDefinitionCreationFlag", "STRONGLY_TYPED", 0))
         monkeypatch.setattr(ILayer, "precision", property(lambda self: self._precision))  # no setter in 11
         monkeypatch.delattr(ILayer, "set_output_type")
+        monkeypatch.delattr(ICudaEngine, "create_execution_context_without_device_memory")
+        monkeypatch.delattr(ICudaEngine, "device_memory_size")
 
 
 def install(monkeypatch, version: str = __version__) -> None:
