@@ -182,3 +182,7 @@ def memcpy_dtoh_async(dest: np.ndarray, src: DeviceAllocation, stream: Stream | 
 
 def memcpy_dtoh(dest: np.ndarray, src: DeviceAllocation) -> None:
     memcpy_dtoh_async(dest, src)
+
+
+def get_driver_version() -> int:
+    return 12080  # CUDA 12.8's driver API

@@ -95,10 +95,23 @@ def test_generations_and_the_floor():
 
 def test_decoder_profile_from_contract():
     p = decoder_profile(max_prompts=16, max_points=8)
-    assert p.shapes["point_coords"] == ((1, 1, 2), (1, 2, 2), (16, 8, 2))
+    assert p.shapes["point_coords"] == ((1, 1, 2), (16, 2, 2), (16, 8, 2))  # tuned for everything mode, capped
     assert p.shapes["mask_input"][2] == (16, 1, 256, 256) and p.shapes["has_mask_input"][2] == (16,)
     with pytest.raises(UsageError, match="at least 2"):
         Limits(max_points=1)
+
+
+def test_profiles_are_tuned_for_the_real_uses():
+    """TensorRT tunes for the opt shapes: everything mode's 64 prompts a call, Triton's batch."""
+    from hqsam_edge.export.profiles import EVERYTHING_PROMPTS, profile_for
+
+    assert EVERYTHING_PROMPTS == 64
+    assert profile_for("decoder", Limits()).shapes["point_coords"][1] == (64, 2, 2)
+    assert profile_for("decoder", Limits(opt_prompts=1)).shapes["point_coords"][1] == (1, 2, 2)
+    assert profile_for("encoder", Limits(max_batch=4)).shapes["image"][1] == (4, 3, 1024, 1024)
+    assert profile_for("encoder", Limits(max_batch=4, opt_batch=2)).shapes["image"][1] == (2, 3, 1024, 1024)
+    with pytest.raises(UsageError, match="--opt-prompts must be between 1 and --max-prompts"):
+        Limits(max_prompts=8, opt_prompts=16)
 
 
 def _lines(folder, generation, precision, **kw):
@@ -359,7 +372,7 @@ def test_tensorrt_predictor_uses_the_primary_context_and_keeps_no_state_per_thre
     image = test_image(120, 160)
     boxes = np.array([[10, 10, 90, 80], [20, 5, 150, 110], [0, 0, 60, 60], [40, 30, 120, 100], [5, 50, 70, 118],
                       [60, 20, 159, 119]], float)
-    with Predictor.from_artifacts(engines, backend="onnxruntime", precision="fp32") as reference:
+    with Predictor.from_artifacts(engines, backend="onnxruntime", precision="fp32", providers=["cpu"]) as reference:
         reference.set_image(image)
         expected = reference.predict_boxes(boxes, return_logits=True)[0]
     predictor = Predictor.from_artifacts(engines, backend="tensorrt", precision="fp32")
@@ -525,9 +538,10 @@ def test_recording_stand_in_names_are_tensorrts():
     from pathlib import Path
 
     spec = importlib.util.find_spec("tensorrt_bindings")
-    if spec is None:
-        pytest.skip("tensorrt-stubs is not installed: pip install --no-deps tensorrt-stubs")
-    stub = Path(list(spec.submodule_search_locations)[0]) / "tensorrt.pyi"
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    stub = next((Path(p) / "tensorrt.pyi" for p in locations if (Path(p) / "tensorrt.pyi").is_file()), None)
+    if stub is None:  # pip TensorRT's tensorrt_bindings holds the compiled module, no .pyi
+        pytest.skip("tensorrt-stubs' tensorrt.pyi is not installed: pip install --no-deps tensorrt-stubs")
     tree = ast.parse(stub.read_text().replace(", channel_axis: int) -> IScaleLayer", ", channel_axis: int = ...) -> IScaleLayer")
                      .replace("in: ", "in_: "))
     classes: dict[str, set[str]] = {}
