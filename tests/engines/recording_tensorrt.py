@@ -6,8 +6,10 @@ by ``install``. Every class, method, attribute and enum member it defines is one
 stubs (``tensorrt-stubs``) define too (``test_recording_stand_in_names_are_tensorrts``), so the code under test
 cannot lean on an API the real module lacks; what TensorRT does with the calls is not emulated beyond:
 
-- the ONNX parser makes one layer per ONNX node, named after it, of the ``LayerType`` TensorRT's importer
-  makes of that op, so precision pins can be read back; strongly typed networks refuse precision setters;
+- the ONNX parser names layers as TensorRT's does (``OnnxParser.parse_from_file``: a node's further layers
+  ``<node>_<N>`` by one network-wide counter, CONSTANT layers named after weights, none for ``Constant``
+  nodes), of the ``LayerType`` TensorRT's importer makes of that op, with the graph's tensor types and shape
+  tensors, so precision pins can be read back; strongly typed networks refuse precision setters;
 - ``IBuilderConfig`` starts with TF32 on (TensorRT's default) and refuses a timing cache that is not its own;
 - ``build_serialized_network`` records the build (``BUILDS``) and returns a JSON "plan": the ONNX graph, the
   profile, whether it is version compatible;
@@ -61,7 +63,7 @@ MemoryPoolType = _enum("MemoryPoolType", WORKSPACE=0)
 DeviceType = _enum("DeviceType", GPU=0, DLA=1)
 LayerType = _enum("LayerType", CONVOLUTION=0, CAST=1, ACTIVATION=2, SOFTMAX=6, CONCATENATION=8, ELEMENTWISE=9,
                   UNARY=11, SHUFFLE=13, REDUCE=14, GATHER=16, MATRIX_MULTIPLY=17, CONSTANT=19, SLICE=22,
-                  QUANTIZE=32, DEQUANTIZE=33, NORMALIZATION=45)
+                  QUANTIZE=32, DEQUANTIZE=33, NORMALIZATION=45, SHAPE=23, RESIZE=25, SELECT=30)
 TensorIOMode = _enum("TensorIOMode", NONE=0, INPUT=1, OUTPUT=2)
 DataType = _enum("DataType", FLOAT=0, HALF=1, INT8=2, INT32=3, BOOL=4, INT64=8)
 float32, float16, int32 = DataType.FLOAT, DataType.HALF, DataType.INT32
@@ -73,14 +75,23 @@ _ORT_TYPES = {"tensor(float)": DataType.FLOAT, "tensor(float16)": DataType.HALF,
               "tensor(int64)": DataType.INT64, "tensor(bool)": DataType.BOOL, "tensor(int8)": DataType.INT8}
 ACTIVATION_BYTES = 1 << 20  # what each engine says its execution context needs (device_memory_size_v2)
 
-# ONNX op -> the layer TensorRT's ONNX importer makes of it (one layer per node: enough for the checks)
+# ONNX op -> the layer TensorRT's ONNX importer registers under the node's name
 _LAYER_OF = {"Conv": "CONVOLUTION", "ConvTranspose": "CONVOLUTION", "MatMul": "MATRIX_MULTIPLY",
              "Gemm": "MATRIX_MULTIPLY", "LayerNormalization": "NORMALIZATION", "Softmax": "SOFTMAX",
              "ReduceMean": "REDUCE", "ReduceSum": "REDUCE", "Sqrt": "UNARY", "Exp": "UNARY", "Erf": "UNARY",
              "Reciprocal": "UNARY", "Sin": "UNARY", "Cos": "UNARY", "Pow": "ELEMENTWISE", "Add": "ELEMENTWISE",
              "Mul": "ELEMENTWISE", "Sub": "ELEMENTWISE", "Div": "ELEMENTWISE", "Cast": "CAST",
              "QuantizeLinear": "QUANTIZE", "DequantizeLinear": "DEQUANTIZE", "Gather": "GATHER",
-             "Concat": "CONCATENATION", "Slice": "SLICE", "Constant": "CONSTANT"}
+             "Concat": "CONCATENATION", "Slice": "SLICE", "Shape": "SHAPE", "Resize": "RESIZE", "Where": "SELECT",
+             "Transpose": "SHUFFLE", "Reshape": "SHUFFLE", "Split": "SLICE"}
+# ops whose importer registers more layers under the node's name (named <node>_<N> by the network-wide counter):
+# Gemm's bias add, one slice per further Split output
+_EXTRA_LAYERS = {"Gemm": ("ELEMENTWISE",)}
+# inputs read as shapes (ONNX op -> input positions): integer tensors there are shape tensors
+_SHAPE_OPERANDS = {"Reshape": (1,), "Expand": (1,), "ConstantOfShape": (0,), "Tile": (1,), "Range": (0, 1, 2),
+                   "Slice": (1, 2, 3, 4), "Resize": (2, 3), "Unsqueeze": (1,), "Squeeze": (1,), "ReduceMean": (1,),
+                   "ReduceSum": (1,), "Split": (1,)}
+_ONNX_TYPES = {1: "FLOAT", 10: "HALF", 6: "INT32", 7: "INT64", 9: "BOOL", 3: "INT8"}
 
 
 def nptype(trt_type: _Member) -> type:
@@ -107,12 +118,12 @@ class Dims(tuple):
 
 
 class ITensor:
-    def __init__(self, name: str, dtype: _Member = DataType.FLOAT) -> None:
-        self.name, self.dtype = name, dtype
+    def __init__(self, name: str, dtype: _Member = DataType.FLOAT, shape_tensor: bool = False) -> None:
+        self.name, self.dtype, self._shape_tensor = name, dtype, shape_tensor
 
     @property
     def is_shape_tensor(self) -> bool:
-        return False
+        return self._shape_tensor
 
 
 class ILayer:
@@ -185,20 +196,102 @@ class OnnxParser:
     refuse_int8_weights = False  # TensorRT 8.x's parser (as_version)
 
     def parse_from_file(self, model: str) -> bool:
+        """Layers as TensorRT's ONNX importer names them (onnx-tensorrt ``ImporterContext::registerLayer``): a
+        node's first layer takes its name, further layers of the same node ``<name>_<N>`` from one network-wide
+        counter (``generateUniqueName``), helper layers ``ONNXTRT_*``; a ``Constant`` node makes no layer (its
+        value is weights), weights become CONSTANT layers named after them where a layer takes them as a tensor.
+        Tensors carry the graph's types (integer shape arithmetic included) and ``is_shape_tensor``."""
         import onnx
 
-        graph = onnx.load(model, load_external_data=False).graph
+        proto = onnx.load(model, load_external_data=False)
+        graph = proto.graph
         int8 = {i.name for i in graph.initializer if i.data_type == onnx.TensorProto.INT8}
         if self.refuse_int8_weights and any(n.op_type == "DequantizeLinear" and n.input[0] in int8
                                             for n in graph.node):
             self.errors.append("Assertion failed: invalid weights type of Int8")
             return False
+        types, shapes = _tensor_types(proto), _shape_tensors(graph)
+        weights = {i.name for i in graph.initializer} | {o for n in graph.node if n.op_type == "Constant"
+                                                         for o in n.output}
+        namer = _UniqueNames()
+
+        def tensor(name: str) -> ITensor:
+            return ITensor(name, getattr(DataType, types.get(name, "FLOAT")), name in shapes)
+
         for node in graph.node:
-            kind = getattr(LayerType, _LAYER_OF.get(node.op_type, "SHUFFLE"))
-            self.network.layers.append(ILayer(self.network, node.name, kind, [ITensor(o) for o in node.output],
-                                              [ITensor(i) for i in node.input if i]))
+            if node.op_type == "Constant":
+                continue  # "No layer will be added for Constant nodes in ONNX"
+            inputs = []
+            for position, name in enumerate(node.input):
+                if not name:
+                    continue
+                if name in weights and position not in _SHAPE_OPERANDS.get(node.op_type, ()):
+                    self._add(namer(name), "CONSTANT", [tensor(name)], [])  # weights as a tensor
+                inputs.append(tensor(name))
+            outputs = [tensor(o) for o in node.output]
+            self._add(namer(node.name), _LAYER_OF.get(node.op_type, "SHUFFLE"), outputs[:1] if node.op_type == "Split"
+                      else outputs, inputs)
+            extra = () if node.op_type == "Gemm" and len(node.input) < 3 else _EXTRA_LAYERS.get(node.op_type, ())
+            extra += ("SLICE",) * (len(node.output) - 1) if node.op_type == "Split" else ()
+            for k, kind in enumerate(extra):
+                out = outputs[k + 1:k + 2] if node.op_type == "Split" else [ITensor(f"{node.name}:{k}", outputs[0].dtype)]
+                self._add(namer(node.name), kind, out, inputs)
         self.network.onnx = str(model)
         return True
+
+    def _add(self, name: str, kind: str, outputs: list[ITensor], inputs: list[ITensor]) -> None:
+        self.network.layers.append(ILayer(self.network, name, getattr(LayerType, kind), outputs, inputs))
+
+
+class _UniqueNames:
+    """onnx-tensorrt's ``generateUniqueName``: the name if unused, else ``<name>_<N>`` with N from one counter for the
+    whole network (so a node's second layer is not necessarily ``_0``, and numbers skip)."""
+
+    def __init__(self) -> None:
+        self.used: set[str] = set()
+        self.counter = 0
+
+    def __call__(self, basename: str) -> str:
+        candidate = basename
+        while candidate in self.used:
+            candidate = f"{basename}_{self.counter}"
+            self.counter += 1
+        self.used.add(candidate)
+        return candidate
+
+
+def _tensor_types(model: Any) -> dict[str, str]:
+    """Every tensor's ``DataType`` name, from ONNX's type inference."""
+    import onnx
+
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception:  # noqa: BLE001 - a graph ONNX cannot infer: graph I/O and weights only
+        inferred = model
+    graph = inferred.graph
+    types = {i.name: _ONNX_TYPES.get(i.data_type, "FLOAT") for i in graph.initializer}
+    for value in [*graph.input, *graph.value_info, *graph.output]:
+        types[value.name] = _ONNX_TYPES.get(value.type.tensor_type.elem_type, "FLOAT")
+    for node in graph.node:
+        if node.op_type == "Constant":
+            for attribute in node.attribute:
+                if attribute.name == "value":
+                    types[node.output[0]] = _ONNX_TYPES.get(attribute.t.data_type, "FLOAT")
+    return types
+
+
+def _shape_tensors(graph: Any) -> set[str]:
+    """Tensors TensorRT treats as shape tensors: the outputs of Shape, what integer arithmetic makes of them, and
+    what layers read as shapes."""
+    shapes = {o for n in graph.node if n.op_type == "Shape" for o in n.output}
+    for node in graph.node:  # forward: shape arithmetic (Gather / Concat / Unsqueeze / Cast ... of shapes)
+        if node.op_type != "Shape" and any(i in shapes for i in node.input) and node.op_type in (
+                "Gather", "Concat", "Unsqueeze", "Squeeze", "Slice", "Cast", "Mul", "Add", "Sub", "Div", "Reshape"):
+            shapes.update(node.output)
+    for node in graph.node:  # read as shapes
+        shapes.update(node.input[k] for k in _SHAPE_OPERANDS.get(node.op_type, ()) if k < len(node.input)
+                      and node.input[k])
+    return shapes
 
 
 class IOptimizationProfile:
