@@ -210,7 +210,8 @@ class OnnxParser:
                                             for n in graph.node):
             self.errors.append("Assertion failed: invalid weights type of Int8")
             return False
-        types, shapes = _tensor_types(proto), _shape_tensors(graph)
+        types = _tensor_types(proto)
+        shapes = _shape_tensors(graph, types)
         weights = {i.name for i in graph.initializer} | {o for n in graph.node if n.op_type == "Constant"
                                                          for o in n.output}
         namer = _UniqueNames()
@@ -234,7 +235,8 @@ class OnnxParser:
             extra = () if node.op_type == "Gemm" and len(node.input) < 3 else _EXTRA_LAYERS.get(node.op_type, ())
             extra += ("SLICE",) * (len(node.output) - 1) if node.op_type == "Split" else ()
             for k, kind in enumerate(extra):
-                out = outputs[k + 1:k + 2] if node.op_type == "Split" else [ITensor(f"{node.name}:{k}", outputs[0].dtype)]
+                out = (outputs[k + 1:k + 2] if node.op_type == "Split"
+                       else [ITensor(f"{node.name}:{k}", outputs[0].dtype)])
                 self._add(namer(node.name), kind, out, inputs)
         self.network.onnx = str(model)
         return True
@@ -280,14 +282,15 @@ def _tensor_types(model: Any) -> dict[str, str]:
     return types
 
 
-def _shape_tensors(graph: Any) -> set[str]:
-    """Tensors TensorRT treats as shape tensors: the outputs of Shape, what integer arithmetic makes of them, and
-    what layers read as shapes."""
+def _shape_tensors(graph: Any, types: dict[str, str]) -> set[str]:
+    """Tensors TensorRT treats as shape tensors: the outputs of Shape, what integer arithmetic makes of them (a data
+    input that is one, an integer output), and what layers read as shapes."""
     shapes = {o for n in graph.node if n.op_type == "Shape" for o in n.output}
     for node in graph.node:  # forward: shape arithmetic (Gather / Concat / Unsqueeze / Cast ... of shapes)
-        if node.op_type != "Shape" and any(i in shapes for i in node.input) and node.op_type in (
-                "Gather", "Concat", "Unsqueeze", "Squeeze", "Slice", "Cast", "Mul", "Add", "Sub", "Div", "Reshape"):
-            shapes.update(node.output)
+        operands = _SHAPE_OPERANDS.get(node.op_type, ())
+        data = [i for k, i in enumerate(node.input) if k not in operands]
+        if node.op_type != "Shape" and any(i in shapes for i in data):
+            shapes.update(o for o in node.output if types.get(o) in ("INT32", "INT64"))
     for node in graph.node:  # read as shapes
         shapes.update(node.input[k] for k in _SHAPE_OPERANDS.get(node.op_type, ()) if k < len(node.input)
                       and node.input[k])

@@ -28,7 +28,8 @@ def _graph(path):
         nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 2]),
          helper.make_tensor_value_info("shape", TensorProto.INT64, [2])],
-        [numpy_helper.from_array(np.ones((4, 4), np.float32), "w"), numpy_helper.from_array(np.ones(4, np.float32), "b"),
+        [numpy_helper.from_array(np.ones((4, 4), np.float32), "w"),
+         numpy_helper.from_array(np.ones(4, np.float32), "b"),
          numpy_helper.from_array(np.ones((2, 2), np.float32), "w2")])
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
     return path

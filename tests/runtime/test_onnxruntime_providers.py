@@ -120,7 +120,7 @@ def test_a_fresh_folder_runs_on_tensorrt(gpu_onnxruntime, folder):
         assert opened.path.endswith(".fp16.onnx") and opened.ran[0] == O.TENSORRT
         assert options["trt_fp16_enable"] is False and options["trt_int8_enable"] is False
         assert "trt_layer_norm_fp32_fallback" not in options
-    assert (folder / O.TENSORRT_CACHE / "encoder.fp16").is_dir() and (folder / O.TENSORRT_CACHE / "decoder.fp16").is_dir()
+    assert all((folder / O.TENSORRT_CACHE / f"{graph}.fp16").is_dir() for graph in ("encoder", "decoder"))
 
 
 def test_the_stand_in_falls_back_as_onnxruntime_does(gpu_onnxruntime, folder, capsys):
