@@ -34,8 +34,19 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-# L4T (Jetson Linux) release -> JetPack release, from NVIDIA's release notes.
+# L4T (Jetson Linux) release -> JetPack release, from NVIDIA's release notes and JetPack archive. R32 is JetPack 4
+# (Jetson Nano / TX2 / Xavier, TensorRT 7-8.2), R34 the JetPack 5.0 developer previews: older than hqsam-edge supports.
 L4T_TO_JETPACK: dict[str, str] = {
+    "32.5.0": "4.5",
+    "32.5.1": "4.5.1",
+    "32.6.1": "4.6",
+    "32.7.1": "4.6.1",
+    "32.7.2": "4.6.2",
+    "32.7.3": "4.6.3",
+    "32.7.4": "4.6.4",
+    "32.7.5": "4.6.5",
+    "34.1.0": "5.0 DP",
+    "34.1.1": "5.0.1 DP",
     "35.1.0": "5.0.2",
     "35.2.1": "5.1",
     "35.3.1": "5.1.1",
@@ -57,6 +68,8 @@ L4T_TO_JETPACK: dict[str, str] = {
 # hqsam-edge's floor (8.6: the ONNX parser's LayerNormalization); TensorRT 11 comes to Jetson only as the SBSA build on
 # JetPack 7.2.2 and later (NVIDIA's "Migrating TensorRT from 10.x to 11.x on Jetson").
 JETPACK_TENSORRT: dict[str, str] = {
+    "4.5": "7.1",
+    "4.6": "8.2",
     "5.0": "8.4",
     "5.1": "8.5",
     "6.0": "8.6",
@@ -67,6 +80,45 @@ JETPACK_TENSORRT: dict[str, str] = {
     "7.2": "10.16",
 }
 MIN_TENSORRT = "8.6"
+# L4T majors and the JetPack series they are, for a release the table lacks (a newer patch, 36.5): named, not guessed
+L4T_SERIES: dict[str, str] = {"32": "4.x", "34": "5.0 developer preview", "35": "5.x", "36": "6.x", "38": "7.0 / 7.1",
+                              "39": "7.2"}
+
+
+@dataclass(frozen=True)
+class DlaSupport:
+    """Which TensorRT releases run DLA, and where (NVIDIA's DLA matrix: "TensorRT 10.7 was the last release that
+    supported DLA"; 11.0-11.4.0 none; "TensorRT 11.4.1 supports DLA on NVIDIA Jetson AGX Orin when using NVIDIA
+    JetPack 7.2.2 or later"). ``below`` None: no upper bound known."""
+
+    since: str
+    below: str | None
+    modules: tuple[str, ...]  # Jetson models (substrings of /proc/device-tree/model) with DLA cores there
+    min_jetpack: str = ""
+    where: str = ""
+
+
+DLA_SUPPORT: tuple[DlaSupport, ...] = (
+    DlaSupport("8.6", "10.8", ("AGX Orin", "Orin NX"), "6.0", "JetPack 6 (TensorRT 8.6 / 10.3)"),
+    DlaSupport("11.4.1", None, ("AGX Orin",), "7.2.2", "TensorRT 11.4.1+ on AGX Orin with JetPack 7.2.2+"),
+)
+
+
+def dla_refusal(tensorrt: str, jetson_model: str = "", jetpack: str = "") -> str:
+    """Why TensorRT ``tensorrt`` on ``jetson_model`` / ``jetpack`` (empty: not known) cannot build for the DLA; ""
+    when ``DLA_SUPPORT`` says it can."""
+    version = version_tuple(tensorrt)
+    for row in DLA_SUPPORT:
+        if version < version_tuple(row.since) or (row.below and version >= version_tuple(row.below)):
+            continue
+        if jetson_model and not any(m in jetson_model for m in row.modules):
+            return f"TensorRT {tensorrt} runs DLA on {' / '.join(row.modules)} only, not on {jetson_model}"
+        if jetpack and row.min_jetpack and _older(jetpack.split()[0], row.min_jetpack):
+            return f"TensorRT {tensorrt} runs DLA with JetPack {row.min_jetpack} or later, not {jetpack}"
+        return ""
+    where = "; ".join(row.where for row in DLA_SUPPORT)
+    return (f"TensorRT {tensorrt} has no DLA support (10.7 was the last TensorRT 10 with DLA, 11.0-11.4.0 have none): "
+            f"DLA runs with {where}")
 
 TENSORRT_HINT = (
     "install the extra: pip install 'hqsam-edge[tensorrt]' (x86_64 with an NVIDIA driver); on Jetson use "
@@ -191,6 +243,18 @@ def jetpack_for(l4t: str) -> str:
     return L4T_TO_JETPACK[known[-1]] if known else ""
 
 
+def l4t_note(l4t: str) -> str:
+    """What to say of an L4T release ``jetpack_for`` cannot name: older than the table, a release of a known series
+    the table lacks, or newer than this hqsam-edge knows."""
+    major = l4t.split(".")[0]
+    newest = max(int(k.split(".")[0]) for k in L4T_TO_JETPACK)
+    if major.isdigit() and int(major) > newest:
+        return f"L4T {l4t} is newer than this hqsam-edge knows: JetPack release not named"
+    if major in L4T_SERIES:
+        return f"L4T {l4t} (JetPack {L4T_SERIES[major]}) is not in this hqsam-edge's table: JetPack release not named"
+    return f"L4T {l4t} is older than the JetPack releases this hqsam-edge knows (JetPack 4 is L4T 32)"
+
+
 def version_tuple(text: str) -> tuple[int, ...]:
     """``"10.3.0.26"`` -> ``(10, 3, 0)``: the major, minor and patch numbers of a version string (a build
     number after them is ignored), for comparisons."""
@@ -306,7 +370,7 @@ def detect_platform(root: str | Path = "/", run: Runner = _run, *, probe_python:
         else:
             p.jetpack = jetpack_for(p.l4t)
             if not p.jetpack:
-                p.notes.append(f"L4T {p.l4t} is newer than this hqsam-edge knows: JetPack release not named")
+                p.notes.append(l4t_note(p.l4t))
         out = run(["nvpmodel", "-q"])
         p.power_mode = parse_power_mode(out) if out else ""
         if not p.power_mode:

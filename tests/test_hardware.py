@@ -139,3 +139,32 @@ def test_jetpack_tensorrt_table_and_the_floor(tmp_path, monkeypatch):
     p = hw.detect_platform(root, tools({}), probe_python=True)
     assert p.jetpack == "5.0.2"
     assert any("TensorRT 8.4, older than the 8.6 hqsam-edge needs: upgrade to JetPack 6.0" in n for n in p.notes)
+
+
+def test_older_and_unlisted_l4t_releases_are_named_as_such(tmp_path):
+    """L4T 32 (JetPack 4) and 34 (the JetPack 5.0 previews) are older than hqsam-edge supports, not "newer"; an
+    L4T 36 release the table lacks is said to be one."""
+    assert hw.jetpack_for("32.7.1") == "4.6.1" and hw.jetpack_for("34.1.1") == "5.0.1 DP"
+    assert hw.tensorrt_for_jetpack("4.6.1") == "8.2" and hw.tensorrt_for_jetpack("5.0.1 DP") == "8.4"
+    assert hw.jetpack_for("36.4.7") == "6.2.1"  # a patch release of a listed series
+    for release, note in (("# R32 (release), REVISION: 7.1, GCID: 1", "L4T 32.7.1"),
+                          ("# R36 (release), REVISION: 5.0, GCID: 1", "L4T 36.5.0 (JetPack 6.x) is not in"),
+                          ("# R31 (release), REVISION: 1.0, GCID: 1", "L4T 31.1.0 is older than")):
+        root = board(tmp_path / release[3:5], model="NVIDIA Jetson AGX Orin Developer Kit", release=release + "\n")
+        p = hw.detect_platform(root, tools({}), probe_python=False)
+        assert not any("newer than this hqsam-edge knows" in n for n in p.notes), p.notes
+        if p.jetpack:
+            assert p.jetpack == "4.6.1"
+        else:
+            assert any(note in n for n in p.notes), p.notes
+
+
+def test_dla_support_follows_nvidias_matrix():
+    assert hw.dla_refusal("10.3.0", "NVIDIA Jetson AGX Orin Developer Kit", "6.2") == ""
+    assert hw.dla_refusal("8.6.2", "NVIDIA Jetson Orin NX Engine", "6.0") == ""
+    assert "no DLA support (10.7 was the last" in hw.dla_refusal("10.8.0")
+    assert "no DLA support" in hw.dla_refusal("10.16.0") and "no DLA support" in hw.dla_refusal("11.4.0")
+    assert hw.dla_refusal("11.4.1", "NVIDIA Jetson AGX Orin Developer Kit", "7.2.2") == ""
+    assert "AGX Orin only, not on NVIDIA Jetson Orin NX" in hw.dla_refusal("11.4.1", "NVIDIA Jetson Orin NX", "7.2.2")
+    assert "JetPack 7.2.2 or later, not 7.2" in hw.dla_refusal("11.4.1", "NVIDIA Jetson AGX Orin", "7.2")
+    assert "Orin Nano" in hw.dla_refusal("10.3.0", "NVIDIA Jetson Orin Nano Developer Kit", "6.2")

@@ -62,8 +62,38 @@ def tensorrt_status() -> BackendStatus:
         return BackendStatus("tensorrt", False, f"TensorRT {trt.__version__} found, but no CUDA device: {exc}")
     if count == 0:
         return BackendStatus("tensorrt", False, f"TensorRT {trt.__version__} found, but no CUDA device")
+    why = builder_failure(trt, cuda)
+    if why:
+        return BackendStatus("tensorrt", False, why)
     names = ", ".join(cuda.Device(i).name() for i in range(count))
     return BackendStatus("tensorrt", True, f"TensorRT {trt.__version__}; {names}")
+
+
+_BUILDER_CHECKED: dict[tuple[int, int], str] = {}  # (tensorrt module, pycuda module) -> why not ("" usable)
+
+
+def builder_failure(trt, cuda) -> str:  # noqa: ANN001 - the modules
+    """Why TensorRT cannot make a ``trt.Builder`` here ("" when it can), checked once per process.
+
+    pycuda may work on a driver too old for the CUDA TensorRT was built with; TensorRT then fails to initialise CUDA
+    and ``trt.Builder`` raises ``TypeError`` (pybind11: "factory function returned nullptr")."""
+    key = (id(trt), id(cuda))
+    if key not in _BUILDER_CHECKED:
+        try:
+            builder = trt.Builder(trt.Logger(trt.Logger.WARNING))
+            why = "" if builder is not None else "trt.Builder returned nothing"
+        except Exception as exc:  # noqa: BLE001 - TypeError from a null builder, or a CUDA error
+            why = str(exc) or type(exc).__name__
+        if why:
+            try:
+                driver = cuda.get_driver_version()
+            except Exception:  # noqa: BLE001 - a driver that cannot even say its version
+                driver = "?"
+            why = (f"TensorRT {trt.__version__} found, but it cannot initialise CUDA on this driver ({driver}; {why}): "
+                   "TensorRT for CUDA 13 needs driver r580+, for CUDA 12 r535+ (pip install 'hqsam-edge[tensorrt]' "
+                   "pins TensorRT 10 for CUDA 12), or update the driver")
+        _BUILDER_CHECKED[key] = why
+    return _BUILDER_CHECKED[key]
 
 
 def require_onnxruntime() -> None:

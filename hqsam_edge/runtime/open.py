@@ -18,25 +18,37 @@ def _torch_from_manifest(manifest, precision: str | None) -> Backend:
 
 def _onnxruntime(folder: Path, manifest, info: ModelInfo, precision: str | None,
                  providers: list[str] | None) -> Backend:
-    """ONNX Runtime over the folder's graphs for ``providers``: under the TensorRT provider INT8 runs the Q/DQ
-    graph laid out for TensorRT (auto: when the folder has it; otherwise TensorRT is left out)."""
-    from .onnxruntime_backend import TENSORRT, OnnxRuntimeBackend, resolve_providers
+    """ONNX Runtime over the folder's graphs for ``providers``. INT8 under the TensorRT provider runs the Q/DQ encoder
+    laid out for TensorRT (with the FP16 decoder when the folder has it), and only once a TensorRT session has started
+    (the backend compares what runs with the request); without that graph an explicit TensorRT request is refused and
+    an automatic choice leaves TensorRT out."""
+    from .onnxruntime_backend import PROVIDER_ALIASES, TENSORRT, OnnxRuntimeBackend, resolve_providers
 
-    chosen = resolve_providers(providers)
     artifact = manifest.find("onnxruntime", precision)
-    if chosen[0] == TENSORRT and artifact.precision == "int8":
+    if providers:
+        resolve_providers(providers, artifact.precision)  # a request that cannot run is refused before anything loads
+    files = [folder / artifact.files["encoder"], folder / artifact.files["decoder"]]
+    tensorrt_graphs = None
+    may_use_tensorrt = providers is None or TENSORRT in [PROVIDER_ALIASES.get(p, p) for p in providers]
+    if may_use_tensorrt and artifact.precision == "int8":
         try:
-            artifact = manifest.find("tensorrt", "int8", format="onnx")
+            laid_out = manifest.find("tensorrt", "int8", format="onnx")
         except ArtifactError:
             if providers:
                 raise ArtifactError(
                     f"ONNX Runtime's TensorRT provider runs INT8 from the Q/DQ graph laid out for TensorRT, which "
                     f"{folder} lacks: make it with `hqsam-edge build {folder} --backend onnxruntime --precision int8 "
                     "--flavour tensorrt`") from None
-            chosen = chosen[1:]  # the ONNX Runtime layout runs on CUDA / the CPU
-    manifest.check_files(folder, artifact.files.values())  # the files the manifest describes, unchanged
-    return OnnxRuntimeBackend(info, folder / artifact.files["encoder"], folder / artifact.files["decoder"],
-                              precision=artifact.precision, providers=chosen)
+        else:
+            try:  # strongly typed, the fp32 decoder graph would run in FP32
+                decoder = manifest.find("onnxruntime", "fp16").files["decoder"]
+            except ArtifactError:
+                decoder = laid_out.files["decoder"]
+            tensorrt_graphs = (folder / laid_out.files["encoder"], folder / decoder)
+            files += tensorrt_graphs
+    manifest.check_files(folder, sorted({f.name for f in files}))  # the files the manifest describes, unchanged
+    return OnnxRuntimeBackend(info, files[0], files[1], precision=artifact.precision, providers=providers,
+                              tensorrt_graphs=tensorrt_graphs)
 
 
 def open_backend(folder: str | Path, *, backend: str = "auto", precision: str | None = None,

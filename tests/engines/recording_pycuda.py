@@ -7,6 +7,12 @@ device memory freed on a thread where no context is current (pycuda warns
 "could not be cleaned up" and leaks it), a context detached from another
 thread than the one that made it (a no-op in pycuda), and work done with no
 context current. See ``recording_tensorrt`` for the TensorRT half.
+
+Contexts move as pycuda moves them (``src/cpp/cuda.hpp``): ``push`` first pops the pycuda
+context current on the driver's stack (``prepare_context_switch``), so the driver stack holds at
+most one pycuda context per thread; ``pop`` removes it and pushes back the pycuda context
+below it. ``allocated()`` is the device memory held now (buffers and TensorRT's own activation
+memory), ``pinned`` every page-locked allocation's size.
 """
 
 from __future__ import annotations
@@ -20,7 +26,9 @@ import numpy as np
 @dataclass
 class _Driver:
     memory: dict[int, bytearray] = field(default_factory=dict)
-    stacks: dict[int, list] = field(default_factory=dict)
+    stacks: dict[int, list] = field(default_factory=dict)  # the driver's context stack per thread
+    pycuda_stacks: dict[int, list] = field(default_factory=dict)  # pycuda's own context_stack per thread
+    pinned: list[int] = field(default_factory=list)  # bytes of every pagelocked_empty
     errors: list[str] = field(default_factory=list)
     next_address: int = 4096
     primary_refs: int = 0
@@ -30,6 +38,13 @@ class _Driver:
 
     def stack(self) -> list:
         return self.stacks.setdefault(threading.get_ident(), [])
+
+    def pycuda_stack(self) -> list:
+        return self.pycuda_stacks.setdefault(threading.get_ident(), [])
+
+    def allocated(self) -> int:
+        """Bytes of device memory held now."""
+        return sum(len(b) for b in list(self.memory.values()))
 
     def current(self) -> Context | None:
         stack = self.stack()
@@ -57,14 +72,21 @@ class Context:
         self.thread = threading.get_ident()
 
     def push(self) -> None:
-        DRIVER.stack().append(self)
+        stack, ours = DRIVER.stack(), DRIVER.pycuda_stack()
+        if ours and stack:  # prepare_context_switch: cuCtxPopCurrent of the pycuda context current
+            stack.pop()
+        ours.append(self)
+        stack.append(self)
 
     @staticmethod
     def pop() -> None:
-        stack = DRIVER.stack()
-        if not stack:
+        stack, ours = DRIVER.stack(), DRIVER.pycuda_stack()
+        if not ours or not stack or stack[-1] is not ours[-1]:
             raise LogicError("context::pop: cannot pop non-current context")
+        ours.pop()
         stack.pop()
+        if ours:  # the pycuda context below is made current again
+            stack.append(ours[-1])
 
     def detach(self) -> None:
         if threading.get_ident() != self.thread:
@@ -131,7 +153,10 @@ def mem_alloc(nbytes: int) -> DeviceAllocation:
 
 
 def pagelocked_empty(shape, dtype) -> np.ndarray:  # noqa: ANN001 - as pycuda
-    return np.empty(shape, dtype)
+    array = np.empty(shape, dtype)
+    with DRIVER.lock:
+        DRIVER.pinned.append(array.nbytes)
+    return array
 
 
 class Stream:
@@ -157,3 +182,7 @@ def memcpy_dtoh_async(dest: np.ndarray, src: DeviceAllocation, stream: Stream | 
 
 def memcpy_dtoh(dest: np.ndarray, src: DeviceAllocation) -> None:
     memcpy_dtoh_async(dest, src)
+
+
+def get_driver_version() -> int:
+    return 12080  # CUDA 12.8's driver API

@@ -6,14 +6,22 @@ by ``install``. Every class, method, attribute and enum member it defines is one
 stubs (``tensorrt-stubs``) define too (``test_recording_stand_in_names_are_tensorrts``), so the code under test
 cannot lean on an API the real module lacks; what TensorRT does with the calls is not emulated beyond:
 
-- the ONNX parser makes one layer per ONNX node, named after it, of the ``LayerType`` TensorRT's importer
-  makes of that op, so precision pins can be read back; strongly typed networks refuse precision setters;
+- the ONNX parser names layers as TensorRT's does (``OnnxParser.parse_from_file``: a node's further layers
+  ``<node>_<N>`` by one network-wide counter, CONSTANT layers named after weights, none for ``Constant``
+  nodes), of the ``LayerType`` TensorRT's importer makes of that op, with the graph's tensor types and shape
+  tensors, so precision pins can be read back; strongly typed networks refuse precision setters;
 - ``IBuilderConfig`` starts with TF32 on (TensorRT's default) and refuses a timing cache that is not its own;
 - ``build_serialized_network`` records the build (``BUILDS``) and returns a JSON "plan": the ONNX graph, the
   profile, whether it is version compatible;
 - ``Runtime.deserialize_cuda_engine`` makes an engine that runs that ONNX graph with ONNX Runtime on the CPU,
   reading its inputs from and writing its outputs to ``recording_pycuda``'s device memory at the addresses
-  it was given, and refuses shapes outside its profile and version-compatible plans without host code allowed.
+  it was given (in the graph's own I/O types), and refuses shapes outside its profile and version-compatible
+  plans without host code allowed;
+- each execution context takes ``ACTIVATION_BYTES`` of device memory of its own under the default STATIC
+  allocation strategy (counted by ``recording_pycuda.DRIVER.allocated()``), none under USER_MANAGED or
+  ``create_execution_context_without_device_memory``, where running without ``set_device_memory`` /
+  ``device_memory`` is a recorded error; so is one context executing on two threads at once (TensorRT:
+  "do not call the APIs of the same IExecutionContext from multiple threads at any given time").
 """
 
 from __future__ import annotations
@@ -55,20 +63,35 @@ MemoryPoolType = _enum("MemoryPoolType", WORKSPACE=0)
 DeviceType = _enum("DeviceType", GPU=0, DLA=1)
 LayerType = _enum("LayerType", CONVOLUTION=0, CAST=1, ACTIVATION=2, SOFTMAX=6, CONCATENATION=8, ELEMENTWISE=9,
                   UNARY=11, SHUFFLE=13, REDUCE=14, GATHER=16, MATRIX_MULTIPLY=17, CONSTANT=19, SLICE=22,
-                  QUANTIZE=32, DEQUANTIZE=33, NORMALIZATION=45)
+                  QUANTIZE=32, DEQUANTIZE=33, NORMALIZATION=45, SHAPE=23, RESIZE=25, SELECT=30)
 TensorIOMode = _enum("TensorIOMode", NONE=0, INPUT=1, OUTPUT=2)
 DataType = _enum("DataType", FLOAT=0, HALF=1, INT8=2, INT32=3, BOOL=4, INT64=8)
 float32, float16, int32 = DataType.FLOAT, DataType.HALF, DataType.INT32
-_NUMPY = {DataType.FLOAT: np.float32, DataType.HALF: np.float16, DataType.INT32: np.int32, DataType.BOOL: np.bool_}
+_NUMPY = {DataType.FLOAT: np.float32, DataType.HALF: np.float16, DataType.INT32: np.int32, DataType.BOOL: np.bool_,
+          DataType.INT64: np.int64, DataType.INT8: np.int8}
+ExecutionContextAllocationStrategy = _enum("ExecutionContextAllocationStrategy", STATIC=0, ON_PROFILE_CHANGE=1,
+                                           USER_MANAGED=2)
+_ORT_TYPES = {"tensor(float)": DataType.FLOAT, "tensor(float16)": DataType.HALF, "tensor(int32)": DataType.INT32,
+              "tensor(int64)": DataType.INT64, "tensor(bool)": DataType.BOOL, "tensor(int8)": DataType.INT8}
+ACTIVATION_BYTES = 1 << 20  # what each engine says its execution context needs (device_memory_size_v2)
 
-# ONNX op -> the layer TensorRT's ONNX importer makes of it (one layer per node: enough for the checks)
+# ONNX op -> the layer TensorRT's ONNX importer registers under the node's name
 _LAYER_OF = {"Conv": "CONVOLUTION", "ConvTranspose": "CONVOLUTION", "MatMul": "MATRIX_MULTIPLY",
              "Gemm": "MATRIX_MULTIPLY", "LayerNormalization": "NORMALIZATION", "Softmax": "SOFTMAX",
              "ReduceMean": "REDUCE", "ReduceSum": "REDUCE", "Sqrt": "UNARY", "Exp": "UNARY", "Erf": "UNARY",
              "Reciprocal": "UNARY", "Sin": "UNARY", "Cos": "UNARY", "Pow": "ELEMENTWISE", "Add": "ELEMENTWISE",
              "Mul": "ELEMENTWISE", "Sub": "ELEMENTWISE", "Div": "ELEMENTWISE", "Cast": "CAST",
              "QuantizeLinear": "QUANTIZE", "DequantizeLinear": "DEQUANTIZE", "Gather": "GATHER",
-             "Concat": "CONCATENATION", "Slice": "SLICE", "Constant": "CONSTANT"}
+             "Concat": "CONCATENATION", "Slice": "SLICE", "Shape": "SHAPE", "Resize": "RESIZE", "Where": "SELECT",
+             "Transpose": "SHUFFLE", "Reshape": "SHUFFLE", "Split": "SLICE"}
+# ops whose importer registers more layers under the node's name (named <node>_<N> by the network-wide counter):
+# Gemm's bias add, one slice per further Split output
+_EXTRA_LAYERS = {"Gemm": ("ELEMENTWISE",)}
+# inputs read as shapes (ONNX op -> input positions): integer tensors there are shape tensors
+_SHAPE_OPERANDS = {"Reshape": (1,), "Expand": (1,), "ConstantOfShape": (0,), "Tile": (1,), "Range": (0, 1, 2),
+                   "Slice": (1, 2, 3, 4), "Resize": (2, 3), "Unsqueeze": (1,), "Squeeze": (1,), "ReduceMean": (1,),
+                   "ReduceSum": (1,), "Split": (1,)}
+_ONNX_TYPES = {1: "FLOAT", 10: "HALF", 6: "INT32", 7: "INT64", 9: "BOOL", 3: "INT8"}
 
 
 def nptype(trt_type: _Member) -> type:
@@ -95,12 +118,12 @@ class Dims(tuple):
 
 
 class ITensor:
-    def __init__(self, name: str, dtype: _Member = DataType.FLOAT) -> None:
-        self.name, self.dtype = name, dtype
+    def __init__(self, name: str, dtype: _Member = DataType.FLOAT, shape_tensor: bool = False) -> None:
+        self.name, self.dtype, self._shape_tensor = name, dtype, shape_tensor
 
     @property
     def is_shape_tensor(self) -> bool:
-        return False
+        return self._shape_tensor
 
 
 class ILayer:
@@ -173,20 +196,105 @@ class OnnxParser:
     refuse_int8_weights = False  # TensorRT 8.x's parser (as_version)
 
     def parse_from_file(self, model: str) -> bool:
+        """Layers as TensorRT's ONNX importer names them (onnx-tensorrt ``ImporterContext::registerLayer``): a
+        node's first layer takes its name, further layers of the same node ``<name>_<N>`` from one network-wide
+        counter (``generateUniqueName``), helper layers ``ONNXTRT_*``; a ``Constant`` node makes no layer (its
+        value is weights), weights become CONSTANT layers named after them where a layer takes them as a tensor.
+        Tensors carry the graph's types (integer shape arithmetic included) and ``is_shape_tensor``."""
         import onnx
 
-        graph = onnx.load(model, load_external_data=False).graph
+        proto = onnx.load(model, load_external_data=False)
+        graph = proto.graph
         int8 = {i.name for i in graph.initializer if i.data_type == onnx.TensorProto.INT8}
         if self.refuse_int8_weights and any(n.op_type == "DequantizeLinear" and n.input[0] in int8
                                             for n in graph.node):
             self.errors.append("Assertion failed: invalid weights type of Int8")
             return False
+        types = _tensor_types(proto)
+        shapes = _shape_tensors(graph, types)
+        weights = {i.name for i in graph.initializer} | {o for n in graph.node if n.op_type == "Constant"
+                                                         for o in n.output}
+        namer = _UniqueNames()
+
+        def tensor(name: str) -> ITensor:
+            return ITensor(name, getattr(DataType, types.get(name, "FLOAT")), name in shapes)
+
         for node in graph.node:
-            kind = getattr(LayerType, _LAYER_OF.get(node.op_type, "SHUFFLE"))
-            self.network.layers.append(ILayer(self.network, node.name, kind, [ITensor(o) for o in node.output],
-                                              [ITensor(i) for i in node.input if i]))
+            if node.op_type == "Constant":
+                continue  # "No layer will be added for Constant nodes in ONNX"
+            inputs = []
+            for position, name in enumerate(node.input):
+                if not name:
+                    continue
+                if name in weights and position not in _SHAPE_OPERANDS.get(node.op_type, ()):
+                    self._add(namer(name), "CONSTANT", [tensor(name)], [])  # weights as a tensor
+                inputs.append(tensor(name))
+            outputs = [tensor(o) for o in node.output]
+            self._add(namer(node.name), _LAYER_OF.get(node.op_type, "SHUFFLE"), outputs[:1] if node.op_type == "Split"
+                      else outputs, inputs)
+            extra = () if node.op_type == "Gemm" and len(node.input) < 3 else _EXTRA_LAYERS.get(node.op_type, ())
+            extra += ("SLICE",) * (len(node.output) - 1) if node.op_type == "Split" else ()
+            for k, kind in enumerate(extra):
+                out = (outputs[k + 1:k + 2] if node.op_type == "Split"
+                       else [ITensor(f"{node.name}:{k}", outputs[0].dtype)])
+                self._add(namer(node.name), kind, out, inputs)
         self.network.onnx = str(model)
         return True
+
+    def _add(self, name: str, kind: str, outputs: list[ITensor], inputs: list[ITensor]) -> None:
+        self.network.layers.append(ILayer(self.network, name, getattr(LayerType, kind), outputs, inputs))
+
+
+class _UniqueNames:
+    """onnx-tensorrt's ``generateUniqueName``: the name if unused, else ``<name>_<N>`` with N from one counter for the
+    whole network (so a node's second layer is not necessarily ``_0``, and numbers skip)."""
+
+    def __init__(self) -> None:
+        self.used: set[str] = set()
+        self.counter = 0
+
+    def __call__(self, basename: str) -> str:
+        candidate = basename
+        while candidate in self.used:
+            candidate = f"{basename}_{self.counter}"
+            self.counter += 1
+        self.used.add(candidate)
+        return candidate
+
+
+def _tensor_types(model: Any) -> dict[str, str]:
+    """Every tensor's ``DataType`` name, from ONNX's type inference."""
+    import onnx
+
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception:  # noqa: BLE001 - a graph ONNX cannot infer: graph I/O and weights only
+        inferred = model
+    graph = inferred.graph
+    types = {i.name: _ONNX_TYPES.get(i.data_type, "FLOAT") for i in graph.initializer}
+    for value in [*graph.input, *graph.value_info, *graph.output]:
+        types[value.name] = _ONNX_TYPES.get(value.type.tensor_type.elem_type, "FLOAT")
+    for node in graph.node:
+        if node.op_type == "Constant":
+            for attribute in node.attribute:
+                if attribute.name == "value":
+                    types[node.output[0]] = _ONNX_TYPES.get(attribute.t.data_type, "FLOAT")
+    return types
+
+
+def _shape_tensors(graph: Any, types: dict[str, str]) -> set[str]:
+    """Tensors TensorRT treats as shape tensors: the outputs of Shape, what integer arithmetic makes of them (a data
+    input that is one, an integer output), and what layers read as shapes."""
+    shapes = {o for n in graph.node if n.op_type == "Shape" for o in n.output}
+    for node in graph.node:  # forward: shape arithmetic (Gather / Concat / Unsqueeze / Cast ... of shapes)
+        operands = _SHAPE_OPERANDS.get(node.op_type, ())
+        data = [i for k, i in enumerate(node.input) if k not in operands]
+        if node.op_type != "Shape" and any(i in shapes for i in data):
+            shapes.update(o for o in node.output if types.get(o) in ("INT32", "INT64"))
+    for node in graph.node:  # read as shapes
+        shapes.update(node.input[k] for k in _SHAPE_OPERANDS.get(node.op_type, ()) if k < len(node.input)
+                      and node.input[k])
+    return shapes
 
 
 class IOptimizationProfile:
@@ -348,7 +456,8 @@ class ICudaEngine:
         return TensorIOMode.INPUT if name in self.inputs else TensorIOMode.OUTPUT
 
     def get_tensor_dtype(self, name: str) -> _Member:
-        return DataType.FLOAT
+        meta = self.inputs.get(name) or self.outputs[name]
+        return _ORT_TYPES[meta.type]
 
     def get_tensor_shape(self, name: str) -> Dims:
         meta = self.inputs.get(name) or self.outputs[name]
@@ -360,18 +469,48 @@ class ICudaEngine:
             raise RuntimeError(f"{name} is not a dynamic input of the profile")
         return [Dims(s) for s in self.profile[name]]
 
-    def create_execution_context(self) -> IExecutionContext:
+    @property
+    def device_memory_size_v2(self) -> int:  # 10.1 and later
+        return ACTIVATION_BYTES
+
+    @property
+    def device_memory_size(self) -> int:  # deprecated in 10.1, gone in 11
+        return ACTIVATION_BYTES
+
+    def create_execution_context(self, strategy: _Member = ExecutionContextAllocationStrategy.STATIC
+                                 ) -> IExecutionContext:
+        """A context; with the default STATIC strategy it allocates its own activation memory (counted by
+        ``recording_pycuda``), USER_MANAGED leaves it to ``set_device_memory``."""
         cuda.DRIVER.require_current("create_execution_context")
-        return IExecutionContext(self)
+        return IExecutionContext(self, own_memory=strategy is not ExecutionContextAllocationStrategy.USER_MANAGED)
+
+    def create_execution_context_without_device_memory(self) -> IExecutionContext:  # 8.x, deprecated 10, gone 11
+        cuda.DRIVER.require_current("create_execution_context_without_device_memory")
+        return IExecutionContext(self, own_memory=False)
 
 
 class IExecutionContext:
-    def __init__(self, engine: ICudaEngine) -> None:
+    def __init__(self, engine: ICudaEngine, own_memory: bool = True) -> None:
         self.engine = engine
         self.shapes: dict[str, tuple[int, ...]] = {}
         self.addresses: dict[str, int] = {}
         self.output_shapes: dict[str, tuple[int, ...]] = {}
-        self.thread = threading.get_ident()
+        self.running = threading.Lock()  # held while it executes: a second thread at once is TensorRT's misuse
+        # TensorRT's own activation memory (STATIC), freed with the context; else the user's (set_device_memory)
+        self.own_memory = cuda.mem_alloc(ACTIVATION_BYTES) if own_memory else None
+        self.user_memory: tuple[int, int] | None = None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "device_memory":  # 8.x's write-only property (TensorRT's stubs do not list it)
+            self.user_memory = (int(value), ACTIVATION_BYTES if int(value) in cuda.DRIVER.memory else 0)
+            return
+        super().__setattr__(name, value)
+
+    def set_device_memory(self, memory: int, size: int) -> None:  # 10.1 and later
+        if size < self.engine.device_memory_size_v2:
+            cuda.DRIVER.errors.append(f"set_device_memory: {size} bytes, the engine needs "
+                                      f"{self.engine.device_memory_size_v2}")
+        self.user_memory = (int(memory), int(size))
 
     def set_input_shape(self, name: str, shape: Any) -> bool:
         shape = tuple(int(d) for d in shape)
@@ -408,14 +547,24 @@ class IExecutionContext:
         return True
 
     def execute_async_v3(self, stream_handle: int) -> bool:
-        if threading.get_ident() != self.thread:
-            cuda.DRIVER.errors.append("an IExecutionContext ran on another thread than the one that made it")
+        if not self.running.acquire(blocking=False):
+            cuda.DRIVER.errors.append("an IExecutionContext ran on two threads at once")
+            return False
+        try:
+            return self._execute()
+        finally:
+            self.running.release()
+
+    def _execute(self) -> bool:
         cuda.DRIVER.require_current("execute_async_v3")
-        feeds = {name: np.frombuffer(bytes(cuda.DRIVER.memory[self.addresses[name]]), np.float32,
+        if self.own_memory is None and (self.user_memory is None or self.user_memory[0] not in cuda.DRIVER.memory):
+            cuda.DRIVER.errors.append("execute_async_v3 of a context without device memory")
+        feeds = {name: np.frombuffer(bytes(cuda.DRIVER.memory[self.addresses[name]]),
+                                     nptype(self.engine.get_tensor_dtype(name)),
                                      count=int(np.prod(shape))).reshape(shape)
                  for name, shape in self.shapes.items()}
         for name, value in zip(self.engine.outputs, self.engine.session.run(None, feeds)):
-            data = np.ascontiguousarray(value, np.float32).tobytes()
+            data = np.ascontiguousarray(value, nptype(self.engine.get_tensor_dtype(name))).tobytes()
             buffer = cuda.DRIVER.memory[self.addresses[name]]
             if len(data) > len(buffer):
                 raise RuntimeError(f"{name} overflows its device buffer ({len(data)} > {len(buffer)} bytes)")
@@ -431,16 +580,28 @@ EXECUTIONS: list[dict[str, tuple[int, ...]]] = []
 _FULL_API = {(owner, name): getattr(owner, name) for owner, names in (
     (NetworkDefinitionCreationFlag, ("EXPLICIT_BATCH", "STRONGLY_TYPED")),
     (BuilderFlag, ("FP16", "INT8", "OBEY_PRECISION_CONSTRAINTS", "PREFER_PRECISION_CONSTRAINTS")),
-    (ILayer, ("precision", "set_output_type"))) for name in names}
+    (ILayer, ("precision", "set_output_type")),
+    (ICudaEngine, ("create_execution_context", "create_execution_context_without_device_memory",
+                   "device_memory_size", "device_memory_size_v2")),
+    (IExecutionContext, ("set_device_memory",))) for name in names}
 _FULL_API[(sys.modules[__name__], "IProgressMonitor")] = IProgressMonitor
+_FULL_API[(sys.modules[__name__], "ExecutionContextAllocationStrategy")] = ExecutionContextAllocationStrategy
+
+
+def _create_execution_context_8(self: ICudaEngine) -> IExecutionContext:
+    """8.x's ``create_execution_context()``: no strategy, the context's own memory."""
+    cuda.DRIVER.require_current("create_execution_context")
+    return IExecutionContext(self)
 
 
 def as_version(monkeypatch, version: str) -> None:
     """Make the double look like TensorRT ``version``: its version string, and the API of its major.
 
-    8.6: no ``STRONGLY_TYPED`` (9.0), no ``IProgressMonitor`` (9.0), and the ONNX parser refuses int8 weights
+    8.6: no ``STRONGLY_TYPED`` (9.0), no ``IProgressMonitor`` (9.0), no allocation strategies (10.0), no
+    ``set_device_memory`` / ``device_memory_size_v2`` (10.1), and the ONNX parser refuses int8 weights
     feeding a DequantizeLinear ("invalid weights type of Int8"). 11: no ``EXPLICIT_BATCH``, no FP16 / INT8 /
-    precision-constraint builder flags, ``STRONGLY_TYPED`` is 0 and deprecated, layer precisions cannot be set.
+    precision-constraint builder flags, ``STRONGLY_TYPED`` is 0 and deprecated, layer precisions cannot be set,
+    no ``create_execution_context_without_device_memory`` / ``device_memory_size``.
     """
     import sys
 
@@ -452,6 +613,12 @@ def as_version(monkeypatch, version: str) -> None:
     if major < 9:
         monkeypatch.delattr(NetworkDefinitionCreationFlag, "STRONGLY_TYPED")
         monkeypatch.delattr(module, "IProgressMonitor")
+    if major < 10:
+        monkeypatch.delattr(module, "ExecutionContextAllocationStrategy")
+        monkeypatch.setattr(ICudaEngine, "create_execution_context", _create_execution_context_8)
+    if tuple(int(p) for p in version.split(".")[:2]) < (10, 1):
+        monkeypatch.delattr(ICudaEngine, "device_memory_size_v2")
+        monkeypatch.delattr(IExecutionContext, "set_device_memory")
     monkeypatch.setattr(OnnxParser, "refuse_int8_weights", major < 10)
     if major >= 11:
         for flag in ("FP16", "INT8", "OBEY_PRECISION_CONSTRAINTS", "PREFER_PRECISION_CONSTRAINTS"):
@@ -461,6 +628,8 @@ def as_version(monkeypatch, version: str) -> None:
                             _Member("NetworkDefinitionCreationFlag", "STRONGLY_TYPED", 0))
         monkeypatch.setattr(ILayer, "precision", property(lambda self: self._precision))  # no setter in 11
         monkeypatch.delattr(ILayer, "set_output_type")
+        monkeypatch.delattr(ICudaEngine, "create_execution_context_without_device_memory")
+        monkeypatch.delattr(ICudaEngine, "device_memory_size")
 
 
 def install(monkeypatch, version: str = __version__) -> None:

@@ -27,12 +27,17 @@ FILES = [ROOT / "hqsam_edge/engines/builder.py", ROOT / "hqsam_edge/runtime/tens
 
 
 def _stub_dirs() -> list[Path]:
+    """The stubs' two folders, wherever ``tensorrt-stubs`` put them; [] where they are not (pip TensorRT's own
+    ``tensorrt_bindings`` holds the compiled module and no ``.pyi``)."""
     spec = importlib.util.find_spec("tensorrt_bindings")
     if spec is None or not spec.submodule_search_locations:
         return []
-    bindings = Path(list(spec.submodule_search_locations)[0])
-    package = bindings.parent / "tensorrt"
-    return [bindings, package] if (bindings / "tensorrt.pyi").exists() and (package / "__init__.pyi").exists() else []
+    for location in spec.submodule_search_locations:
+        bindings = Path(location)
+        package = bindings.parent / "tensorrt"
+        if (bindings / "tensorrt.pyi").is_file() and (package / "__init__.pyi").is_file():
+            return [bindings, package]
+    return []
 
 
 pytestmark = pytest.mark.skipif(
