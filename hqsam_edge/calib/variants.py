@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,7 @@ class PrecisionSpec:
     arithmetic)."""
 
     folder: str
+    _: KW_ONLY  # the rest by name
     precision: str = "fp16"
     flavour: str = "onnxruntime"
     calib_images: str | None = None  # a folder of the user's images; None: synthetic (random weights only)

@@ -19,8 +19,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from hqsam_edge.cli import app
-from hqsam_edge.engines.builder import TRT_KEEP_FP32_OPS, generation_of, source_graphs
-from hqsam_edge.errors import ArtifactError, BackendUnavailableError, UsageError
+from hqsam_edge.engines.recipe import TRT_KEEP_FP32_OPS, generation_of, source_graphs
+from hqsam_edge.errors import ArtifactError, BackendUnavailableError, BuildError, UsageError
 from hqsam_edge.export.profiles import Limits, decoder_profile
 from hqsam_edge.pipeline.build import BuildSpec, build, trtexec_lines
 from hqsam_edge.runtime.environment import tensorrt_status
@@ -81,9 +81,9 @@ def recording_trt(monkeypatch):
 def no_engine_check(monkeypatch):
     """For tests of what TensorRT is told: the engines' check (run by the fp32 and version-compatible tests) is
     left out, since the stand-in's engines compute the graphs they were built from whatever the flags say."""
-    from hqsam_edge.engines import builder
+    from hqsam_edge.pipeline import build as pipeline
 
-    monkeypatch.setattr(builder, "check_engines", lambda *a, **k: {"mean_mask_iou": 1.0, "encoder": {}})
+    monkeypatch.setattr(pipeline, "check_engines", lambda *a, **k: {"mean_mask_iou": 1.0, "encoder": {}})
 
 
 def test_generations_and_the_floor():
@@ -298,6 +298,25 @@ def test_int8_on_86_gives_the_parser_float_weights(recording_trt, no_engine_chec
     builds = _builds_by_graph()
     assert builds["encoder"].onnx.endswith("/encoder.int8.tensorrt.onnx") and builds["encoder"].explicit_batch
     assert {"INT8", "FP16", "OBEY_PRECISION_CONSTRAINTS"} <= builds["encoder"].flags
+
+
+def test_tensorrt_failures_are_build_errors_with_their_own_exit_code(recording_trt, fresh_folder, monkeypatch):
+    """A graph TensorRT cannot parse, or a build it gives up on, is a tool's failure (exit 4), not a user's
+    mistake (``UsageError``, exit 2); the folder keeps what its manifest lists."""
+    before = (fresh_folder / "manifest.json").read_bytes()
+    parse = RT.OnnxParser.parse_from_file
+    monkeypatch.setattr(RT.OnnxParser, "parse_from_file", lambda self, model: False)
+    with pytest.raises(BuildError, match=r"TensorRT 10\.13\.0\.35 cannot parse encoder\.onnx") as caught:
+        build(spec(fresh_folder))
+    assert not isinstance(caught.value, UsageError) and caught.value.exit_code == 4
+    monkeypatch.setattr(RT.OnnxParser, "parse_from_file", parse)
+    monkeypatch.setattr(RT.Builder, "build_serialized_network", lambda self, network, config: None)
+    result = CliRunner().invoke(app, ["build", str(fresh_folder), "--backend", "tensorrt", "--precision", "fp32",
+                                      "--max-prompts", "4", "--max-points", "4"])
+    assert result.exit_code == 4, result.output
+    last = result.stderr.strip().splitlines()[-1]  # after the progress lines
+    assert last.startswith("error: TensorRT failed to build encoder.onnx") and "Traceback" not in result.output
+    assert (fresh_folder / "manifest.json").read_bytes() == before and not list(fresh_folder.glob("*.engine"))
 
 
 @pytest.mark.parametrize("precision", ["fp16", "int8"])
