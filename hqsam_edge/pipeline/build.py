@@ -6,6 +6,9 @@ tensorrt`` it then builds engines from the graphs the TensorRT generation
 wants (the jobs of ``engines.recipe``, built by ``engines.tensorrt_build``),
 checks them on the GPU against the same fp32 PyTorch model, on the same
 held-out images, and records them in the manifest (``build_engines``).
+
+It starts by removing what a killed process left in the folder
+(``remove_stale_temporaries``).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from .. import progress
 from ..atomic import note_kept
 from ..calib.recipes import DEFAULT_INT8_EXCLUDE
 from ..errors import UsageError
-from ..export.manifest import Artifact, Manifest
+from ..export.manifest import Artifact, Manifest, remove_stale_temporaries
 from ..inputs import BUILD_BACKENDS as BACKENDS
 from ..inputs import require_choice
 from ..runtime.environment import require_onnxruntime
@@ -28,6 +31,7 @@ if TYPE_CHECKING:
 
     from ..calib.variants import PrecisionSpec
     from ..engines.recipe import EngineJob, EngineSpec
+    from ..export.records import EngineRecipe
     from ..runtime.compare import Bounds
     from .export import ExportSpec
 
@@ -164,9 +168,11 @@ def check_engines(manifest: Manifest, folder: Path, files: dict[str, str], spec:
     return check(compare(reference, candidate, images), bounds, f"the {spec.precision} TensorRT engines")
 
 
-def _recipe(job: EngineJob, pinned: list[str]) -> dict:
-    return {"source": job.onnx.name, "strongly_typed": job.strongly_typed, "fp16": job.fp16, "int8": job.int8,
-            "tf32": job.tf32, "fp32_layers": len(pinned), "dla_core": job.dla_core}
+def _recipe(job: EngineJob, pinned: list[str]) -> EngineRecipe:
+    from ..export.records import EngineRecipe
+
+    return EngineRecipe(source=job.onnx.name, strongly_typed=job.strongly_typed, fp16=job.fp16, int8=job.int8,
+                        tf32=job.tf32, fp32_layers=len(pinned), dla_core=job.dla_core)
 
 
 def build_engines(spec: EngineSpec, generation: str, images: list[np.ndarray], bounds: Bounds) -> Artifact:
@@ -176,6 +182,7 @@ def build_engines(spec: EngineSpec, generation: str, images: list[np.ndarray], b
     from ..engines.recipe import plan, timing_cache_name
     from ..engines.tensorrt_build import build_serialized, device_description, tensorrt_version
     from ..export.manifest import provenance, read_manifest
+    from ..export.records import EngineRecord
 
     folder = Path(spec.folder)
     manifest = read_manifest(folder)
@@ -192,10 +199,10 @@ def build_engines(spec: EngineSpec, generation: str, images: list[np.ndarray], b
     artifact = Artifact(
         "tensorrt", spec.precision, files, format="engine",
         tool_versions={"tensorrt": version, "generation": generation}, device=device["gpu"], parity=parity,
-        extra={"compute_capability": device["compute_capability"], "max_prompts": spec.limits.max_prompts,
-               "max_points": spec.limits.max_points, "max_batch": spec.limits.max_batch, "dla_core": spec.dla_core,
-               "version_compatible": spec.version_compatible, "timing_cache": cache_path.name, "recipes": recipes,
-               **provenance()})
+        provenance=provenance(),
+        engine=EngineRecord(limits=spec.limits, compute_capability=device["compute_capability"],
+                            dla_core=spec.dla_core, version_compatible=spec.version_compatible,
+                            timing_cache=cache_path.name, recipes=recipes))
     manifest.add(artifact)
     manifest.record_files(folder, files.values())
     manifest.write(folder)
@@ -209,6 +216,7 @@ def build(spec: BuildSpec) -> Artifact:
     require_onnxruntime()  # every graph is checked under it
     spec, chosen = with_precision(spec)
     check_spec(spec)
+    remove_stale_temporaries(spec.folder)  # what a killed build left
     if chosen:
         progress.note(f"build: {chosen}")
     try:
@@ -228,13 +236,13 @@ def summary(spec: BuildSpec, artifact: Artifact) -> list[str]:
     chosen = with_precision(spec)[1]
     if chosen:
         lines.append(f"precision: {chosen.removeprefix('--precision ')}")
-    calibration = artifact.extra.get("calibration", {})
-    if "layer_search" in calibration:
-        search = calibration["layer_search"]
-        lines.append(f"int8: {calibration['quantized_layers']} of {calibration['candidate_layers']} layers quantized "
-                     f"({search['quantized_fp32_ms']} of their {search['candidate_fp32_ms']} fp32 ms); "
-                     f"{len(search['kept_float'])} kept in float (chosen {search['order']}, each measured)")
-    if artifact.backend == "tensorrt" and artifact.extra.get("dla_core") is not None:
+    calibration = artifact.calibration
+    if calibration is not None and calibration.layer_search is not None:
+        search = calibration.layer_search
+        lines.append(f"int8: {calibration.quantized_layers} of {calibration.candidate_layers} layers quantized "
+                     f"({search.quantized_fp32_ms} of their {search.candidate_fp32_ms} fp32 ms); "
+                     f"{len(search.kept_float)} kept in float (chosen {search.order}, each measured)")
+    if artifact.engine is not None and artifact.engine.dla_core is not None:
         lines.append(DLA_NOTE)
     figures = artifact.parity
     sqnr = ", ".join(f"{k} SQNR {v:.1f} dB" for k, v in encoder_sqnr(figures).items())
