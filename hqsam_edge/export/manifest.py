@@ -144,9 +144,11 @@ class Manifest:
         """Exported with ``--random-weights`` (no checkpoint: ``random_seed`` rebuilds the weights)."""
         return self.checkpoint_sha256 is None
 
-    def find(self, backend: str, precision: str | None = None, format: str | None = None) -> Artifact:
+    def find(self, backend: str, precision: str | None = None, format: str | None = None, *,
+             folder: str | Path | None = None) -> Artifact:
         """The artifact ``backend`` runs (``format`` None: what it runs: engines for TensorRT, ONNX graphs for
-        ONNX Runtime; ``precision`` None: the first listed, fp32 before others)."""
+        ONNX Runtime; ``precision`` None: the first listed, fp32 before others). ``folder``: named in the
+        refusal's build command (else ``DIR``)."""
         format = format or FORMATS.get(backend, ("onnx",))[0]
         matches = [a for a in self.artifacts if a.backend == backend and a.format == format
                    and precision in (None, a.precision)]
@@ -155,7 +157,7 @@ class Manifest:
             want = f"{backend}/{precision}" if precision else backend
             raise ArtifactError(
                 f"no {want} artifact in this folder (it has: {have}); make one with "
-                f"`hqsam-edge build DIR --backend {backend} --precision {precision or 'fp32'}`"
+                f"`hqsam-edge build {folder or 'DIR'} --backend {backend} --precision {precision or 'fp32'}`"
             )
         return matches[0]
 

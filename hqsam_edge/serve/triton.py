@@ -277,10 +277,10 @@ def write_repository(spec: TritonSpec) -> Repository:
     manifest = read_manifest(folder)
     remove_stale_temporaries(folder)
     try:
-        artifact = manifest.find(spec.backend, spec.precision)  # what the backend runs: engines, or ONNX graphs
+        artifact = manifest.find(spec.backend, spec.precision, folder=folder)  # engines, or ONNX graphs
     except ArtifactError as exc:
         where = " on the serving GPU" if spec.backend == "tensorrt" else ""
-        raise ArtifactError(f"{folder}: {exc}{where}") from None
+        raise ArtifactError(f"{exc}{where}") from None
     if not manifest.decoder_returns_tokens:
         raise ArtifactError(f"{folder} was exported by an older hqsam-edge (its decoder returns the exported "
                             "choice of masks, not every mask token): export it again for Triton")
