@@ -131,6 +131,11 @@ def _summary(figures: dict) -> dict:
             "mean_mask_iou": round(figures["mean_mask_iou"], 5), "min_mask_iou": round(figures["min_mask_iou"], 5)}
 
 
+def _recipes(artifact) -> dict:
+    """The engines' recipes by graph, as the manifest records them."""
+    return {} if artifact.engine is None else {g: asdict(r) for g, r in artifact.engine.recipes.items()}
+
+
 def check_platform(ctx: Context) -> tuple[str, str, dict]:
     from hqsam_edge.hardware import detect_platform
 
@@ -281,7 +286,7 @@ def _engine_pair(ctx: Context, folder: Path, precision: str) -> dict:
     verdict, detail, figures = _judged(artifact.parity, precision, f"TensorRT {precision}")
     with Predictor.from_artifacts(folder, backend="tensorrt", precision=precision) as predictor:
         latency = _latency(predictor, ctx.iters, "cuda")
-    return {"status": verdict, **_summary(figures), **latency, "recipes": artifact.extra.get("recipes", {}),
+    return {"status": verdict, **_summary(figures), **latency, "recipes": _recipes(artifact),
             **({"miss": detail} if detail else {})}
 
 

@@ -2,7 +2,13 @@
 
 Every error a user can cause (a bad file, a wrong option, a missing optional
 dependency) is one of these. Messages say what is wrong and how to fix it; the
-CLI prints ``str(error)`` as one line and exits non-zero.
+CLI prints ``str(error)`` as one line and exits with the error's ``exit_code``:
+
+- 1: a bad file, folder, checkpoint, image or data set; a backend not usable here; a parity miss;
+- 2: a user's mistake in an option or argument (``UsageError``);
+- 3: a command that finished but left some inputs out (``SKIPPED_EXIT_CODE``);
+- 4: a tool that failed on well-formed input (``BuildError``: TensorRT's parser or builder);
+- 130 / 143: interrupted by SIGINT / SIGTERM (``interrupts``).
 """
 
 from __future__ import annotations
@@ -46,6 +52,12 @@ class ParityError(HQSamEdgeError):
 
 class DataError(HQSamEdgeError):
     """A data set folder that is missing, incomplete, or holds unreadable or mismatched images and masks."""
+
+
+class BuildError(HQSamEdgeError):
+    """A tool (TensorRT's ONNX parser or builder) that failed on input it should take: not the user's mistake."""
+
+    exit_code = 4
 
 
 class ImageNotSetError(UsageError, RuntimeError):

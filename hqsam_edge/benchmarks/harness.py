@@ -340,7 +340,7 @@ def _check_files(manifest, folder: str, backend: str, precision: str) -> None:
 def plan_targets(*, folders: list[str], backbones: list[str], variants: list[str], backends: list[str],
                  precisions: list[str], table10: bool, reference: bool, checkpoint: str | None = None) -> list[Target]:
     """Expand the CLI's choices into rows."""
-    from ..export.manifest import read_manifest
+    from ..export.manifest import read_manifest, remove_stale_temporaries
     from ..model.build import backbone_spec, check_variant
     from .paper import TABLE10
 
@@ -349,6 +349,7 @@ def plan_targets(*, folders: list[str], backbones: list[str], variants: list[str
     targets: list[Target] = []
     for folder in folders:
         manifest = read_manifest(folder)
+        remove_stale_temporaries(folder)  # what a killed command left
         for backend in backends:
             for precision in precisions:
                 _check_files(manifest, folder, backend, precision)

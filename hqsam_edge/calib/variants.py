@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from .. import progress
 from ..atomic import temp_dir
 from ..errors import ArtifactError, ParityError, UsageError
 from ..export.manifest import Artifact, graph_file, provenance, read_manifest, tool_versions
+from ..export.records import Calibration, LayerSearch
 from ..inputs import PRECISIONS, require_choice
 from ..interrupts import deferred
 from .images import CalibrationSet
@@ -52,6 +53,7 @@ class PrecisionSpec:
     arithmetic)."""
 
     folder: str
+    _: KW_ONLY  # the rest by name
     precision: str = "fp16"
     flavour: str = "onnxruntime"
     calib_images: str | None = None  # a folder of the user's images; None: synthetic (random weights only)
@@ -145,23 +147,22 @@ def calibrate(folder: Path, encoder: Path, spec: PrecisionSpec, manifest=None) -
 Check = Callable[[Path], dict[str, Any]]
 
 
-def _search_record(search, chosen, goal: float, measured: float, first_miss: str) -> dict[str, Any]:
+def _search_record(search, chosen, goal: float, measured: float, first_miss: str) -> LayerSearch:
     """What the manifest says of a layer search's choice (most harmful kept layer first)."""
     chosen_nodes = {t.node for t in chosen}
     kept = [s for s in search.ranked() if s.node not in chosen_nodes]
-    return {"first_miss": first_miss, "goal_sqnr_db": float(goal), "search_sqnr_db": round(measured, 1),
-            "order": search.order,
-            "quantized_fp32_ms": round(sum(s.fp32_ms or 0.0 for s in search.table if s.node in chosen_nodes), 1),
-            "candidate_fp32_ms": round(sum(s.fp32_ms or 0.0 for s in search.table), 1),
-            # [node, SQNR dB with it alone in int8, its fp32 ms or None]
-            "kept_float": [[s.node, round(s.sqnr_db, 1), None if s.fp32_ms is None else round(s.fp32_ms, 2)]
-                           for s in kept]}
+    return LayerSearch(
+        first_miss=first_miss, goal_sqnr_db=float(goal), search_sqnr_db=round(measured, 1), order=search.order,
+        quantized_fp32_ms=round(sum(s.fp32_ms or 0.0 for s in search.table if s.node in chosen_nodes), 1),
+        candidate_fp32_ms=round(sum(s.fp32_ms or 0.0 for s in search.table), 1),
+        kept_float=tuple((s.node, round(s.sqnr_db, 1), None if s.fp32_ms is None else round(s.fp32_ms, 2))
+                         for s in kept))
 
 
-def _layer_search(spec: PrecisionSpec, encoder: Path, out: Path, ranges, candidates, record: dict[str, Any],
-                  check: Check, first_miss: str) -> tuple[Path, dict[str, Any]]:
+def _layer_search(spec: PrecisionSpec, encoder: Path, out: Path, ranges, candidates, record: Calibration,
+                  check: Check, first_miss: str) -> tuple[Path, dict[str, Any], Calibration]:
     """Keep in float the layers with the most harm per ms they would save (``calib.sensitivity``), raising the
-    goal until the real graph's check passes."""
+    goal until the real graph's check passes; the graph, its figures, and ``record`` with the search's choice."""
     from . import sensitivity
     from .recipes import weight_qmax
 
@@ -170,12 +171,12 @@ def _layer_search(spec: PrecisionSpec, encoder: Path, out: Path, ranges, candida
     try:
         for goal in spec.bounds().min_sqnr_db + np.asarray(SEARCH_GOAL_RAISES_DB):
             chosen, measured = search.choose(goal)
-            record.update(quantized_layers=len(chosen),
-                          layer_search=_search_record(search, chosen, goal, measured, first_miss))
             if not chosen:
                 break
+            record = replace(record, quantized_layers=len(chosen),
+                             layer_search=_search_record(search, chosen, goal, measured, first_miss))
             try:
-                return int8_graph(encoder, out, ranges, chosen, spec.flavour), check(out)
+                return int8_graph(encoder, out, ranges, chosen, spec.flavour), check(out), record
             except ParityError:
                 continue
     finally:
@@ -184,22 +185,23 @@ def _layer_search(spec: PrecisionSpec, encoder: Path, out: Path, ranges, candida
                       f"({first_miss}); use fp16, or calibrate on more typical images")
 
 
-def _int8_encoder(spec: PrecisionSpec, manifest, encoder: Path, staging: Path, extra: dict[str, Any],
-                  check: Check) -> tuple[Path, dict[str, Any]]:
-    """Calibrate, quantize every candidate layer and check; on a miss, the layer search (``spec.layer_search``)."""
+def _int8_encoder(spec: PrecisionSpec, manifest, encoder: Path, staging: Path,
+                  check: Check) -> tuple[Path, dict[str, Any], Calibration]:
+    """Calibrate, quantize every candidate layer and check; on a miss, the layer search (``spec.layer_search``).
+    The graph, its figures and how it was calibrated."""
     ranges, targets = calibrate(Path(spec.folder), encoder, spec, manifest)
     candidates = [t for t in targets if t.op_type in FLAVOUR_OPS[spec.flavour]]
     out = staging / graph_file("encoder", "int8", spec.flavour)
-    extra["calibration"] = {"method": spec.calib_method, "images": spec.calib_images or "synthetic",
-                            "count": len(calibration_set(spec)), "quantized_layers": len(candidates),
-                            "candidate_layers": len(candidates), "excluded": list(spec.int8_exclude)}
+    record = Calibration(method=spec.calib_method, images=spec.calib_images or "synthetic",
+                         count=len(calibration_set(spec)), quantized_layers=len(candidates),
+                         candidate_layers=len(candidates), excluded=tuple(spec.int8_exclude))
     try:
-        return int8_graph(encoder, out, ranges, candidates, spec.flavour), check(out)
+        return int8_graph(encoder, out, ranges, candidates, spec.flavour), check(out), record
     except ParityError as miss:
         if not spec.layer_search:
             raise ParityError(f"{miss}; --layer-search keeps the layers with the most harm per ms saved in float "
                               "(measured one by one: minutes), or try more typical calibration images") from None
-        return _layer_search(spec, encoder, out, ranges, candidates, extra["calibration"], check, str(miss))
+        return _layer_search(spec, encoder, out, ranges, candidates, record, check, str(miss))
 
 
 def ensure_precision_graphs(spec: PrecisionSpec) -> Artifact:
@@ -253,7 +255,7 @@ def make_precision_graphs(spec: PrecisionSpec) -> Artifact:
     encoder, decoder = folder / base.files["encoder"], folder / base.files["decoder"]
     if spec.precision == "fp32":
         return base
-    extra: dict[str, Any] = {}
+    calibration: Calibration | None = None
     check = _checker(spec, manifest, heldout_images(spec))
     with temp_dir(folder, "build") as staging:
         if spec.precision == "fp16":
@@ -262,10 +264,12 @@ def make_precision_graphs(spec: PrecisionSpec) -> Artifact:
             figures = check(enc_out, dec_out)
         else:
             dec_out = decoder
-            enc_out, figures = _int8_encoder(spec, manifest, encoder, staging, extra, lambda path: check(path, dec_out))
+            enc_out, figures, calibration = _int8_encoder(spec, manifest, encoder, staging,
+                                                          lambda path: check(path, dec_out))
         files = {"encoder": enc_out.name, "decoder": dec_out.name}
         artifact = Artifact(spec.flavour, spec.precision, files, format="onnx", tool_versions=tool_versions(),
-                            device="cpu (onnxruntime check)", parity=figures, extra={**extra, **provenance()})
+                            device="cpu (onnxruntime check)", parity=figures, provenance=provenance(),
+                            calibration=calibration)
         with deferred():  # the graphs into place, then the manifest that names them: never half
             made = []
             for path in staging.iterdir():  # graphs and their external data

@@ -1,7 +1,8 @@
 """The equivalent ``trtexec`` command lines, for users who build on the device by hand.
 
-Each line is the ``EngineJob`` recipe ``builder.plan`` makes for the real
-build, spelled as trtexec's options (``samples/common/sampleOptions.cpp``):
+Each line is an ``EngineJob`` of ``recipe.plan``, the jobs the real build
+makes, spelled as trtexec's options (``samples/common/sampleOptions.cpp``);
+every choice (source graph, flags, pins, DLA) is the job's:
 
 - TF32 is on by default in TensorRT (trtexec clears it only with ``--noTF32``):
   fp32 engines say ``--noTF32``, so their matmuls and convolutions are fp32.
@@ -22,24 +23,17 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from ..inputs import TRTEXEC_GENERATIONS as GENERATIONS, require_choice
-
-if TYPE_CHECKING:
-    from .builder import EngineJob
+from .recipe import EngineJob, EngineSpec, plan, trtexec_timing_cache
 
 
-
-def trtexec_command(job: EngineJob, *, generation: str, workspace_gb: float = 4.0,
-                    timing_cache: str | Path | None = None, version_compatible: bool = False) -> list[str]:
+def trtexec_command(job: EngineJob, *, timing_cache: str | Path | None = None) -> list[str]:
     """One ``trtexec`` invocation as an argument list (``shlex.join`` it to print)."""
-    require_choice(generation, GENERATIONS, "TensorRT generation")
     cmd = ["trtexec", f"--onnx={job.onnx}", f"--saveEngine={job.engine}"]
     cmd += [f"--minShapes={job.profile.spec(0)}", f"--optShapes={job.profile.spec(1)}",
             f"--maxShapes={job.profile.spec(2)}"]
-    cmd.append(f"--memPoolSize=workspace:{int(workspace_gb * 1024)}")
-    if job.strongly_typed and generation == "10":
+    cmd.append(f"--memPoolSize=workspace:{int(job.workspace_gb * 1024)}")
+    if job.strongly_typed_flag:
         cmd.append("--stronglyTyped")  # the default (and the only mode) on 11
     if job.int8:
         cmd.append("--int8")
@@ -47,7 +41,7 @@ def trtexec_command(job: EngineJob, *, generation: str, workspace_gb: float = 4.
         cmd.append("--fp16")
     if job.pin_fp32:
         spec = ",".join(f"{name}:fp32" for name in job.pin_fp32)
-        constraints = "prefer" if job.dla_core is not None else "obey"  # as the build (and trtexec's own DLA path)
+        constraints = "prefer" if job.prefer_constraints else "obey"
         cmd += [f"--precisionConstraints={constraints}", f"--layerPrecisions={spec}", f"--layerOutputTypes={spec}"]
     if not job.tf32:
         cmd.append("--noTF32")
@@ -55,9 +49,19 @@ def trtexec_command(job: EngineJob, *, generation: str, workspace_gb: float = 4.
         cmd.append(f"--timingCacheFile={timing_cache}")
     if job.dla_core is not None:
         cmd += [f"--useDLACore={job.dla_core}", "--allowGPUFallback"]
-    if version_compatible:
+    if job.version_compatible:
         cmd.append("--versionCompatible")
     return cmd
+
+
+def trtexec_lines(spec: EngineSpec, generation: str) -> list[str]:
+    """The trtexec command lines equivalent to ``build``, one per graph, for TensorRT ``generation``."""
+    from ..export.manifest import read_manifest
+
+    folder = Path(spec.folder)
+    read_manifest(folder)  # a folder of ours
+    cache = folder / trtexec_timing_cache(generation)
+    return [join(trtexec_command(job, timing_cache=cache)) for job in plan(folder, spec, generation)]
 
 
 def join(cmd: list[str]) -> str:

@@ -17,6 +17,15 @@ against them first (``check_files``). A manifest without ``files`` was written
 by an older hqsam-edge: its folder is refused until ``hqsam-edge verify DIR
 --update`` records them (trusting them on first open would trust a file
 replaced before that).
+
+What an artifact records beyond its files is typed (``export.records``): how
+it was made (``provenance``), a TensorRT engine pair's bounds and recipes
+(``engine``), an INT8 graph's calibration (``calibration``). Older manifests
+(format 1, 2: a free-form ``extra`` dictionary) are upgraded as they are read.
+
+Reading a manifest changes nothing on disk. A command that is about to work in
+a folder first removes what a killed process left there
+(``remove_stale_temporaries``).
 """
 
 from __future__ import annotations
@@ -32,8 +41,9 @@ from ..errors import ArtifactError
 from ..inputs import MANIFEST, artifact_folder
 from . import contract as C
 from . import integrity
+from .records import Calibration, EngineRecord, Provenance, from_extra
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 FORMATS = {"onnxruntime": ("onnx",), "tensorrt": ("engine", "onnx")}  # the first is what the backend runs
 
 
@@ -60,12 +70,11 @@ def tool_versions() -> dict[str, str]:
     return {"hqsam_edge": __version__, **{m: module_version(m) or "not installed" for m in ("torch", "onnx", "onnxruntime")}}
 
 
-def provenance() -> dict[str, Any]:
-    """When and where an artifact is made: ``created`` (UTC) and ``platform`` (``hardware.this_platform``)."""
+def provenance() -> Provenance:
+    """When and where an artifact is made: now (UTC) and here (``hardware.this_platform``)."""
     from ..hardware import this_platform
 
-    return {"created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "platform": this_platform().to_dict()}
+    return Provenance(_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), this_platform().to_dict())
 
 
 @dataclass
@@ -79,7 +88,15 @@ class Artifact:
     tool_versions: dict[str, str] = field(default_factory=dict)
     device: str = "cpu"
     parity: dict[str, Any] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)
+    provenance: Provenance | None = None  # None: made by export (the manifest's own ``created`` / ``platform``)
+    engine: EngineRecord | None = None  # TensorRT engine pairs
+    calibration: Calibration | None = None  # INT8 graphs
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Artifact:
+        """An artifact of a format-3 manifest."""
+        parts = {"provenance": Provenance, "engine": EngineRecord, "calibration": Calibration}
+        return cls(**{k: (parts[k].from_dict(v) if k in parts and v is not None else v) for k, v in data.items()})
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -127,9 +144,11 @@ class Manifest:
         """Exported with ``--random-weights`` (no checkpoint: ``random_seed`` rebuilds the weights)."""
         return self.checkpoint_sha256 is None
 
-    def find(self, backend: str, precision: str | None = None, format: str | None = None) -> Artifact:
+    def find(self, backend: str, precision: str | None = None, format: str | None = None, *,
+             folder: str | Path | None = None) -> Artifact:
         """The artifact ``backend`` runs (``format`` None: what it runs: engines for TensorRT, ONNX graphs for
-        ONNX Runtime; ``precision`` None: the first listed, fp32 before others)."""
+        ONNX Runtime; ``precision`` None: the first listed, fp32 before others). ``folder``: named in the
+        refusal's build command (else ``DIR``)."""
         format = format or FORMATS.get(backend, ("onnx",))[0]
         matches = [a for a in self.artifacts if a.backend == backend and a.format == format
                    and precision in (None, a.precision)]
@@ -138,7 +157,7 @@ class Manifest:
             want = f"{backend}/{precision}" if precision else backend
             raise ArtifactError(
                 f"no {want} artifact in this folder (it has: {have}); make one with "
-                f"`hqsam-edge build DIR --backend {backend} --precision {precision or 'fp32'}`"
+                f"`hqsam-edge build {folder or 'DIR'} --backend {backend} --precision {precision or 'fp32'}`"
             )
         return matches[0]
 
@@ -187,15 +206,14 @@ class Manifest:
 
 
 def read_manifest(folder: str | Path) -> Manifest:
-    """Read and check ``folder/manifest.json``; ``ArtifactError`` naming what is wrong."""
+    """Read and check ``folder/manifest.json``; ``ArtifactError`` naming what is wrong. Nothing is changed on
+    disk (``remove_stale_temporaries`` is for a command about to work in the folder)."""
     folder = Path(folder)
     path = folder / MANIFEST
     artifact_folder(folder)
-    remove_stale(folder)  # temporaries of a process that was killed while it worked here
-    remove_stale(folder.parent, prefix=f".{folder.name}.")
     try:
         data = _upgrade(json.loads(path.read_text()))
-        data["artifacts"] = [Artifact(**a) for a in data.get("artifacts", [])]
+        data["artifacts"] = [Artifact.from_dict(a) for a in data.get("artifacts", [])]
         if data.get("files") is not None:
             data["files"] = {str(name): dict(record) for name, record in data["files"].items()}
         manifest = Manifest(**data)
@@ -210,11 +228,26 @@ def read_manifest(folder: str | Path) -> Manifest:
     return manifest
 
 
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Remove what a killed process left in an artifact folder (its temporaries, a build's staging) and beside
+    it (an export's staging, a replaced folder set aside); what was removed. Temporaries of a live process stay
+    (``atomic.remove_stale``). Called where a command starts work in a folder, never by reading it."""
+    folder = Path(folder)
+    return [*remove_stale(folder), *remove_stale(folder.parent, prefix=f".{folder.name}.")]
+
+
 def _upgrade(data: dict[str, Any]) -> dict[str, Any]:
+    """Format 1 -> 2 -> 3, each step on the dictionary as read."""
+    if data.get("format") == 1:
+        data = _upgrade_1(data)
+    if data.get("format") == 2:
+        data = _upgrade_2(data)
+    return data
+
+
+def _upgrade_1(data: dict[str, Any]) -> dict[str, Any]:
     """Format 1 -> 2: an artifact's ``extra["flavour"]`` became its backend (the INT8 graph laid out for
     TensorRT is a ``tensorrt`` artifact of ``format`` ``onnx``), and every artifact names its format."""
-    if data.get("format") != 1:
-        return data
     for a in data.get("artifacts", []):
         flavour = a.get("extra", {}).pop("flavour", None)
         if a["backend"] == "tensorrt":
@@ -222,3 +255,10 @@ def _upgrade(data: dict[str, Any]) -> dict[str, Any]:
         else:
             a["backend"], a["format"] = flavour or a["backend"], "onnx"
     return {**data, "format": 2}
+
+
+def _upgrade_2(data: dict[str, Any]) -> dict[str, Any]:
+    """Format 2 -> 3: an artifact's free-form ``extra`` became typed records (``records.from_extra``)."""
+    artifacts = [{**{k: v for k, v in a.items() if k != "extra"}, **from_extra(a.get("extra") or {})}
+                 for a in data.get("artifacts", [])]
+    return {**data, "artifacts": artifacts, "format": 3}

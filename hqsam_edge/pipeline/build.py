@@ -3,8 +3,12 @@
 ``build(BuildSpec(folder, backend=..., precision=...))`` makes and checks the
 FP16 / INT8 graphs on the CPU (``calib.variants``); for ``--backend
 tensorrt`` it then builds engines from the graphs the TensorRT generation
-wants (``engines.builder``) and checks them on the GPU against the same fp32
-PyTorch model, on the same held-out images.
+wants (the jobs of ``engines.recipe``, built by ``engines.tensorrt_build``),
+checks them on the GPU against the same fp32 PyTorch model, on the same
+held-out images, and records them in the manifest (``build_engines``).
+
+It starts by removing what a killed process left in the folder
+(``remove_stale_temporaries``).
 """
 
 from __future__ import annotations
@@ -17,12 +21,18 @@ from .. import progress
 from ..atomic import note_kept
 from ..calib.recipes import DEFAULT_INT8_EXCLUDE
 from ..errors import UsageError
-from ..export.manifest import Artifact, Manifest
+from ..export.manifest import Artifact, Manifest, remove_stale_temporaries
 from ..inputs import BUILD_BACKENDS as BACKENDS
 from ..inputs import require_choice
 from ..runtime.environment import require_onnxruntime
 
 if TYPE_CHECKING:
+    import numpy as np
+
+    from ..calib.variants import PrecisionSpec
+    from ..engines.recipe import EngineJob, EngineSpec
+    from ..export.records import EngineRecipe
+    from ..runtime.compare import Bounds
     from .export import ExportSpec
 
 DLA_NOTE = ("note: only the encoder runs on the DLA; the decoder's prompt and point dimensions are dynamic, which DLA "
@@ -34,7 +44,7 @@ class BuildSpec:
     """Everything ``hqsam-edge build`` decides; the defaults are the real ones.
 
     Graph options go to ``calib.variants.PrecisionSpec``, TensorRT options to
-    ``engines.builder.EngineSpec``."""
+    ``engines.recipe.EngineSpec``."""
 
     folder: str
     backend: str = "onnxruntime"
@@ -57,23 +67,28 @@ class BuildSpec:
     dla_core: int | None = None
     version_compatible: bool = False
 
-    def precision_spec(self, precision: str | None = None, flavour: str | None = None):
+    def precision_spec(self, precision: str | None = None, flavour: str | None = None) -> PrecisionSpec:
         """The graphs of ``precision`` (default: the build's) for ``flavour``; bound overrides apply to the
         build's own precision only (an INT8 build's FP16 decoder graph keeps FP16's bounds)."""
         from ..calib.variants import PrecisionSpec
 
         precision = precision or self.precision
         own = precision == self.precision
-        return PrecisionSpec(self.folder, precision, flavour or self.flavour or self.backend,
-                             self.calib_images, self.calib_limit, self.calib_method, self.heldout, self.int8_exclude,
-                             self.layer_search, self.min_sqnr_db if own else None, self.min_mask_iou if own else None)
+        return PrecisionSpec(folder=self.folder, precision=precision, flavour=flavour or self.flavour or self.backend,
+                             calib_images=self.calib_images, calib_limit=self.calib_limit,
+                             calib_method=self.calib_method, heldout=self.heldout, int8_exclude=self.int8_exclude,
+                             layer_search=self.layer_search, min_sqnr_db=self.min_sqnr_db if own else None,
+                             min_mask_iou=self.min_mask_iou if own else None)
 
-    def engine_spec(self):
-        from ..engines.builder import EngineSpec
+    def engine_spec(self) -> EngineSpec:
+        from ..engines.recipe import EngineSpec
         from ..export.profiles import Limits
 
-        return EngineSpec(self.folder, self.precision, Limits(self.max_prompts, self.max_points, self.max_batch),
-                          self.workspace_gb, self.dla_core, self.version_compatible)
+        return EngineSpec(folder=self.folder, precision=self.precision,  # type: ignore[arg-type]  # checked there
+                          limits=Limits(max_prompts=self.max_prompts, max_points=self.max_points,
+                                        max_batch=self.max_batch),
+                          workspace_gb=self.workspace_gb, dla_core=self.dla_core,
+                          version_compatible=self.version_compatible)
 
 
 def default_precision(backend: str) -> tuple[str, str]:
@@ -106,14 +121,14 @@ def check_spec(spec: BuildSpec) -> None:
             if given:
                 raise UsageError(f"{option} is for --precision int8, not {spec.precision}")
     if spec.backend == "tensorrt" or spec.dla_core is not None:
-        from ..engines.builder import check_spec as check_engine_spec
+        from ..engines.recipe import check_spec as check_engine_spec
 
         check_engine_spec(spec.engine_spec())
 
 
 def trtexec_lines(spec: BuildSpec, generation: str) -> list[str]:
     """The trtexec lines that build what ``build --backend tensorrt`` would, for TensorRT ``generation``."""
-    from ..engines.builder import trtexec_lines as lines
+    from ..engines.trtexec import trtexec_lines as lines
 
     spec = replace(spec, precision=spec.precision or default_precision("tensorrt")[0])
     check_spec(spec)
@@ -122,19 +137,76 @@ def trtexec_lines(spec: BuildSpec, generation: str) -> list[str]:
 
 def _engines(spec: BuildSpec) -> Artifact:
     from ..calib.variants import ensure_precision_graphs, heldout_images
-    from ..engines.builder import build_engines, check_dla, check_tensorrt_version, source_graphs
+    from ..engines.recipe import check_dla_cores, check_tensorrt_version, source_graphs
+    from ..engines.tensorrt_build import dla_cores, tensorrt_version
     from ..runtime.environment import require_tensorrt
 
     require_tensorrt()
-    import tensorrt as trt
-
     engines = spec.engine_spec()
-    generation = check_tensorrt_version(engines, trt.__version__)
-    check_dla(engines)
+    generation = check_tensorrt_version(engines, tensorrt_version())
+    if engines.dla_core is not None:
+        check_dla_cores(engines, dla_cores())
     for precision, flavour in source_graphs(engines, generation):
         ensure_precision_graphs(spec.precision_spec(precision, flavour))
     graphs = spec.precision_spec()
     return build_engines(engines, generation, heldout_images(graphs), graphs.bounds())
+
+
+def check_engines(manifest: Manifest, folder: Path, files: dict[str, str], spec: EngineSpec,
+                  images: list[np.ndarray], bounds: Bounds) -> dict:
+    """The new engines against the fp32 PyTorch model on held-out images (as the CPU graphs are checked); the
+    prompt sets stay inside the engines' profile (the backend reads it from them)."""
+    from ..runtime.base import ModelInfo
+    from ..runtime.compare import check, compare
+    from ..runtime.tensorrt_backend import TensorRTBackend
+    from ..runtime.torch_backend import TorchBackend
+
+    info = ModelInfo.from_manifest(manifest)
+    candidate = TensorRTBackend(info, folder / files["encoder"], folder / files["decoder"], precision=spec.precision,
+                                version_compatible=spec.version_compatible, dla_core=spec.dla_core)
+    reference = TorchBackend(manifest.build_model(), device="cpu", info=info)
+    return check(compare(reference, candidate, images), bounds, f"the {spec.precision} TensorRT engines")
+
+
+def _recipe(job: EngineJob, pinned: list[str]) -> EngineRecipe:
+    from ..export.records import EngineRecipe
+
+    return EngineRecipe(source=job.onnx.name, strongly_typed=job.strongly_typed, fp16=job.fp16, int8=job.int8,
+                        tf32=job.tf32, fp32_layers=len(pinned), dla_core=job.dla_core)
+
+
+def build_engines(spec: EngineSpec, generation: str, images: list[np.ndarray], bounds: Bounds) -> Artifact:
+    """One engine per graph (its precision graphs already made and checked, and each the file the manifest
+    records), checked on ``images`` against ``bounds`` and recorded in the manifest."""
+    from ..atomic import write_bytes
+    from ..engines.recipe import plan, timing_cache_name
+    from ..engines.tensorrt_build import build_serialized, device_description, tensorrt_version
+    from ..export.manifest import provenance, read_manifest
+    from ..export.records import EngineRecord
+
+    folder = Path(spec.folder)
+    manifest = read_manifest(folder)
+    jobs = plan(folder, spec, generation)
+    manifest.check_files(folder, [job.onnx.name for job in jobs])
+    device, version = device_description(), tensorrt_version()
+    cache_path = folder / timing_cache_name(version, device["compute_capability"])
+    files, recipes = {}, {}
+    for job in jobs:
+        serialized, pinned = build_serialized(job, cache_path)
+        write_bytes(job.engine, serialized)
+        files[job.graph], recipes[job.graph] = job.engine.name, _recipe(job, pinned)
+    parity = check_engines(manifest, folder, files, spec, images, bounds)
+    artifact = Artifact(
+        "tensorrt", spec.precision, files, format="engine",
+        tool_versions={"tensorrt": version, "generation": generation}, device=device["gpu"], parity=parity,
+        provenance=provenance(),
+        engine=EngineRecord(limits=spec.limits, compute_capability=device["compute_capability"],
+                            dla_core=spec.dla_core, version_compatible=spec.version_compatible,
+                            timing_cache=cache_path.name, recipes=recipes))
+    manifest.add(artifact)
+    manifest.record_files(folder, files.values())
+    manifest.write(folder)
+    return artifact
 
 
 def build(spec: BuildSpec) -> Artifact:
@@ -144,6 +216,7 @@ def build(spec: BuildSpec) -> Artifact:
     require_onnxruntime()  # every graph is checked under it
     spec, chosen = with_precision(spec)
     check_spec(spec)
+    remove_stale_temporaries(spec.folder)  # what a killed build left
     if chosen:
         progress.note(f"build: {chosen}")
     try:
@@ -163,13 +236,13 @@ def summary(spec: BuildSpec, artifact: Artifact) -> list[str]:
     chosen = with_precision(spec)[1]
     if chosen:
         lines.append(f"precision: {chosen.removeprefix('--precision ')}")
-    calibration = artifact.extra.get("calibration", {})
-    if "layer_search" in calibration:
-        search = calibration["layer_search"]
-        lines.append(f"int8: {calibration['quantized_layers']} of {calibration['candidate_layers']} layers quantized "
-                     f"({search['quantized_fp32_ms']} of their {search['candidate_fp32_ms']} fp32 ms); "
-                     f"{len(search['kept_float'])} kept in float (chosen {search['order']}, each measured)")
-    if artifact.backend == "tensorrt" and artifact.extra.get("dla_core") is not None:
+    calibration = artifact.calibration
+    if calibration is not None and calibration.layer_search is not None:
+        search = calibration.layer_search
+        lines.append(f"int8: {calibration.quantized_layers} of {calibration.candidate_layers} layers quantized "
+                     f"({search.quantized_fp32_ms} of their {search.candidate_fp32_ms} fp32 ms); "
+                     f"{len(search.kept_float)} kept in float (chosen {search.order}, each measured)")
+    if artifact.engine is not None and artifact.engine.dla_core is not None:
         lines.append(DLA_NOTE)
     figures = artifact.parity
     sqnr = ", ".join(f"{k} SQNR {v:.1f} dB" for k, v in encoder_sqnr(figures).items())

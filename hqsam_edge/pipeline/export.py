@@ -119,8 +119,8 @@ def export_artifacts(spec: ExportSpec) -> Manifest:
             artifacts=[Artifact("onnxruntime", "fp32", {"encoder": ENCODER_FILE, "decoder": DECODER_FILE},
                                 tool_versions=versions, device="cpu", parity=parity)],
             tool_versions=versions,
-            created=stamp["created"],
-            platform=stamp["platform"],
+            created=stamp.created,
+            platform=stamp.platform,
             files={},
         )
         manifest.record_files(tmp, [ENCODER_FILE, DECODER_FILE])
@@ -153,9 +153,10 @@ def _add_processing(manifest: Manifest, folder: Path) -> dict[str, dict]:
 def add_processing_graphs(folder: str | Path) -> dict[str, dict]:
     """Write ``preprocess.onnx`` / ``postprocess.onnx`` into an artifact folder and record them in its manifest
     (``graphs.preprocess``, ``graphs.postprocess``); again on a folder that has them, the current ones."""
-    from ..export.manifest import read_manifest
+    from ..export.manifest import read_manifest, remove_stale_temporaries
 
     manifest = read_manifest(folder)
+    remove_stale_temporaries(folder)
     entries = _add_processing(manifest, Path(folder))
     manifest.write(folder)
     return entries

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..errors import ArtifactError
 from ..export import integrity
-from ..export.manifest import MANIFEST, read_manifest
+from ..export.manifest import MANIFEST, read_manifest, remove_stale_temporaries
 from ..export.onnx_files import external_data_files
 from ..tables import Table
 
@@ -67,6 +67,7 @@ def verify_folder(folder: str | Path, *, update: bool = False) -> VerifyReport:
     """Check every file of ``folder`` against its manifest; ``update``: first record those without a record."""
     folder = Path(folder)
     manifest = read_manifest(folder)
+    remove_stale_temporaries(folder)  # what a killed process left: no file of the manifest's
     names = named_files(folder, manifest)
     recorded: list[str] = []
     if update:

@@ -36,6 +36,10 @@ class ModelChoice:
         if self.folder is not None:
             if self.checkpoint is not None or self.random_weights:
                 raise UsageError("an artifact folder carries its weights: drop --checkpoint / --random-weights")
+            from ..export.manifest import read_manifest, remove_stale_temporaries
+
+            read_manifest(self.folder)  # a folder of ours, before anything in it is removed
+            remove_stale_temporaries(self.folder)  # what a killed command left
             return Predictor.from_artifacts(self.folder, backend=self.backend, precision=self.precision)
         if self.backend not in ("auto", "torch"):
             raise UsageError(f"--backend {self.backend} needs an artifact folder (make one with `hqsam-edge export`)")

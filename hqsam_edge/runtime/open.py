@@ -78,11 +78,12 @@ def open_backend(folder: str | Path, *, backend: str = "auto", precision: str | 
         require_tensorrt()
         from .tensorrt_backend import TensorRTBackend
 
+        engine = artifact.engine  # None: an older manifest that recorded none of it
         return TensorRTBackend(info, folder / artifact.files["encoder"], folder / artifact.files["decoder"],
                                precision=artifact.precision,
                                expected_device={"gpu": artifact.device,
-                                                "compute_capability": artifact.extra.get("compute_capability", ""),
+                                                "compute_capability": engine.compute_capability if engine else "",
                                                 "tensorrt": artifact.tool_versions.get("tensorrt", "")},
-                               version_compatible=bool(artifact.extra.get("version_compatible")),
-                               dla_core=artifact.extra.get("dla_core"))
+                               version_compatible=engine is not None and engine.version_compatible,
+                               dla_core=engine.dla_core if engine else None)
     return _onnxruntime(folder, manifest, info, precision, providers)

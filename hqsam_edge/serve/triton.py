@@ -57,7 +57,7 @@ import numpy as np
 from ..atomic import staged_folder
 from ..errors import ArtifactError, UsageError
 from ..export import contract as C
-from ..export.manifest import FORMATS
+from ..export.manifest import read_manifest, remove_stale_temporaries
 from ..export.onnx_files import external_data_files
 from .. import inputs
 from ..inputs import require_choice
@@ -292,19 +292,6 @@ def _check_replaceable(out: Path, overwrite: bool) -> None:
                          "refusing to replace it, choose another --out")
 
 
-def _find_artifact(manifest, folder: Path, backend: str, precision: str | None):
-    have = [a for a in manifest.artifacts if a.backend == backend and precision in (None, a.precision)
-            and a.format == FORMATS[backend][0]]
-    if not have:
-        listed = ", ".join(a.describe() for a in manifest.artifacts) or "none"
-        what = "TensorRT engines" if backend == "tensorrt" else "ONNX Runtime graphs"
-        raise ArtifactError(f"{folder} has no {precision or ''}{' ' if precision else ''}{what} (it has: {listed}); "
-                            f"make them with `hqsam-edge build {folder} --backend {backend} "
-                            f"--precision {precision or 'fp16'}`"
-                            + (" on the serving GPU" if backend == "tensorrt" else ""))
-    return have[0]
-
-
 def _check_spec(spec: TritonSpec) -> None:
     require_choice(spec.backend, BACKENDS, "triton backend")
     require_choice(spec.kind, KINDS, "instance kind")
@@ -340,13 +327,17 @@ def _bound(asked: int | None, engine: int | None, default: int, what: str, optio
 
 
 def write_repository(spec: TritonSpec) -> Repository:
-    """Write the model repository ``spec.out`` for the artifact folder ``spec.folder``."""
-    from ..export.manifest import read_manifest
-
+    """Write the model repository ``spec.out`` for the artifact folder ``spec.folder`` (what a killed process
+    left in or beside the folder removed first; the repository's own staging is ``staged_folder``'s)."""
     _check_spec(spec)
     folder, out = Path(spec.folder), Path(spec.out)
     manifest = read_manifest(folder)
-    artifact = _find_artifact(manifest, folder, spec.backend, spec.precision)
+    remove_stale_temporaries(folder)
+    try:
+        artifact = manifest.find(spec.backend, spec.precision, folder=folder)  # engines, or ONNX graphs
+    except ArtifactError as exc:
+        where = " on the serving GPU" if spec.backend == "tensorrt" else ""
+        raise ArtifactError(f"{exc}{where}") from None
     if not manifest.decoder_returns_tokens:
         raise ArtifactError(f"{folder} was exported by an older hqsam-edge (its decoder returns the exported "
                             "choice of masks, not every mask token): export it again for Triton")
@@ -354,9 +345,10 @@ def write_repository(spec: TritonSpec) -> Repository:
     _check_replaceable(out, spec.overwrite)
 
     trt = spec.backend == "tensorrt"
-    engine_prompts = int(artifact.extra["max_prompts"]) if trt and "max_prompts" in artifact.extra else None
-    engine_points = int(artifact.extra.get("max_points", 0)) if trt else 0
-    engine_batch = int(artifact.extra.get("max_batch", 1)) if trt else None  # the encoder profile's B
+    limits = artifact.engine.limits if trt and artifact.engine is not None else None  # the engines' profile
+    engine_prompts = limits.max_prompts if limits else None
+    engine_points = limits.max_points if limits else 0
+    engine_batch = (limits.max_batch if limits else 1) if trt else None  # the encoder profile's B
     max_prompts = _bound(spec.max_prompts, engine_prompts, DEFAULT_MAX_PROMPTS, "prompts per call", "--max-prompts")
     max_batch = _bound(spec.max_batch, engine_batch, DEFAULT_MAX_BATCH, "batch", "--max-batch")
     if any(b > max_batch for b in spec.preferred_batch_sizes):
@@ -392,7 +384,7 @@ def write_repository(spec: TritonSpec) -> Repository:
     if trt:
         note = (f"; the engines need TensorRT {artifact.tool_versions.get('tensorrt', '?')} on a "
                 f"{artifact.device} (the versions Triton's container must have)")
-        if artifact.extra.get("version_compatible"):
+        if artifact.engine is not None and artifact.engine.version_compatible:
             note += ("; they are version compatible, which Triton loads only when started with "
                      "--backend-config=tensorrt,version-compatible=true")
     return Repository(out, names["python"], names["encoder"], names["decoder"], spec.backend, artifact.precision,

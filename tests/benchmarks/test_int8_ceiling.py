@@ -33,7 +33,7 @@ def test_ceiling_splits_the_recipes_layers(tmp_path):
 
     # the layers it counts as quantized are exactly those the recipe quantized (all GEMMs, no convolution)
     layers = _script()._quantized_layers(onnx.load(str(folder / artifact.files["encoder"])))
-    assert len(layers) == artifact.extra["calibration"]["quantized_layers"] == 40
+    assert len(layers) == artifact.calibration.quantized_layers == 40
     assert all(name.endswith("/MatMul") for name, _ in layers)
 
     out = tmp_path / "ceiling.json"

@@ -78,7 +78,7 @@ def test_int8_onnxruntime_flavour(folder):
     fig = artifact.parity
     assert 3.0 <= fig["encoder"]["image_embeddings"]["sqnr_db"] < 60 and 0.5 <= fig["mean_mask_iou"] <= 1.0
     assert fig["bounds"] == {"min_sqnr_db": 3.0, "min_mean_mask_iou": 0.5}
-    assert artifact.extra["calibration"]["quantized_layers"] > 10
+    assert artifact.calibration.quantized_layers > 10
 
 
 def test_int8_tensorrt_flavour_is_symmetric_and_excludes_sensitive_layers(folder, monkeypatch):
@@ -185,7 +185,7 @@ def test_vit_b_int8_meets_the_accuracy_bounds(tmp_path):
     export_artifacts(ExportSpec(backbone="vit_b", random_weights=True, out=str(out), verify=False))
     artifact = make_precision_graphs(PrecisionSpec(str(out), precision="int8", calib_limit=4, heldout=2))
     assert min(e["sqnr_db"] for e in artifact.parity["encoder"].values()) >= 20.0 and artifact.parity["mean_mask_iou"] >= 0.97
-    calibration = artifact.extra["calibration"]
-    assert calibration["quantized_layers"] == calibration["candidate_layers"] >= 48  # 12 blocks x 4 GEMMs
+    calibration = artifact.calibration
+    assert calibration.quantized_layers == calibration.candidate_layers >= 48  # 12 blocks x 4 GEMMs
     model = onnx.load(str(out / artifact.files["encoder"]))
     assert sum(n.op_type == "DequantizeLinear" for n in model.graph.node) >= 96  # activation + weight per layer

@@ -122,16 +122,16 @@ def test_layer_search_keeps_the_harmful_layers_in_float(folder, calibrated):
     with pytest.raises(ParityError, match="--layer-search"):
         make_precision_graphs(PrecisionSpec(str(folder), **base))
     artifact = make_precision_graphs(PrecisionSpec(str(folder), layer_search=True, **base))
-    calibration = artifact.extra["calibration"]
-    search = calibration["layer_search"]
-    assert 0 < calibration["quantized_layers"] < calibration["candidate_layers"] == 8
-    assert len(search["kept_float"]) == 8 - calibration["quantized_layers"]
-    assert "short by" in search["first_miss"] and search["goal_sqnr_db"] >= 33.0
+    calibration = artifact.calibration
+    search = calibration.layer_search
+    assert 0 < calibration.quantized_layers < calibration.candidate_layers == 8
+    assert len(search.kept_float) == 8 - calibration.quantized_layers
+    assert "short by" in search.first_miss and search.goal_sqnr_db >= 33.0
     assert min(e["sqnr_db"] for e in artifact.parity["encoder"].values()) >= 32.0  # the real graph's check, on a held-out image
     manifest = json.loads((Path(folder) / "manifest.json").read_text())
     recorded = [a for a in manifest["artifacts"] if a["precision"] == "int8"][0]
-    assert recorded["extra"]["calibration"]["layer_search"]["kept_float"] == search["kept_float"]
+    assert recorded["calibration"]["layer_search"]["kept_float"] == [list(k) for k in search.kept_float]
     # each layer's fp32 time came from a real profile: the quantized share is part of the whole
-    assert search["order"] == S.TIME_ORDER
-    assert 0 < search["quantized_fp32_ms"] < search["candidate_fp32_ms"]
-    assert all(ms is not None and ms > 0 for _, _, ms in search["kept_float"])
+    assert search.order == S.TIME_ORDER
+    assert 0 < search.quantized_fp32_ms < search.candidate_fp32_ms
+    assert all(ms is not None and ms > 0 for _, _, ms in search.kept_float)

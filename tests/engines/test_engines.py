@@ -19,8 +19,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from hqsam_edge.cli import app
-from hqsam_edge.engines.builder import TRT_KEEP_FP32_OPS, generation_of, source_graphs
-from hqsam_edge.errors import ArtifactError, BackendUnavailableError, UsageError
+from hqsam_edge.engines.recipe import TRT_KEEP_FP32_OPS, generation_of, source_graphs
+from hqsam_edge.errors import ArtifactError, BackendUnavailableError, BuildError, UsageError
 from hqsam_edge.export.profiles import Limits, decoder_profile
 from hqsam_edge.pipeline.build import BuildSpec, build, trtexec_lines
 from hqsam_edge.runtime.environment import tensorrt_status
@@ -81,9 +81,9 @@ def recording_trt(monkeypatch):
 def no_engine_check(monkeypatch):
     """For tests of what TensorRT is told: the engines' check (run by the fp32 and version-compatible tests) is
     left out, since the stand-in's engines compute the graphs they were built from whatever the flags say."""
-    from hqsam_edge.engines import builder
+    from hqsam_edge.pipeline import build as pipeline
 
-    monkeypatch.setattr(builder, "check_engines", lambda *a, **k: {"mean_mask_iou": 1.0, "encoder": {}})
+    monkeypatch.setattr(pipeline, "check_engines", lambda *a, **k: {"mean_mask_iou": 1.0, "encoder": {}})
 
 
 def test_generations_and_the_floor():
@@ -241,8 +241,8 @@ def test_fp32_build_clears_tf32_and_its_check_stays_inside_the_profile(recording
     assert decoder_calls and max(e["point_coords"][0] for e in decoder_calls) == 4  # 8 boxes: two calls
     assert max(e["point_coords"][1] for e in decoder_calls) <= 4
     assert "3_points" in artifact.parity["decoder"] and artifact.parity["mean_mask_iou"] > 0.999
-    assert artifact.format == "engine" and artifact.extra["max_points"] == 4 and artifact.extra["max_batch"] == 1
-    assert artifact.extra["timing_cache"] == cache.name and cache.read_bytes() == RT.ITimingCache.MAGIC
+    assert artifact.format == "engine" and artifact.engine.limits == Limits(max_prompts=4, max_points=4, max_batch=1)
+    assert artifact.engine.timing_cache == cache.name and cache.read_bytes() == RT.ITimingCache.MAGIC
     assert RC.DRIVER.errors == [] and RC.DRIVER.primary_refs == 1 and RC.DRIVER.contexts_made == 0
 
 
@@ -280,7 +280,7 @@ def test_int8_on_10_sets_int8_on_the_q_dq_encoder_only(recording_trt, no_engine_
     assert not builds["encoder"].strongly_typed and builds["encoder"].fp32_layers
     assert builds["decoder"].onnx.endswith("/decoder.fp16.onnx") and builds["decoder"].strongly_typed
     assert "INT8" not in builds["decoder"].flags
-    assert artifact.extra["recipes"]["encoder"]["int8"] and not artifact.extra["recipes"]["decoder"]["int8"]
+    assert artifact.engine.recipes["encoder"].int8 and not artifact.engine.recipes["decoder"].int8
 
 
 def test_version_and_dla_refusals(recording_trt, fresh_folder, monkeypatch):
@@ -313,6 +313,25 @@ def test_int8_on_86_gives_the_parser_float_weights(recording_trt, no_engine_chec
     assert {"INT8", "FP16", "OBEY_PRECISION_CONSTRAINTS"} <= builds["encoder"].flags
 
 
+def test_tensorrt_failures_are_build_errors_with_their_own_exit_code(recording_trt, fresh_folder, monkeypatch):
+    """A graph TensorRT cannot parse, or a build it gives up on, is a tool's failure (exit 4), not a user's
+    mistake (``UsageError``, exit 2); the folder keeps what its manifest lists."""
+    before = (fresh_folder / "manifest.json").read_bytes()
+    parse = RT.OnnxParser.parse_from_file
+    monkeypatch.setattr(RT.OnnxParser, "parse_from_file", lambda self, model: False)
+    with pytest.raises(BuildError, match=r"TensorRT 10\.13\.0\.35 cannot parse encoder\.onnx") as caught:
+        build(spec(fresh_folder))
+    assert not isinstance(caught.value, UsageError) and caught.value.exit_code == 4
+    monkeypatch.setattr(RT.OnnxParser, "parse_from_file", parse)
+    monkeypatch.setattr(RT.Builder, "build_serialized_network", lambda self, network, config: None)
+    result = CliRunner().invoke(app, ["build", str(fresh_folder), "--backend", "tensorrt", "--precision", "fp32",
+                                      "--max-prompts", "4", "--max-points", "4"])
+    assert result.exit_code == 4, result.output
+    last = result.stderr.strip().splitlines()[-1]  # after the progress lines
+    assert last.startswith("error: TensorRT failed to build encoder.onnx") and "Traceback" not in result.output
+    assert (fresh_folder / "manifest.json").read_bytes() == before and not list(fresh_folder.glob("*.engine"))
+
+
 @pytest.mark.parametrize("precision", ["fp16", "int8"])
 def test_tensorrt_11_gets_no_removed_api(recording_trt, no_engine_check, fresh_folder, monkeypatch, precision):
     """On 11 EXPLICIT_BATCH, the FP16 / INT8 / constraint flags and the layer precision setters are gone: the
@@ -333,7 +352,7 @@ def test_dla_encoder_build(recording_trt, no_engine_check, fresh_folder, monkeyp
     assert (builds["encoder"].device, builds["encoder"].dla_core) == ("DLA", 1)
     assert {"FP16", "GPU_FALLBACK", "PREFER_PRECISION_CONSTRAINTS"} <= builds["encoder"].flags
     assert builds["decoder"].device == "GPU" and builds["decoder"].strongly_typed
-    assert artifact.extra["dla_core"] == 1 and artifact.extra["recipes"]["decoder"]["dla_core"] is None
+    assert artifact.engine.dla_core == 1 and artifact.engine.recipes["decoder"].dla_core is None
 
 
 # -- the TensorRT backend's calls, against the recording stand-in ------------------------------------------
@@ -502,6 +521,8 @@ def test_profile_shapes_are_read_for_dynamic_inputs_only(engines, monkeypatch):
 def test_version_compatible_engines(recording_trt, fresh_folder, monkeypatch):
     """Host code is allowed only for plans the manifest records as version compatible, and such plans load on
     the TensorRT that built them or a newer one; other engines only on the same version."""
+    from dataclasses import replace
+
     from hqsam_edge.export.manifest import read_manifest
     from hqsam_edge.runtime.open import open_backend
     from hqsam_edge.runtime.tensorrt_backend import check_versions
@@ -513,7 +534,7 @@ def test_version_compatible_engines(recording_trt, fresh_folder, monkeypatch):
     with open_backend(fresh_folder, backend="tensorrt"):
         pass
     manifest = read_manifest(fresh_folder)  # the same plans, recorded as not version compatible: refused
-    manifest.artifacts[-1].extra["version_compatible"] = False
+    manifest.artifacts[-1].engine = replace(manifest.artifacts[-1].engine, version_compatible=False)
     manifest.artifacts[-1].tool_versions["tensorrt"] = "10.16.2"
     manifest.write(fresh_folder)
     with pytest.raises(ArtifactError, match="cannot load encoder.fp32.engine"):
@@ -591,7 +612,7 @@ def test_build_and_run_engines(fresh_folder, precision):
     bounds = RANDOM_WEIGHT_INT8 if precision == "int8" else {}
     artifact = build(BuildSpec(str(fresh_folder), backend="tensorrt", precision=precision, calib_limit=4, heldout=1,
                                max_prompts=8, max_points=4, **bounds))
-    assert (fresh_folder / artifact.files["encoder"]).exists() and artifact.extra["compute_capability"]
+    assert (fresh_folder / artifact.files["encoder"]).exists() and artifact.engine.compute_capability
     assert artifact.parity["mean_mask_iou"] >= {"fp32": 0.999, "fp16": 0.99, "int8": 0.5}[precision]
     trt_p = Predictor.from_artifacts(fresh_folder, backend="tensorrt", precision=precision)
     ort_p = Predictor.from_artifacts(fresh_folder, backend="onnxruntime", precision="fp32")

@@ -23,7 +23,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-FILES = [ROOT / "hqsam_edge/engines/builder.py", ROOT / "hqsam_edge/runtime/tensorrt_backend.py"]
+FILES = [ROOT / "hqsam_edge/engines/tensorrt_build.py", ROOT / "hqsam_edge/engines/recipe.py",
+         ROOT / "hqsam_edge/engines/trtexec.py", ROOT / "hqsam_edge/runtime/tensorrt_backend.py"]
 
 
 def _stub_dirs() -> list[Path]:

@@ -142,4 +142,4 @@ def test_int8_layer_search_build_interrupted_at_several_points_then_finishes(fol
     assert litter(tmp_path) == [] and leftovers(tmpdir) == []
     manifest = read_manifest(folder)
     assert [a.precision for a in manifest.artifacts] == ["fp32", "int8"] and not verify_folder(folder).problems
-    assert "layer_search" in manifest.find("onnxruntime", "int8").extra["calibration"]
+    assert manifest.find("onnxruntime", "int8").calibration.layer_search is not None

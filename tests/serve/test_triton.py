@@ -24,6 +24,8 @@ from hqsam_edge.cli import app
 from hqsam_edge.errors import ArtifactError, UsageError
 from hqsam_edge.export import contract as C
 from hqsam_edge.export.manifest import Artifact, read_manifest
+from hqsam_edge.export.profiles import Limits
+from hqsam_edge.export.records import EngineRecord
 from hqsam_edge.serve import triton_model as S
 from hqsam_edge.serve.triton import TritonSpec, write_repository
 from tests.conftest import external_data_graph, test_image
@@ -135,7 +137,7 @@ def variant_folder(tiny_folder, tmp_path_factory):
     manifest.add(Artifact("onnxruntime", "fp16", {"encoder": "encoder.external.onnx", "decoder": "decoder.onnx"}))
     manifest.add(Artifact("tensorrt", "fp16", {"encoder": "encoder.test.engine", "decoder": "decoder.test.engine"},
                           format="engine", tool_versions={"tensorrt": "10.3.0"}, device="Orin",
-                          extra={"max_prompts": 8, "max_points": 4}))
+                          engine=EngineRecord(limits=Limits(max_prompts=8, max_points=4))))
     manifest.record_files(folder, ["encoder.external.onnx", "encoder.test.engine", "decoder.test.engine"])
     manifest.write(folder)
     return folder
