@@ -12,7 +12,7 @@ plus one padding point each; boxes are two points too), capped by the maximum.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..errors import UsageError
 from . import contract as C
@@ -31,6 +31,17 @@ class Limits:
     max_batch: int = 1
     opt_prompts: int | None = None  # the decoder shape TensorRT tunes for; None: min(EVERYTHING_PROMPTS, max_prompts)
     opt_batch: int | None = None  # the encoder's; None: max_batch
+
+    @property
+    def tuned(self) -> tuple[int, int]:
+        """``(opt_prompts, opt_batch)`` with their defaults resolved: what the profiles tune for."""
+        prompts = min(EVERYTHING_PROMPTS, self.max_prompts) if self.opt_prompts is None else self.opt_prompts
+        return prompts, self.max_batch if self.opt_batch is None else self.opt_batch
+
+    def resolved(self) -> Limits:
+        """These bounds with the tuned shapes written out (what an engine's manifest record keeps)."""
+        prompts, batch = self.tuned
+        return replace(self, opt_prompts=prompts, opt_batch=batch)
 
     def __post_init__(self) -> None:
         if self.max_prompts < 1 or self.max_batch < 1:
@@ -58,7 +69,7 @@ class Profile:
 
 def encoder_profile(max_batch: int = 1, opt_batch: int | None = None) -> Profile:
     """B images in 1..max_batch, tuned for ``opt_batch`` (None: max_batch)."""
-    opt = max_batch if opt_batch is None else opt_batch
+    opt = Limits(max_batch=max_batch, opt_batch=opt_batch).tuned[1]
     return Profile({C.IMAGE.name: (C.IMAGE.concrete(B=1), C.IMAGE.concrete(B=opt), C.IMAGE.concrete(B=max_batch))})
 
 

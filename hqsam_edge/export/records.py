@@ -132,7 +132,8 @@ def from_extra(extra: dict[str, Any]) -> dict[str, Any]:
     provenance = Provenance.from_dict(extra) if "created" in extra else None
     engine = None
     if any(k in extra for k in LIMIT_KEYS):
-        limits = Limits(**{k: int(extra[k]) for k in LIMIT_KEYS if k in extra})
+        # engines of formats 1 / 2 were tuned for one prompt and one image
+        limits = Limits(**{k: int(extra[k]) for k in LIMIT_KEYS if k in extra}, opt_prompts=1, opt_batch=1)
         engine = EngineRecord.from_dict({**{k: extra[k] for k in ENGINE_KEYS if k in extra},
                                          "limits": asdict(limits)})
     calibration = extra.get("calibration")

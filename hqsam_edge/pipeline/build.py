@@ -200,7 +200,7 @@ def build_engines(spec: EngineSpec, generation: str, images: list[np.ndarray], b
         "tensorrt", spec.precision, files, format="engine",
         tool_versions={"tensorrt": version, "generation": generation}, device=device["gpu"], parity=parity,
         provenance=provenance(),
-        engine=EngineRecord(limits=spec.limits, compute_capability=device["compute_capability"],
+        engine=EngineRecord(limits=spec.limits.resolved(), compute_capability=device["compute_capability"],
                             dla_core=spec.dla_core, version_compatible=spec.version_compatible,
                             timing_cache=cache_path.name, recipes=recipes))
     manifest.add(artifact)

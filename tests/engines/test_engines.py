@@ -241,7 +241,8 @@ def test_fp32_build_clears_tf32_and_its_check_stays_inside_the_profile(recording
     assert decoder_calls and max(e["point_coords"][0] for e in decoder_calls) == 4  # 8 boxes: two calls
     assert max(e["point_coords"][1] for e in decoder_calls) <= 4
     assert "3_points" in artifact.parity["decoder"] and artifact.parity["mean_mask_iou"] > 0.999
-    assert artifact.format == "engine" and artifact.engine.limits == Limits(max_prompts=4, max_points=4, max_batch=1)
+    assert artifact.format == "engine" and artifact.engine.limits == Limits(max_prompts=4, max_points=4, max_batch=1,
+                                                                             opt_prompts=4, opt_batch=1)
     assert artifact.engine.timing_cache == cache.name and cache.read_bytes() == RT.ITimingCache.MAGIC
     assert RC.DRIVER.errors == [] and RC.DRIVER.primary_refs == 1 and RC.DRIVER.contexts_made == 0
 

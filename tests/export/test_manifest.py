@@ -102,7 +102,8 @@ def test_format_2_extras_read_into_typed_records(tiny_folder, tmp_path):
     assert manifest.format == 3
     engine = manifest.find("tensorrt", "fp16").engine
     assert engine == EngineRecord(
-        limits=Limits(max_prompts=16, max_points=8, max_batch=1), compute_capability="8.7", dla_core=0,
+        limits=Limits(max_prompts=16, max_points=8, max_batch=1, opt_prompts=1, opt_batch=1), compute_capability="8.7",
+        dla_core=0,
         version_compatible=True, timing_cache="timing.trt10.3.0.sm87.cache",
         recipes={"encoder": EngineRecipe(source="encoder.onnx", fp16=True, fp32_layers=12, dla_core=0),
                  "decoder": EngineRecipe(source="decoder.fp16.onnx", strongly_typed=True)})
@@ -121,7 +122,8 @@ def test_format_2_extras_read_into_typed_records(tiny_folder, tmp_path):
     manifest.write(folder)  # written back at format 3: the records as objects, no ``extra``
     written = json.loads((folder / "manifest.json").read_text())
     assert written["format"] == 3 and all("extra" not in a for a in written["artifacts"])
-    assert written["artifacts"][1]["engine"]["limits"] == {"max_prompts": 16, "max_points": 8, "max_batch": 1}
+    assert written["artifacts"][1]["engine"]["limits"] == {"max_prompts": 16, "max_points": 8, "max_batch": 1,
+                                                           "opt_prompts": 1, "opt_batch": 1}  # as 1 / 2 tuned
     again = read_manifest(folder)
     assert again.artifacts == manifest.artifacts
 
