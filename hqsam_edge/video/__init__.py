@@ -11,11 +11,12 @@ makes videos with ground truth and a stand-in segmenter for tests. PyAV (``av``)
 from __future__ import annotations
 
 from .api import TrackSpec, track
-from .detector import DetectorSpec, OnnxDetector
+from ..apps.detector import DetectorSpec, OnnxDetector
 from .frames import Frame
 from .mode import TrackSummary
 from .outputs import OutputSpec
-from .prompts import Detections, DetectionsFile, FirstFramePrompts, PointGroup
+from ..apps.detections import Detections
+from .prompts import DetectionsFile, FirstFramePrompts, PointGroup
 from .sources import SourceSpec, open_source
 from .tracker import TrackerSpec
 
