@@ -9,6 +9,9 @@
   frame's association, so ``predict`` and ``associate`` run in frame order, in one stage, one after the other;
 - ``write(result)``: the annotated frame into the video, the frame's RLEs into the results; in frame order.
 
+``pipeline.run_pipelined`` runs the steps overlapped on the stream engine (what ``track`` does); ``run_plain``
+here runs them one after another, the baseline it is measured against, with the same results.
+
 The segmenter is anything with ``Predictor``'s ``set_image``, ``predict_boxes`` and ``predict_batch`` (any
 backend; ``synthetic.StandInSegmenter`` in tests).
 """
