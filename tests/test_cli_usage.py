@@ -91,6 +91,16 @@ def run_isolated(args: list[str], cwd: Path) -> tuple[int, str, list[str]]:
     (["bench", "damaged"], "damaged/manifest.json is damaged"),
     (["train", "--checkpoint", "c.pth", "--data", "nope", "--out", "o"], "data root not found: nope"),
     (["segment", "--random-weights", "--images", "*.png", "--boxes", "nope.json", "--out", "o"], "boxes file not found"),
+    (["track", "--random-weights", "--source", "nope.mp4", "--box", "1,1,5,5", "--out", "o"],
+     "no video file, image folder or camera at nope.mp4"),
+    (["track", "--random-weights", "--box", "1,1,5", "--source", "c.pth", "--out", "o"], "a box takes 4 numbers"),
+    (["track", "--random-weights", "--box", "9,1,5,5", "--source", "c.pth", "--out", "o"], "needs x1 > x0"),
+    (["track", "--random-weights", "--point", "3,4,7", "--source", "c.pth", "--out", "o"], "a point label is 1"),
+    (["track", "--random-weights", "--source", "c.pth", "--detector", "nope.onnx", "--out", "o"],
+     "no detector graph at nope.onnx"),
+    (["track", "--random-weights", "--source", "/dev/video9", "--box", "1,1,5,5", "--out", "o"], "no camera at"),
+    (["track", "--random-weights", "--source", "c.pth", "--box", "1,1,5,5", "--show", "--out", "o"],
+     "--show needs a display"),
 ])
 def test_bad_input_fails_before_the_heavy_imports(args, message, tiny_folder, tmp_path):
     (tmp_path / "c.pth").write_bytes(b"")
@@ -100,6 +110,35 @@ def test_bad_input_fails_before_the_heavy_imports(args, message, tiny_folder, tm
     assert code != 0 and err.startswith("error: ") and len(err.strip().splitlines()) == 1, err
     assert message in err and heavy == [], (err, heavy)
     assert not (tmp_path / "m.png").exists() and not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("command", ["track", "segment"])
+def test_a_detector_of_an_unknown_layout_is_refused_before_the_heavy_imports(tmp_path, command):
+    """The detector's output shape is read from the file (no onnx, no ONNX Runtime): a segmentation model's two
+    outputs, or one of neither layout, is one line; so is an empty detections file, or prompts of two kinds."""
+    import numpy as np
+
+    from tests.video.test_prompts import graph
+
+    graph(tmp_path / "seg.onnx", np.zeros((1, 116, 64), np.float32), outputs=2)
+    graph(tmp_path / "odd.onnx", np.zeros((1, 84), np.float32))
+    (tmp_path / "c.mp4").write_bytes(b"")
+    (tmp_path / "det.txt").write_text("")
+    (tmp_path / "det2.txt").write_text("1,-1,1,1,5,5,0.9\n")
+    head = (["track", "--random-weights", "--source", "c.mp4"] if command == "track"
+            else ["segment", "--random-weights", "--images", "*.mp4"])
+    cases = [(["--detector", "seg.onnx"], "seg.onnx has 2 outputs (a segmentation or pose model?)"),
+             (["--detector", "odd.onnx"], "neither Ultralytics' raw head [1, 4+C, A] nor its end-to-end [1, K, 6]")]
+    if command == "track":
+        cases += [(["--detections", "det.txt"], "det.txt holds no detections"),
+                  (["--box", "1,1,5,5", "--detections", "c.mp4"], "holds no detections"),
+                  (["--classes", "a,b", "--box", "1,1,5,5"], "--classes takes class ids"),
+                  (["--box", "1,1,5,5", "--detections", "det2.txt"], "give the objects to follow one way")]
+    for extra, message in cases:
+        code, err, heavy = run_isolated([*head, *extra, "--out", "o"], tmp_path)
+        assert code != 0 and err.startswith("error: ") and len(err.strip().splitlines()) == 1, err
+        assert message in err and heavy == [], (err, heavy)
+        assert not (tmp_path / "o").exists()
 
 
 def test_build_picks_the_fastest_accurate_precision_and_says_so(tiny_folder, tmp_path):
@@ -231,7 +270,7 @@ def test_everything_options_are_the_generators_fields_with_its_defaults(command)
         assert params[f.name].default == f.default, f.name
 
 
-@pytest.mark.parametrize("command", ["predict", "segment", "eval"])
+@pytest.mark.parametrize("command", ["predict", "segment", "eval", "track"])
 def test_model_options_default_as_model_choice_does(command):
     from dataclasses import fields
 

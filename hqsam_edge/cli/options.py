@@ -107,3 +107,36 @@ CropOverlapRatio = Annotated[float, _everything("crop_overlap_ratio")]
 CropNPointsDownscaleFactor = Annotated[int, _everything("crop_n_points_downscale_factor")]
 MinMaskRegionArea = Annotated[int, _everything("min_mask_region_area")]
 LowResStability = Annotated[bool, _everything("low_res_stability")]
+
+# A detector whose boxes prompt the model (``segment --detector``, ``track --detector``): the graph's layout is
+# read from the file while the options are read (``apps.detector.check_graph``: no onnx, no ONNX Runtime).
+
+
+def detector_graph(path: Path) -> None:
+    from ..apps.detector import check_graph
+
+    check_graph(path)
+
+
+def class_ids(values: list[str] | None, option: str) -> tuple[int, ...] | None:
+    """``["0,2", "5"]`` (repeated and/or comma-separated) -> ``(0, 2, 5)``; None for none given."""
+    if not values:
+        return None
+    try:
+        ids = tuple(int(v) for text in values for v in text.replace(" ", "").split(",") if v)
+    except ValueError:
+        raise typer.BadParameter(f"{option} takes class ids (integers from 0) like 0,2,5; got {values}") from None
+    if not ids or min(ids) < 0:
+        raise typer.BadParameter(f"{option} takes class ids (integers from 0) like 0,2,5; got {values}")
+    return ids
+
+
+DetectorGraph = Annotated[Path | None, typer.Option(
+    "--detector", callback=checked(detector_graph),
+    help="ONNX detector exported from Ultralytics ([1,4+C,A] raw head, or [1,K,6] end-to-end) whose boxes prompt "
+         "the model.")]
+DetectorClasses = Annotated[list[str] | None, typer.Option(
+    "--detector-classes", callback=lambda v: class_ids(v, "--detector-classes"),
+    help="--detector: keep only these class ids (0-based, comma-separated or repeated).")]
+DetectorScore = Annotated[float, typer.Option(
+    "--detector-score", min=0.0, max=1.0, help="--detector: the least score a box needs.")]

@@ -97,6 +97,8 @@ def segment(
         "--on-error", **o.choice(inputs.ON_ERROR, "--on-error value"),
         help="A bad image or box: skip (list it in OUT/errors.json, exit 3 at the end) or stop (exit at "
              "once).")] = "skip",
+    detector: o.DetectorGraph = None, detector_classes: o.DetectorClasses = None,
+    detector_score: o.DetectorScore = 0.25,
     points_per_side: o.PointsPerSide = E.points_per_side, points_per_batch: o.PointsPerBatch = E.points_per_batch,
     pred_iou_thresh: o.PredIouThresh = E.pred_iou_thresh,
     stability_score_thresh: o.StabilityScoreThresh = E.stability_score_thresh,
@@ -110,7 +112,9 @@ def segment(
     backbone: o.Backbone = "vit_tiny", variant: o.Variant = "hq", checkpoint: o.Checkpoint = None,
     random_weights: o.RandomWeights = False, backend: o.Backend = "auto", precision: o.ModelPrecision = None,
 ):
-    """Segment an image set from box prompts (or everything in it) into COCO RLE results, streamed and resumable."""
+    """Segment an image set from box prompts, a detector's boxes or everything in it into COCO RLE results,
+    streamed and resumable."""
+    from ..apps.detector import DetectorSpec
     from ..apps.segment import SegmentSpec, segment_images
     from ..errors import SKIPPED_EXIT_CODE
     from ..runtime.choice import ModelChoice
@@ -125,7 +129,9 @@ def segment(
         min_mask_region_area=min_mask_region_area, low_res_stability=low_res_stability)
     spec = SegmentSpec(images=images, boxes=None if boxes is None else str(boxes), out=str(out),
                        queue_size=queue_size, model=model.describe(),
-                       everything=generator if everything else None, on_error=on_error)
+                       everything=generator if everything else None, on_error=on_error,
+                       detector=None if detector is None else str(detector),
+                       detector_options=DetectorSpec(min_score=detector_score, classes=detector_classes))
     summary = segment_images(spec, model.open)
     typer.echo(summary.line())
     if summary.failed:

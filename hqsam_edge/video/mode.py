@@ -9,14 +9,18 @@
   frame's association, so ``predict`` and ``associate`` run in frame order, in one stage, one after the other;
 - ``write(result)``: the annotated frame into the video, the frame's RLEs into the results; in frame order.
 
+``pipeline.run_pipelined`` runs the steps overlapped on the stream engine (what ``track`` does); ``run_plain``
+here runs them one after another, the baseline it is measured against, with the same results.
+
 The segmenter is anything with ``Predictor``'s ``set_image``, ``predict_boxes`` and ``predict_batch`` (any
 backend; ``synthetic.StandInSegmenter`` in tests).
 """
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -25,7 +29,8 @@ import numpy as np
 
 from ..runtime.predictor import best_masks
 from .frames import Frame
-from .outputs import VIDEO_NAME, OutputSpec, ResultsSink, VideoSink
+from .meter import Meter, TimedFrames, TrackSummary
+from .outputs import VIDEO_NAME, OutputSpec, ResultsSink, TrackOutputs, VideoSink
 from .prompts import Detections, FirstFramePrompts
 from .tracker import PromptPlan, TrackedObject, Tracker, TrackerSpec
 
@@ -66,22 +71,15 @@ class FrameResult:
     objects: tuple[TrackedObject, ...]
 
 
-@dataclass(frozen=True)
-class TrackOutputs:
-    video: Path | None
-    frames: Path | None
-    results: Path | None
-    encoder: str | None
-
-
 class TrackMode:
     """The per-frame steps (see the module's doc) for ``segmenter``, ``prompts`` and an output folder ``out``
-    (None: nothing is written, the results are only returned)."""
+    (None: nothing is written, the results are only returned); ``viewer``: also given each annotated frame
+    (``window.Window``)."""
 
     def __init__(self, segmenter: Any, prompts: FirstFramePrompts | Prompter, out: str | Path | None, *,
                  tracker: TrackerSpec = TrackerSpec(), output: OutputSpec = OutputSpec(), fps: float | None = None,
-                 video_id: int = 1) -> None:
-        self.segmenter, self.prompts = segmenter, prompts
+                 video_id: int = 1, viewer: Callable[[np.ndarray], None] | None = None) -> None:
+        self.segmenter, self.prompts, self.viewer = segmenter, prompts, viewer
         self.tracker = Tracker(tracker)
         self.first = prompts if isinstance(prompts, FirstFramePrompts) else None
         self.started = self.first is None
@@ -186,11 +184,14 @@ class TrackMode:
             rate = 1.0 / max(now - self._last_write, 1e-6)
             self.fps = rate if self.fps is None else 0.9 * self.fps + 0.1 * rate
         self._last_write = now
-        if self.video is not None:
+        if self.video is not None or self.viewer is not None:
             from .draw import annotate
 
-            self.video.write(annotate(result.frame.rgb, result.objects, fps=self.fps,
-                                      random_weights=self.random_weights))
+            picture = annotate(result.frame.rgb, result.objects, fps=self.fps, random_weights=self.random_weights)
+            if self.video is not None:
+                self.video.write(picture)
+            if self.viewer is not None:
+                self.viewer(picture)
         if self.results is not None:
             self.results.write(result.frame, list(result.objects))
 
@@ -206,49 +207,22 @@ class TrackMode:
         return TrackOutputs(video, frames, results, None if self.video is None else self.video.encoder)
 
 
-@dataclass
-class StageTimes:
-    """Seconds spent in each step over a run."""
-
-    read: float = 0.0
-    predict: float = 0.0
-    associate: float = 0.0
-    write: float = 0.0
-
-
-@dataclass(frozen=True)
-class TrackSummary:
-    """A run: frames processed, frames a live source dropped, tracks started, wall seconds, seconds per step,
-    latency from capture to written result (mean, max), decoder calls, and the files written."""
-
-    frames: int
-    dropped: int
-    tracks: int
-    seconds: float
-    stages: StageTimes
-    latency_mean: float
-    latency_max: float
-    decoder_calls: int
-    outputs: TrackOutputs
-
-    @property
-    def fps(self) -> float:
-        return self.frames / self.seconds if self.seconds > 0 else 0.0
-
-
 def run_plain(mode: TrackMode, frames: Iterable[Frame], max_frames: int | None = None,
-              results: list[FrameResult] | None = None) -> TrackSummary:
-    """Read, predict, associate and write each frame in turn (the baseline the overlapped pipeline is measured
-    against). The outputs are closed at the end, after an error and after an interruption alike. ``results``:
-    if given, each frame's ``FrameResult`` is appended to it."""
-    times, latencies = StageTimes(), []
-    start = time.perf_counter()
-    outputs = None
+              results: list[FrameResult] | None = None, meter: Meter | None = None,
+              stop: threading.Event | None = None) -> TrackSummary:
+    """Read, predict, associate and write each frame in turn (the baseline the overlapped pipeline,
+    ``pipeline.run_pipelined``, is measured against). The outputs are closed at the end, after an error and after
+    an interruption alike. ``results``: if given, each frame's ``FrameResult`` is appended to it; ``meter``: the
+    run's figures and progress (default: a ``Meter`` without progress); ``stop``: once set, no more frames are
+    taken."""
+    meter = meter or Meter(lambda: int(getattr(frames, "dropped", 0)))
+    timed = TimedFrames(frames)
     try:
-        for frame in frames:
-            if max_frames is not None and len(latencies) >= max_frames:
+        for frame in timed:
+            if (max_frames is not None and meter.frames >= max_frames) or (stop is not None and stop.is_set()):
                 break
             t0 = time.perf_counter()
+            started = time.monotonic()
             prepared = mode.read(frame)
             t1 = time.perf_counter()
             predicted = mode.predict(prepared)
@@ -257,18 +231,21 @@ def run_plain(mode: TrackMode, frames: Iterable[Frame], max_frames: int | None =
             t3 = time.perf_counter()
             mode.write(result)
             t4 = time.perf_counter()
-            times.read, times.predict = times.read + t1 - t0, times.predict + t2 - t1
-            times.associate, times.write = times.associate + t3 - t2, times.write + t4 - t3
-            latencies.append(time.monotonic() - frame.captured_at if frame.captured_at else t4 - t0)
+            meter.add(timed.last + t1 - t0, t2 - t1, t3 - t2, t4 - t3,
+                      time.monotonic() - (frame.captured_at or started))
             if results is not None:
                 results.append(result)
     finally:
-        close = getattr(frames, "close", None)
-        try:
-            if close is not None:
-                close()
-        finally:
-            outputs = mode.close()
-    return TrackSummary(len(latencies), int(getattr(frames, "dropped", 0)), mode.tracker.next_id - 1,
-                        time.perf_counter() - start, times, float(np.mean(latencies)) if latencies else 0.0,
-                        float(np.max(latencies)) if latencies else 0.0, mode.decoder_calls, outputs)
+        outputs = close_run(mode, frames)
+    return meter.summary(mode.tracker.next_id - 1, mode.decoder_calls, outputs)
+
+
+def close_run(mode: TrackMode, frames: Iterable[Frame]) -> TrackOutputs:
+    """The source closed (if it has ``close``), then the outputs, whatever happens to the first."""
+    close = getattr(frames, "close", None)
+    try:
+        if close is not None:
+            close()
+    finally:
+        outputs = mode.close()
+    return outputs

@@ -183,6 +183,16 @@ def ytvis_results(frames_jsonl: str | Path, video_id: int = 1) -> list[dict]:
 
 
 @dataclass(frozen=True)
+class TrackOutputs:
+    """The files a run wrote (None: not written) and the video's encoder."""
+
+    video: Path | None
+    frames: Path | None
+    results: Path | None
+    encoder: str | None
+
+
+@dataclass(frozen=True)
 class OutputSpec:
     """``video``: write ``annotated.mp4``; ``encoder``: force one (None: H.264 if this PyAV has one)."""
 

@@ -5,49 +5,26 @@ known about this frame, e.g. between two detector runs; an empty ``Detections``:
 
 - ``FirstFramePrompts``: boxes and point groups on frame k (one object each); no detections after that.
 - ``DetectionsFile``: per-frame boxes from a MOT Challenge ``det.txt`` or a COCO-style results JSON.
-- ``detector.OnnxDetector`` (in its own module): an ONNX detector run every N frames.
+- ``apps.detector.OnnxDetector``: an ONNX detector run every N frames (below ``video``, so that
+  ``segment --detector`` uses it on still images too).
+
+``PromptChoice`` is the command line's choice among them (``--box`` / ``--point``, ``--detections``,
+``--detector``), checked before the model opens.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..apps.detections import Detections
+from ..apps.detector import DetectorSpec, OnnxDetector
 from ..errors import DataError, UsageError
 from .frames import Frame
-
-
-@dataclass(frozen=True)
-class Detections:
-    """K boxes ``[K,4]`` (x0, y0, x1, y1 pixels of the frame), their scores ``[K]`` and class ids ``[K]``."""
-
-    boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
-    scores: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.float32))
-    classes: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.int64))
-
-    def __post_init__(self) -> None:
-        k = len(self.boxes)
-        if np.shape(self.boxes) != (k, 4) or np.shape(self.scores) != (k,) or np.shape(self.classes) != (k,):
-            raise UsageError(f"detections need boxes [K,4], scores [K] and classes [K]; got {np.shape(self.boxes)}, "
-                             f"{np.shape(self.scores)}, {np.shape(self.classes)}")
-
-    def __len__(self) -> int:
-        return len(self.boxes)
-
-    def select(self, keep: np.ndarray) -> Detections:
-        return Detections(self.boxes[keep], self.scores[keep], self.classes[keep])
-
-    def filtered(self, min_score: float = 0.0, classes: Sequence[int] | None = None) -> Detections:
-        """Those scoring at least ``min_score`` (of ``classes`` only, if given), with a non-empty box."""
-        boxes = self.boxes
-        keep = (self.scores >= min_score) & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
-        if classes is not None:
-            keep &= np.isin(self.classes, list(classes))
-        return self.select(keep)
 
 
 @dataclass(frozen=True)
@@ -148,3 +125,55 @@ def _group(rows: list[tuple[int, float, float, float, float, float, int]]) -> di
         out[int(f)] = Detections(part[:, 1:5].astype(np.float32), part[:, 5].astype(np.float32),
                                  part[:, 6].astype(np.int64))
     return out
+
+
+def parse_point_group(text: str) -> PointGroup:
+    """``"x,y[,label][;x,y[,label]...]"`` -> the points of one object (label 1 foreground, 0 background)."""
+    from ..apps.files import parse_point
+
+    return PointGroup(tuple(parse_point(p) for p in text.split(";") if p.strip()))
+
+
+def parse_track_box(text: str) -> tuple[float, float, float, float]:
+    """``"x0,y0,x1,y1"`` -> a box with an area (x1 > x0, y1 > y0)."""
+    from ..apps.files import parse_box
+
+    x0, y0, x1, y1 = parse_box(text)
+    if x1 <= x0 or y1 <= y0:
+        raise UsageError(f"a box x0,y0,x1,y1 needs x1 > x0 and y1 > y0; got {text!r}")
+    return x0, y0, x1, y1
+
+
+@dataclass(frozen=True)
+class PromptChoice:
+    """What starts and supports the tracks, as a user names it: ``boxes`` / ``points`` (strings, on frame
+    ``frame``), a ``detections`` file, or a ``detector`` graph with its ``detector_spec``; exactly one kind.
+    ``check()`` parses what can be parsed without opening anything; ``open()`` makes the prompter."""
+
+    boxes: tuple[str, ...] = ()
+    points: tuple[str, ...] = ()
+    detections: str | None = None
+    detector: str | None = None
+    detector_spec: DetectorSpec = DetectorSpec()
+    frame: int = 0
+
+    def check(self) -> FirstFramePrompts | None:
+        """The first-frame prompts (None: from a file or a detector); ``UsageError`` unless exactly one kind."""
+        kinds = [bool(self.boxes or self.points), self.detections is not None, self.detector is not None]
+        if sum(kinds) != 1:
+            raise UsageError("give the objects to follow one way: --box / --point on the first frame, "
+                             "--detections FILE, or --detector D.onnx")
+        if not kinds[0]:
+            return None
+        return FirstFramePrompts(tuple(parse_track_box(b) for b in self.boxes),
+                                 tuple(parse_point_group(p) for p in self.points), self.frame)
+
+    def open(self, providers: Sequence[str] | None = None) -> FirstFramePrompts | DetectionsFile | OnnxDetector:
+        """The prompter: first-frame prompts, the detections file read, or the detector loaded (ONNX Runtime on
+        ``providers``, default the CPU)."""
+        first = self.check()
+        if first is not None:
+            return first
+        if self.detections is not None:
+            return DetectionsFile.read(self.detections)
+        return OnnxDetector(self.detector, self.detector_spec, providers)  # type: ignore[arg-type]

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..apps.detections import Detections
 from .frames import Frame
-from .prompts import Detections
 from .tracker import box_iou, mask_box
 
 PALETTE = np.array([[230, 40, 40], [40, 200, 60], [50, 90, 240], [240, 210, 30], [200, 60, 220], [30, 210, 220],

@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..apps.detections import Detections
 from ..errors import UsageError
 from ..inputs import require_choice
-from .prompts import Detections
 
 ASSOCIATIONS = ("mask", "box")
 

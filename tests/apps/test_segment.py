@@ -485,3 +485,66 @@ def test_photos_are_turned_as_their_exif_says(predictor, tmp_path):
                                  overlay=tmp_path / "ov.png")
     assert np.asarray(Image.open(result.out)).shape == (40, 30)
     assert np.asarray(Image.open(result.overlay)).shape == (40, 30, 3)
+
+
+# -- detector mode ----------------------------------------------------------------
+
+
+def detector_graph(path: Path, rows: list[list[float]]) -> Path:
+    """An end-to-end 'detector' ([1, K, 6] rows for a 64x64 input) whose answer is ``rows`` whatever the image."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    out = np.asarray([rows], np.float32)
+    node = helper.make_node("Constant", [], ["dets"], value=numpy_helper.from_array(out))
+    g = helper.make_graph([node], "det", [helper.make_tensor_value_info("images", TensorProto.FLOAT, (1, 3, 64, 64))],
+                          [helper.make_tensor_value_info("dets", TensorProto.FLOAT, out.shape)])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+# In the 64x64 input a 160x120 image is scaled by 0.4 and padded 8 rows above: input (x, y) = (0.4 X, 0.4 Y + 8).
+DETECTOR_ROWS = [[8, 12, 40, 40, 0.9, 0], [20, 20, 50, 50, 0.8, 2], [4, 10, 30, 30, 0.2, 0], [30, 20, 60, 50, 0.7, 1]]
+DETECTED = {0: [20, 10, 100, 80], 2: [50, 30, 125, 105]}  # the kept rows (classes 0 and 2, score >= 0.5), in pixels
+
+
+def test_segment_with_a_detector_matches_the_predictor_and_resumes(dataset, predictor, tiny_folder, tmp_path):
+    """``segment --detector``: the detector's boxes (class filter, score threshold, mapped back to the image)
+    prompt the model; entries carry the detector's class and score; a rerun resumes, one with other detector
+    options is refused."""
+    det = detector_graph(tmp_path / "det.onnx", DETECTOR_ROWS)
+    out = tmp_path / "out"
+    images = str(dataset / "imgs" / "img_0[0-2].*")
+    args = ["segment", str(tiny_folder), "--images", images, "--detector", str(det), "--detector-classes", "0,2",
+            "--detector-score", "0.5", "--out", str(out), "--backend", "onnxruntime"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "segmented 3 image(s) (6 masks)" in result.stdout
+    entries = json.loads((out / "results.json").read_text())
+    assert [(e["image_id"], e["file_name"], e["category_id"]) for e in entries] == [
+        (i + 1, image_name(i), c) for i in range(3) for c in (0, 2)]
+    for e in entries:
+        x0, y0, x1, y1 = DETECTED[e["category_id"]]
+        assert e["prompt_bbox"] == pytest.approx([x0, y0, x1 - x0, y1 - y0], abs=1e-3)
+        assert e["score"] == pytest.approx(0.9 if e["category_id"] == 0 else 0.8)
+    predictor.set_image(load_image(str(dataset / "imgs" / image_name(1))))
+    logits, scores, _ = predictor.predict_boxes(np.array([DETECTED[0], DETECTED[2]], np.float64), return_logits=True)
+    assert_matches_reference([{**e, "score": e["mask_score"]} for e in entries[2:4]], logits[:, 0], scores[:, 0])
+
+    output_path(out, image_name(2)).unlink()  # as if killed before the last image was written
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0 and "segmented 1 image(s) (2 masks)" in result.stdout, result.output
+    assert "skipped 2 already done" in result.stdout
+    assert json.loads((out / "results.json").read_text()) == entries
+
+    result = CliRunner().invoke(app, [a if a != "0.5" else "0.3" for a in args])
+    assert result.exit_code != 0 and "holds masks from another model" in result.stderr, result.output
+    assert "detector: det.onnx sha256=" in result.stderr and "score>=0.5" in result.stderr
+
+
+def test_segment_detector_mode_is_one_of_three(dataset, tmp_path):
+    det = detector_graph(tmp_path / "det.onnx", DETECTOR_ROWS)
+    spec = SegmentSpec(images=str(dataset / "imgs" / "*.png"), boxes=str(dataset / "coco.json"), out=str(tmp_path),
+                       detector=str(det))
+    with pytest.raises(UsageError, match="or --detector D.onnx .a detector's boxes., one of them"):
+        segment_images(spec, lambda: None)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from hqsam_edge.errors import ArtifactError, DataError, UsageError
-from hqsam_edge.video.detector import DetectorSpec, OnnxDetector, letterbox, unletterbox
+from hqsam_edge.apps.detector import DetectorSpec, OnnxDetector, letterbox, unletterbox
 from hqsam_edge.video.frames import Frame
 from hqsam_edge.video.prompts import DetectionsFile, FirstFramePrompts, PointGroup
 
@@ -127,3 +127,21 @@ def test_an_unknown_layout_is_refused_in_one_line(tmp_path, shape, outputs, mess
     (tmp_path / "broken.onnx").write_bytes(b"not a graph")
     with pytest.raises(ArtifactError, match="cannot load the detector"):
         OnnxDetector(tmp_path / "broken.onnx")
+
+
+def test_the_layout_is_read_from_the_file_without_onnx_runtime(tmp_path):
+    """``check_graph`` (what the command line runs before any heavy import) agrees with ONNX Runtime's answer."""
+    from hqsam_edge.apps.detector import check_graph
+
+    assert check_graph(graph(tmp_path / "raw.onnx", raw_head())) == "raw"
+    assert check_graph(graph(tmp_path / "e2e.onnx", np.zeros((1, 300, 6), np.float32))) == "end-to-end"
+    for shape, outputs, message in [((1, 84), 1, "neither Ultralytics' raw head"), ((1, 7, 16), 2, "has 2 outputs")]:
+        with pytest.raises(ArtifactError, match=message):
+            check_graph(graph(tmp_path / "odd.onnx", np.zeros(shape, np.float32), outputs=outputs))
+    (tmp_path / "broken.onnx").write_bytes(b"not a graph")
+    (tmp_path / "empty.onnx").write_bytes(b"")
+    for name in ("broken.onnx", "empty.onnx"):
+        with pytest.raises(ArtifactError, match="not an ONNX model"):
+            check_graph(tmp_path / name)
+    with pytest.raises(ArtifactError, match="no detector graph at"):
+        check_graph(tmp_path / "missing.onnx")

@@ -60,25 +60,35 @@ def test_a_video_file_to_an_annotated_video_and_results(tmp_path, make_video, sc
     assert not list(out.glob(".*"))  # no temporaries left
 
 
+def written_lines(out) -> int:
+    """Lines of the frames.jsonl being written (its temporary name) so far."""
+    return sum(len(p.read_text().splitlines()) for p in out.glob(".frames.jsonl*"))
+
+
+@pytest.mark.parametrize("pipeline", [False, True], ids=["plain", "pipelined"])
 @pytest.mark.parametrize("how", ["KeyboardInterrupt", "SIGTERM"])
-def test_an_interruption_keeps_a_playable_video_and_the_results_so_far(tmp_path, scene, how):
+def test_an_interruption_keeps_a_playable_video_and_the_results_so_far(tmp_path, scene, how, pipeline):
     import os
     import signal
 
     from hqsam_edge.interrupts import Interrupted
 
+    out = tmp_path / "out"
+
     def frames():
         for t in range(N):
             if t == 7:
                 if how == "SIGTERM":
+                    deadline = time.monotonic() + 20  # pipelined: this runs ahead of the model; let it catch up
+                    while written_lines(out) < 7 and time.monotonic() < deadline:
+                        time.sleep(0.01)
                     os.kill(os.getpid(), signal.SIGTERM)  # a stopped container; track() turns it into Interrupted
                 else:
                     raise KeyboardInterrupt  # Ctrl-C, the normal way to stop a live stream
             yield Frame(t, t / 10, scene.render(t)[0])
 
-    out = tmp_path / "out"
     with pytest.raises(Interrupted if how == "SIGTERM" else KeyboardInterrupt):
-        track(StandInSegmenter(seed=0), frames(), first_boxes(scene), out)
+        track(StandInSegmenter(seed=0), frames(), first_boxes(scene), out, TrackSpec(pipeline=pipeline))
     assert len(read_video(out / "annotated.mp4")[2]) == 7
     results = json.loads((out / "results.json").read_text())
     assert len(results) == 4 and all(len(r["segmentations"]) == 7 for r in results)

@@ -7,6 +7,7 @@ One job per module:
     results          what OUT holds: per-image files, ``results.json``, the resume record, ``errors.json``
     box_mode         box prompts: read + check + pre-process, one decoder call per image, COCO entries
     everything_mode  every mask (``SamAutomaticMaskGenerator``)
+    detector_mode    an ONNX detector's boxes as the prompts (no boxes file)
     modes            the protocol both follow, and the one place that opens the model
     run              ``segment_images``: plan, model, OUT, the stream, the merge
 
@@ -44,9 +45,15 @@ each image goes whole through ``SamAutomaticMaskGenerator`` (``everything_mode``
 one entry per mask found, with its ``stability_score``, ``point_coords`` and
 ``crop_box``; images get ids 1, 2, ... in image order, category 1.
 
+Detector mode (``spec.detector``, an Ultralytics-layout ONNX detector, and ``spec.detector_options``; no
+boxes file): the detector's boxes of each image prompt the model, one entry per box with the detector's class
+as ``category_id``, its score as ``score`` and the mask's predicted IoU as ``mask_score``
+(``detector_mode``); images get ids 1, 2, ... in image order. The detector's file (its sha256) and options
+are part of the resume record, like the model.
+
 Resume: a rerun skips every image whose file exists, parses and holds one entry
-per box (any number of entries in everything mode; the model and the
-generator's options are recorded in ``OUT/.segment.json``, and a rerun with
+per box (any number of entries in everything and detector modes; the model, the
+generator's options and the detector are recorded in ``OUT/.segment.json``, and a rerun with
 others is refused); temporary files that a killed run left
 (``.<name>.hqtmp-<owner>.<random>.part``, ``hqsam_edge.owners``) are removed
 first, those of a run still going are not. Every file is written under a
@@ -70,6 +77,7 @@ stays for a resume.
 """
 
 from .box_mode import BoxMode, result_entries
+from .detector_mode import DetectorMode, detector_entries
 from .everything_mode import EverythingMode, everything_entries
 from .plan import Job, Plan, SegmentSpec, find_images, make_plan
 from .results import (ERRORS_NAME, PER_IMAGE, RESULTS_NAME, RUN_NAME, ImageFailure, check_same_model,
@@ -77,7 +85,8 @@ from .results import (ERRORS_NAME, PER_IMAGE, RESULTS_NAME, RUN_NAME, ImageFailu
 from .run import SegmentSummary, segment_images
 
 __all__ = [
-    "ERRORS_NAME", "PER_IMAGE", "RESULTS_NAME", "RUN_NAME", "BoxMode", "EverythingMode", "ImageFailure", "Job",
-    "Plan", "SegmentSpec", "SegmentSummary", "check_same_model", "everything_entries", "find_images", "make_plan",
-    "output_path", "read_result", "remove_stale_temps", "result_entries", "segment_images", "write_errors",
+    "ERRORS_NAME", "PER_IMAGE", "RESULTS_NAME", "RUN_NAME", "BoxMode", "DetectorMode", "EverythingMode", "ImageFailure",
+    "Job", "Plan", "SegmentSpec", "SegmentSummary", "check_same_model", "detector_entries", "everything_entries",
+    "find_images", "make_plan", "output_path", "read_result", "remove_stale_temps", "result_entries", "segment_images",
+    "write_errors",
 ]

@@ -3,8 +3,8 @@
 A ``SegmentMode`` is a stream mode (``hqsam_edge.apps.stream.Mode``: ``read`` in the reader thread,
 ``predict`` in the model stage) over ``plan.Job`` s, plus ``entries(job, result)``: the COCO result entries
 of one image, made in the writer thread (RLE encoding overlaps the model). The modes: ``BoxMode``
-(``box_mode``), ``EverythingMode`` (``everything_mode``), and ``NoModelMode`` when no image left needs the
-model (every one has no boxes), so that such a run opens none.
+(``box_mode``), ``EverythingMode`` (``everything_mode``), ``DetectorMode`` (``detector_mode``), and
+``NoModelMode`` when no image left needs the model (every one has no boxes), so that such a run opens none.
 """
 
 from __future__ import annotations
@@ -77,6 +77,12 @@ def open_mode(plan: Plan, todo: Sequence[Job], open_predictor: Callable[[], Pred
     if not any(plan.needs_model(job) for job in todo):
         return streamed(NoModelMode(), todo, queue_size)
     predictor = open_predictor()
+    if plan.spec.detector is not None:
+        from ..detector import OnnxDetector
+        from .detector_mode import DetectorMode
+
+        detector = OnnxDetector(plan.spec.detector, plan.spec.detector_options)
+        return streamed(DetectorMode(detector, predictor), todo, queue_size)
     if plan.spec.everything is not None:
         from .everything_mode import EverythingMode
 

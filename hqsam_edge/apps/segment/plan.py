@@ -15,6 +15,7 @@ from pathlib import Path, PurePosixPath
 from ...errors import DataError, UsageError
 from ...inputs import ON_ERROR, require_choice
 from .. import boxes as box_files
+from ..detector import DetectorSpec, check_graph, graph_identity
 from ..generator_options import GeneratorOptions
 from .results import ERRORS_NAME, RESULTS_NAME, ImageFailure, output_path, read_result
 
@@ -31,10 +32,15 @@ class SegmentSpec:
     model: str = ""  # what segments (folder, backend, precision): a rerun with another model is refused
     everything: GeneratorOptions | None = None  # segment everything with these options instead of boxes
     on_error: str = "skip"  # a bad image: "skip" it (OUT/errors.json) or "stop" the run
+    detector: str | None = None  # an ONNX detector graph whose boxes prompt each image, instead of boxes
+    detector_options: DetectorSpec = DetectorSpec()  # its score threshold, classes ... (``every`` unused)
 
     @property
     def run_id(self) -> str:
-        """What wrote OUT: the model, and in everything mode the generator's options."""
+        """What wrote OUT: the model, and in everything mode the generator's options, in detector mode the
+        detector (its file's sha256) and its options."""
+        if self.detector is not None:
+            return f"{self.model} detector: {graph_identity(self.detector)} {self.detector_options.describe()}".strip()
         if self.everything is None:
             return self.model
         return f"{self.model} everything: {self.everything.describe()}".strip()
@@ -65,12 +71,18 @@ class Plan:
     def skip(self) -> bool:
         return self.spec.on_error == "skip"
 
+    @property
+    def any_number(self) -> bool:
+        """Whether an image has any number of entries (everything and detector modes), not one per box."""
+        return self.spec.everything is not None or self.spec.detector is not None
+
     def needs_model(self, job: Job) -> bool:
-        return self.spec.everything is not None or bool(job.boxes)
+        return self.any_number or bool(job.boxes)
 
     def expected(self, job: Job) -> int | None:
-        """Entries a finished result file of ``job`` holds: one per box; any number in everything mode."""
-        return None if self.spec.everything is not None else len(job.boxes)
+        """Entries a finished result file of ``job`` holds: one per box; any number in everything / detector
+        mode."""
+        return None if self.any_number else len(job.boxes)
 
     def todo(self) -> tuple[Job, ...]:
         """The images still to do: not refused, and without a finished result file (from an earlier run)."""
@@ -111,19 +123,22 @@ def find_images(pattern: str, exclude: Path | None = None) -> tuple[Path, list[s
     return root, sorted(rels)
 
 
-def _check_spec(spec: SegmentSpec) -> str | GeneratorOptions:
-    """The options, checked: the boxes file, or the everything mode's options (exactly one is given)."""
+def _check_spec(spec: SegmentSpec) -> str | GeneratorOptions | DetectorSpec:
+    """The options, checked: the boxes file, the everything mode's options, or the detector's (its graph's
+    layout checked); exactly one is given."""
     if spec.queue_size < 1:
         raise UsageError(f"queue size must be at least 1, not {spec.queue_size}")
     require_choice(spec.on_error, ON_ERROR, "--on-error value")
     out = Path(spec.out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file; give a folder (it is created if missing)")
-    if spec.boxes is not None and spec.everything is None:
-        return spec.boxes
-    if spec.boxes is None and spec.everything is not None:
-        return spec.everything
-    raise UsageError("give --boxes FILE (box prompts) or --everything (every mask in the images), not both")
+    if sum(x is not None for x in (spec.boxes, spec.everything, spec.detector)) != 1:
+        raise UsageError("give --boxes FILE (box prompts) or --everything (every mask in the images) or --detector "
+                         "D.onnx (a detector's boxes), one of them")
+    if spec.detector is not None:
+        check_graph(spec.detector)
+        return spec.detector_options
+    return spec.boxes if spec.boxes is not None else spec.everything  # type: ignore[return-value]
 
 
 def make_plan(spec: SegmentSpec) -> Plan:
@@ -135,8 +150,9 @@ def make_plan(spec: SegmentSpec) -> Plan:
         if name.removesuffix(".json") in rels:
             raise UsageError(f"an image named {name.removesuffix('.json')!r} at the image root would overwrite "
                              f"{out / name}; rename it")
-    if isinstance(prompts, GeneratorOptions):  # everything mode: ids 1, 2, ... in image order
-        prompts.grids()  # bad options fail before any work
+    if isinstance(prompts, (GeneratorOptions, DetectorSpec)):  # everything / detector: ids 1, 2, ... in order
+        if isinstance(prompts, GeneratorOptions):
+            prompts.grids()  # bad options fail before any work
         named = (box_files.ImageBoxes(PurePosixPath(rel).name, i + 1) for i, rel in enumerate(rels))
         return Plan(spec, "", out, tuple(Job(rel, root.joinpath(*rel.split("/")), e) for rel, e in zip(rels, named)))
     skip = spec.on_error == "skip"

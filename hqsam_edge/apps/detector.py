@@ -1,4 +1,7 @@
-"""An ONNX object detector that prompts the tracker: the graphs users export from Ultralytics.
+"""An ONNX object detector whose boxes prompt HQ-SAM: the graphs users export from Ultralytics.
+
+Used by ``segment --detector`` on still images (``apps.segment.detector_mode``) and by the video tracker
+(``video``), run every N frames there.
 
 Two output layouts are read (one output tensor; anything else is refused in one line):
 
@@ -9,20 +12,27 @@ Two output layouts are read (one output tensor; anything else is refused in one 
 
 Input: ``[1,3,H,W]`` float32 RGB in 0..1, letterboxed as Ultralytics' ``LetterBox(auto=False)``: resized to fit
 with the aspect kept (bilinear), centred, padded with grey 114; boxes are mapped back with its
-``scale_boxes``. The detector runs on every ``every``-th frame it is given (the 1st, N+1th...); other frames get None.
+``scale_boxes``. In a video the detector runs on every ``every``-th frame it is given (the 1st, N+1th...); other
+frames get None.
+
+``check_graph(path)`` reads the graph's declared output shapes from the file with a small protobuf reader (no
+onnx, no ONNX Runtime), so that the command line refuses a graph of another layout in one line, in a fraction
+of a second, before anything heavy is imported.
 """
 
 from __future__ import annotations
 
+import functools
+import mmap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
 from ..errors import ArtifactError, BackendUnavailableError, UsageError
-from .frames import Frame
-from .prompts import Detections
+from .detections import Detections
 
 RAW, END_TO_END = "raw", "end-to-end"
 PAD_VALUE = 114
@@ -46,6 +56,23 @@ class DetectorSpec:
             raise UsageError("the detector runs every N frames with N >= 1")
         if not 0.0 <= self.min_score <= 1.0 or not 0.0 < self.nms_iou <= 1.0:
             raise UsageError("the detector's score and NMS IoU thresholds lie in 0..1")
+        if self.max_det < 1 or self.image_size < 32:
+            raise UsageError("the detector keeps at least 1 box a picture, on an input of at least 32 pixels")
+        if self.classes is not None and any(c < 0 for c in self.classes):
+            raise UsageError("the detector's class ids count from 0")
+
+    def describe(self) -> str:
+        """What decides a picture's boxes (``every`` left out: a video's schedule), e.g. for a run's record."""
+        classes = "all" if self.classes is None else ",".join(str(c) for c in self.classes)
+        return (f"score>={self.min_score:g} classes={classes} nms_iou={self.nms_iou:g} max_det={self.max_det} "
+                f"image_size={self.image_size}")
+
+
+class Picture(Protocol):
+    """What ``OnnxDetector.detections`` takes: a video frame (``video.frames.Frame``), or anything with ``rgb``."""
+
+    @property
+    def rgb(self) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -94,6 +121,109 @@ def output_layout(shape: Sequence[int | str | None]) -> str:
             return RAW
     raise ArtifactError(f"the detector's output has shape {list(shape)}, neither Ultralytics' raw head [1, 4+C, A] "
                         f"nor its end-to-end [1, K, 6]: export a detection model (yolo export format=onnx)")
+
+
+# -- the graph's declared outputs, read from the file without onnx ---------------------------------------------
+# ModelProto.graph = 7; GraphProto.output = 12; ValueInfoProto.type = 2; TypeProto.tensor_type = 1;
+# TypeProto.Tensor.shape = 2; TensorShapeProto.dim = 1; Dimension.dim_value = 1 (dim_param = 2: a free dim).
+_GRAPH, _OUTPUT, _TYPE, _TENSOR, _SHAPE, _DIM, _DIM_VALUE = 7, 12, 2, 1, 2, 1, 1
+Span = tuple[int, int]
+
+
+def _varint(buf: mmap.mmap, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while shift < 70:
+        if pos >= len(buf):
+            raise ValueError("a number runs past the end of the file")
+        byte = buf[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, pos
+        shift += 7
+    raise ValueError("a number longer than 10 bytes")
+
+
+def _fields(buf: mmap.mmap, span: Span) -> list[tuple[int, int | Span]]:
+    """The fields of the protobuf message at ``buf[span]``: (number, a varint's value or a length-delimited
+    field's span); fixed-size fields are skipped."""
+    pos, end = span
+    out: list[tuple[int, int | Span]] = []
+    while pos < end:
+        key, pos = _varint(buf, pos)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            value, pos = _varint(buf, pos)
+            out.append((number, value))
+        elif wire == 2:
+            n, pos = _varint(buf, pos)
+            out.append((number, (pos, pos + n)))
+            pos += n
+        elif wire in (1, 5):
+            pos += 8 if wire == 1 else 4
+        else:
+            raise ValueError(f"wire type {wire} at byte {pos}")
+        if pos > end:
+            raise ValueError("a field runs past the end of its message")
+    return out
+
+
+def _spans(buf: mmap.mmap, span: Span, number: int) -> list[Span]:
+    return [v for n, v in _fields(buf, span) if n == number and isinstance(v, tuple)]
+
+
+def _declared_shape(buf: mmap.mmap, value_info: Span) -> list[int | None] | None:
+    """An output's declared dims (None: a free one), or None if it declares no shape."""
+    for typ in _spans(buf, value_info, _TYPE):
+        for tensor in _spans(buf, typ, _TENSOR):
+            for shape in _spans(buf, tensor, _SHAPE):
+                dims = []
+                for dim in _spans(buf, shape, _DIM):
+                    values = [v for n, v in _fields(buf, dim) if n == _DIM_VALUE and isinstance(v, int)]
+                    dims.append(values[0] if values and 0 < values[0] < 2**62 else None)
+                return dims
+    return None
+
+
+def _outputs_refused(path: Path, n: int) -> ArtifactError:
+    return ArtifactError(f"{path} has {n} outputs (a segmentation or pose model?): a detector has one, [1, 4+C, A] "
+                         f"or [1, K, 6]")
+
+
+def check_graph(path: str | Path) -> str | None:
+    """The layout (``RAW`` / ``END_TO_END``) of the detector graph at ``path`` from the output shape it declares
+    (None: it declares none; ONNX Runtime's answer decides when it runs); ``ArtifactError`` for a missing file,
+    one that is not an ONNX model, or a graph of another layout. Reads the file's structure only (mapped, not
+    loaded): no onnx or ONNX Runtime import."""
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(f"no detector graph at {path}")
+    try:
+        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+            graphs = _spans(buf, (0, len(buf)), _GRAPH)
+            if not graphs:
+                raise ValueError("it holds no graph")
+            shapes = [_declared_shape(buf, out) for out in _spans(buf, graphs[-1], _OUTPUT)]
+    except (ValueError, OSError) as exc:  # mmap of an empty file: ValueError too
+        raise ArtifactError(f"cannot load the detector {path}: not an ONNX model ({exc})") from None
+    if len(shapes) != 1:
+        raise _outputs_refused(path, len(shapes))
+    return None if shapes[0] is None else output_layout(shapes[0])
+
+
+def graph_identity(path: str | Path) -> str:
+    """The detector graph's file name and the start of its sha256 (what a run records, so that a resume with
+    another detector is refused)."""
+    path = Path(path)
+    stat = path.stat()
+    return f"{path.name} sha256={_sha256(str(path.resolve()), stat.st_size, stat.st_mtime_ns)[:16]}"
+
+
+@functools.lru_cache(maxsize=8)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    from ..digest import sha256_file
+
+    return sha256_file(path)
 
 
 def decode_raw(pred: np.ndarray, spec: DetectorSpec) -> Detections:
@@ -149,8 +279,7 @@ class OnnxDetector:
             raise ArtifactError(f"{path}: a detector takes one [1,3,H,W] image; this graph takes "
                                 f"{[(i.name, i.shape) for i in inputs]}")
         if len(outputs) != 1:
-            raise ArtifactError(f"{path} has {len(outputs)} outputs (a segmentation or pose model?): a detector has "
-                                f"one, [1, 4+C, A] or [1, K, 6]")
+            raise _outputs_refused(path, len(outputs))
         self.input_name = inputs[0].name
         h, w = inputs[0].shape[2:]
         self.input_size = (h if isinstance(h, int) else spec.image_size, w if isinstance(w, int) else spec.image_size)
@@ -166,7 +295,7 @@ class OnnxDetector:
         dets = (decode_raw if self.layout == RAW else decode_end_to_end)(pred[0], self.spec)
         return Detections(unletterbox(dets.boxes, box, rgb.shape[:2]), dets.scores, dets.classes)
 
-    def detections(self, frame: Frame) -> Detections | None:
+    def detections(self, frame: Picture) -> Detections | None:
         """Detections on the 1st, (N+1)th, (2N+1)th... frame this detector is given (counted here, not by
         ``frame.index``, which skips on a live source); None on the others."""
         seen, self.frames_seen = self.frames_seen, self.frames_seen + 1
