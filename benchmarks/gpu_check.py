@@ -191,7 +191,7 @@ def _latency(predictor, iters: int, device: str) -> dict:
     sync = torch.cuda.synchronize if device == "cuda" else None
     tensor, _ = T.preprocess_image(image)
     predictor.set_image(image)
-    feeds = predictor.encode_prompts(boxes=BOX[None])
+    feeds = predictor.prompt_feeds(boxes=BOX[None])
     opts = dict(multimask_output=False, hq_token_only=False)
     out = {"encoder_wall_ms": timed(lambda: backend.encode(tensor), iters, 2, sync)}
     predictor.set_image(image)  # a TensorRT backend keeps one image's features

@@ -19,8 +19,8 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from hqsam_edge.calib import recipes, variants
-from hqsam_edge.calib.variants import HELDOUT_SEED, PrecisionSpec
+from hqsam_edge.calib import precision_graphs, recipes
+from hqsam_edge.calib.precision_graphs import HELDOUT_SEED, PrecisionSpec
 from hqsam_edge.export.manifest import read_manifest
 from hqsam_edge.runtime.base import ModelInfo
 from hqsam_edge.runtime.compare import sqnr_db
@@ -44,9 +44,9 @@ def main() -> None:
 
     encoder, decoder = args.folder / "encoder.onnx", args.folder / "decoder.onnx"
     spec = PrecisionSpec(str(args.folder), precision="int8", calib_limit=args.calib_limit)
-    ranges, targets = variants.calibrate(args.folder, encoder, spec)
-    targets = [t for t in targets if t.op_type in recipes.FLAVOUR_OPS["onnxruntime"]][: args.limit]
-    image = next(iter(variants.CalibrationSet(None, limit=1, synthetic_seed=HELDOUT_SEED)))["image"]
+    ranges, targets = precision_graphs.calibrate(args.folder, encoder, spec)
+    targets = [t for t in targets if t.op_type in recipes.BACKEND_OPS["onnxruntime"]][: args.limit]
+    image = next(iter(precision_graphs.CalibrationSet(None, limit=1, synthetic_seed=HELDOUT_SEED)))["image"]
     fp32 = encode(encoder, decoder, image)
 
     def sqnr(path: Path, exact: bool) -> str:

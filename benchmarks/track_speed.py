@@ -2,7 +2,7 @@
 
 Four measurements, in one run:
 
-1. ``speed``: frames per second of ``run_pipelined`` (reading, the model and writing overlapped on the stream
+1. ``speed``: frames per second of ``run_overlapped`` (reading, the model and writing overlapped on the stream
    engine) against ``run_plain`` (read, predict, associate, write one after another) on the same exported
    folder (or ``--stand-in``) and the same video (a synthetic scene of moving, crossing shapes encoded as H.264),
    in interleaved rounds (plain, pipelined, pipelined, plain, ...) so that a busy machine slows both alike; the
@@ -41,7 +41,7 @@ from hqsam_edge.video.draw import annotate
 from hqsam_edge.video.frames import Frame
 from hqsam_edge.video.meter import Meter
 from hqsam_edge.video.mode import FrameResult, TrackMode, run_plain
-from hqsam_edge.video.pipeline import run_pipelined
+from hqsam_edge.video.overlapped import run_overlapped
 from hqsam_edge.video.sources import LiveSource, open_source
 from hqsam_edge.video.synthetic import StandInSegmenter, crossing_scene
 from hqsam_edge.video.tracker import mask_box
@@ -86,7 +86,7 @@ def one_run(segmenter, video: Path, prompts, pipelined: bool, out: Path) -> tupl
     """One run over the video: FPS, the summary, and (plain runs) each frame's result for the drawing time."""
     mode = TrackMode(segmenter, prompts, out)
     results: list[FrameResult] = []
-    runner = run_pipelined if pipelined else run_plain
+    runner = run_overlapped if pipelined else run_plain
     summary = runner(mode, open_source(str(video)), results=results)
     return summary.fps, summary, results
 
@@ -156,7 +156,7 @@ def live(args, tmp: Path) -> dict:
     stop = threading.Event()
     threading.Timer(args.live_seconds, stop.set).start()
     meter = RecordingMeter(lambda: source.dropped)
-    summary = run_pipelined(TrackMode(FixedSpeed(), prompts, tmp / "live", output=OutputSpec(video=False)), source,
+    summary = run_overlapped(TrackMode(FixedSpeed(), prompts, tmp / "live", output=OutputSpec(video=False)), source,
                             stop=stop, meter=meter)
     lat = np.asarray(meter.latencies) * 1000
     third = max(1, len(lat) // 3)
@@ -178,7 +178,7 @@ def memory(args, tmp: Path) -> dict:
     frames = (Frame(t, t / 25, pictures[t % 60]) for t in range(args.memory_frames))
     every = max(1, args.memory_frames // 50)
     meter = RecordingMeter(every=every)
-    run_pipelined(TrackMode(StandInSegmenter(), prompts, tmp / "memory"), frames, meter=meter)
+    run_overlapped(TrackMode(StandInSegmenter(), prompts, tmp / "memory"), frames, meter=meter)
     samples = meter.rss[len(meter.rss) // 10:]
     xs, ys = np.array([s[0] for s in samples], float), np.array([s[1] for s in samples], float)
     slope = float(np.polyfit(xs, ys, 1)[0] * 1000) if len(samples) >= 2 else 0.0

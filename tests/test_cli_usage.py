@@ -177,8 +177,8 @@ from tests.calib.test_sensitivity import SMALL
 
 _precision_spec = pipeline.BuildSpec.precision_spec
 
-def small(self, precision=None, flavour=None):  # tests/pipeline/small_build.py's problem, and its bounds
-    spec = _precision_spec(self, precision, flavour)
+def small(self, precision=None, graph_backend=None):  # tests/pipeline/small_build.py's problem, and its bounds
+    spec = _precision_spec(self, precision, graph_backend)
     return dataclasses.replace(spec, int8_exclude=SMALL, heldout=1, calib_limit=2, min_sqnr_db=32, min_mask_iou=0.5)
 
 pipeline.BuildSpec.precision_spec = small

@@ -121,7 +121,7 @@ class SamAutomaticMaskGenerator:
         from segment_anything.utils.amg import uncrop_boxes_xyxy, uncrop_points
         from torchvision.ops.boxes import batched_nms
 
-        o, engine = self.options, self.predictor.engine
+        o, core = self.options, self.predictor.predictor  # the Predictor under the drop-in
         x0, y0, x1, y1 = crop_box
         crop = np.ascontiguousarray(image[y0:y1, x0:x1, :])
         with self._timed("encoder"):
@@ -131,9 +131,9 @@ class SamAutomaticMaskGenerator:
         for start in range(0, len(points_for_image), o.points_per_batch):
             points = points_for_image[start : start + o.points_per_batch]
             with self._timed("decoder"):
-                low_res, scores = engine.decode_prompts(points[:, None, :], np.ones((len(points), 1)),
+                low_res, scores = core.decode_prompts(points[:, None, :], np.ones((len(points), 1)),
                                                         multimask_output=multimask_output, hq_token_only=False)
-            parts.append(mask_filters.batch_masks(engine, points, low_res, scores, o.mask_filter(), crop_box,
+            parts.append(mask_filters.batch_masks(core, points, low_res, scores, o.mask_filter(), crop_box,
                                                   orig_size))
         data = mask_filters.concat(parts)
         self.predictor.reset_image()

@@ -91,9 +91,9 @@ def _prompt_feeds(predictor, p: int, points: int = 0) -> dict[str, np.ndarray]:
     h, w = predictor.original_size
     if points:
         coords = rng.uniform([0, 0], [w - 1, h - 1], (1, points, 2))
-        return predictor.encode_prompts(coords, (np.arange(points) % 4 != 3)[None].astype(int))
+        return predictor.prompt_feeds(coords, (np.arange(points) % 4 != 3)[None].astype(int))
     boxes = np.tile(BOX, (p, 1)) + rng.uniform(-40, 40, (p, 4))
-    return predictor.encode_prompts(boxes=boxes)
+    return predictor.prompt_feeds(boxes=boxes)
 
 
 def _open_predictor(target: Target, workdir: Path):

@@ -9,11 +9,11 @@ float32 in every variant, so runtimes feed and fetch the same arrays.
   softmax, and the reductions / exponentials around them.
 * INT8: symmetric per-channel int8 weights and int8 activations on the inputs
   of Conv / Gemm / MatMul layers with constant weights, from calibrated
-  ranges, on the layers' inputs only (outputs stay float). ``flavour="tensorrt"``
+  ranges, on the layers' inputs only (outputs stay float). ``graph_backend="tensorrt"``
   makes activations symmetric int8 (zero point 0, what TensorRT requires) on
-  every such layer; ``flavour="onnxruntime"`` makes them asymmetric uint8 (U8S8,
+  every such layer; ``graph_backend="onnxruntime"`` makes them asymmetric uint8 (U8S8,
   what ONNX Runtime's x86 kernels run fastest) on the GEMMs only
-  (``FLAVOUR_OPS``), with 7-bit weights (``reduce_range``): ONNX Runtime's x86
+  (``BACKEND_OPS``), with 7-bit weights (``reduce_range``): ONNX Runtime's x86
   U8S8 kernels multiply with VPMADDUBSW, whose int16 pair sums saturate
   (255 x 127 x 2 > 32767); measured on this project's CPU, one attention
   projection of Light HQ-SAM quantized alone cost the image embedding 7.7 dB
@@ -42,13 +42,13 @@ FP16_KEEP_FP32 = (
     "LayerNormalization", "Softmax", "ReduceMean", "ReduceSum", "Pow", "Sqrt", "Reciprocal", "Exp",
     "Sin", "Cos", "Range", "Resize",
 )
-FLAVOURS = ("tensorrt", "onnxruntime")
-# Which layers each flavour quantizes. TensorRT fuses Q/DQ into every Conv / Gemm / MatMul.
+GRAPH_BACKENDS = ("tensorrt", "onnxruntime")
+# Which layers each backend quantizes. TensorRT fuses Q/DQ into every Conv / Gemm / MatMul.
 # ONNX Runtime on x86 gains only on the GEMMs (QGemm ran the TinyViT encoder's Gemms 1.8x
 # faster); its int8 convolutions need quantized outputs, whose DequantizeLinear over the
 # 256x256 stage-0 maps cost more than they save (measured: 0.87x the fp32 encoder), so
 # convolutions stay float there. See benchmarks/RESULTS.md.
-FLAVOUR_OPS = {"tensorrt": ("Conv", "Gemm", "MatMul"), "onnxruntime": ("Gemm", "MatMul")}
+BACKEND_OPS = {"tensorrt": ("Conv", "Gemm", "MatMul"), "onnxruntime": ("Gemm", "MatMul")}
 DEFAULT_INT8_EXCLUDE = ("patch_embed", "neck")
 
 
@@ -64,9 +64,9 @@ def _quiet_root_logger() -> Iterator[None]:
         root.setLevel(level)
 
 
-def weight_qmax(flavour: str) -> int:
-    """Largest int8 weight level of a flavour: 127, or 64 for ONNX Runtime's 7-bit weights (``reduce_range``)."""
-    return 127 if flavour == "tensorrt" else 64
+def weight_qmax(graph_backend: str) -> int:
+    """Largest int8 weight level of a backend: 127, or 64 for ONNX Runtime's 7-bit weights (``reduce_range``)."""
+    return 127 if graph_backend == "tensorrt" else 64
 
 
 def _unshare_initializers(model, keep_fp32: set[str]) -> None:
@@ -155,19 +155,19 @@ def fp16_graph(fp32_path: str | Path, out_path: str | Path, keep_fp32: Sequence[
 
 
 def int8_graph(fp32_path: str | Path, out_path: str | Path, ranges: dict[str, tuple[float, float]],
-               targets: Sequence[QuantTarget], flavour: str = "tensorrt", reduce_range: bool | None = None) -> Path:
+               targets: Sequence[QuantTarget], graph_backend: str = "tensorrt", reduce_range: bool | None = None) -> Path:
     """Write the INT8 (Q/DQ) variant of ``fp32_path`` for the nodes in ``targets``.
 
     ``ranges`` must cover each target's activation input and output. Uses ONNX
     Runtime's QDQ quantizer with our pre-computed ranges (its calibration
-    cache), so one calibration serves both flavours. ``reduce_range``: 7-bit weights (default: the
-    flavour's choice, see the module docstring; ``benchmarks/int8_layers.py`` compares both).
+    cache), so one calibration serves both backends. ``reduce_range``: 7-bit weights (default: the
+    backend's choice, see the module docstring; ``benchmarks/int8_layers.py`` compares both).
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.calibrate import TensorsData, save_tensors_data
 
-    require_choice(flavour, FLAVOURS, "INT8 flavour")
-    targets = [t for t in targets if t.op_type in FLAVOUR_OPS[flavour]]
+    require_choice(graph_backend, GRAPH_BACKENDS, "INT8 graph backend")
+    targets = [t for t in targets if t.op_type in BACKEND_OPS[graph_backend]]
     if not targets:
         raise UsageError("nothing to quantize: no Conv/Gemm/MatMul layer with constant weights is left")
     needed = {t.activation for t in targets} | {t.output for t in targets}
@@ -175,7 +175,7 @@ def int8_graph(fp32_path: str | Path, out_path: str | Path, ranges: dict[str, tu
     if missing:
         raise UsageError(f"calibration ranges miss {len(missing)} tensors (e.g. {missing[0]}); calibrate again")
     data = {name: (np.float32(lo), np.float32(hi)) for name, (lo, hi) in ranges.items() if name in needed}
-    symmetric = flavour == "tensorrt"
+    symmetric = graph_backend == "tensorrt"
     out_path = Path(out_path)
     with tempfile.TemporaryDirectory(prefix="hqsam-int8-") as tmp:
         cache = Path(tmp) / "ranges.json"

@@ -47,10 +47,10 @@ def build(
         "--min-sqnr-db", help="Override the variant's embedding SQNR bound (dB).")] = None,
     min_mask_iou: Annotated[float | None, typer.Option(
         "--min-mask-iou", help="Override the variant's mean mask IoU bound.")] = None,
-    flavour: Annotated[str | None, typer.Option(
-        "--flavour", **BUILD_BACKEND,
+    graph_backend: Annotated[str | None, typer.Option(
+        "--graphs-for", **BUILD_BACKEND,
         help="Lay the graphs out for onnxruntime or tensorrt (default: the backend's); `--backend onnxruntime "
-             "--flavour tensorrt` prepares INT8 graphs on a workstation for a Jetson's build.")] = None,
+             "--graphs-for tensorrt` prepares INT8 graphs on a workstation for a Jetson's build.")] = None,
     layer_search: Annotated[bool, typer.Option(
         "--layer-search", help="INT8 missing its bound: keep in float the layers with the most harm per ms they "
                                "would save (each measured end to end; minutes) until it is met.")] = False,
@@ -63,7 +63,7 @@ def build(
                               calib_limit=calib_limit, calib_method=calib_method, max_prompts=max_prompts,
                               max_points=max_points, max_batch=max_batch, workspace_gb=workspace_gb,
                               dla_core=dla_core, version_compatible=version_compatible, min_sqnr_db=min_sqnr_db,
-                              min_mask_iou=min_mask_iou, flavour=flavour, layer_search=layer_search)
+                              min_mask_iou=min_mask_iou, graph_backend=graph_backend, layer_search=layer_search)
     if print_trtexec is not None:
         typer.echo("\n".join(pipeline.trtexec_lines(spec, print_trtexec)))
         if dla_core is not None:

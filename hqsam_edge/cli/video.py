@@ -102,7 +102,7 @@ def track(
     model = ModelChoice(folder=folder, backend=backend, precision=precision, backbone=backbone, variant=variant,
                         checkpoint=checkpoint, random_weights=random_weights)
     spec = TrackSpec(output=OutputSpec(video=video), live=live, timeout_s=timeout, max_frames=max_frames,
-                     pipeline=not plain, show=show)
+                     overlapped=not plain, show=show)
     summary = run_track(model.open(), SourceSpec(source, live, timeout), prompts.open(), out or default_out(source),
                         spec)
     typer.echo(summary.line())

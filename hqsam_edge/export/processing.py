@@ -33,7 +33,7 @@ GatherElements for one token per prompt; and for plain SAM, whose M depends on `
 of the tokens kept, then Gather (a data-dependent shape: TensorRT 8.5 and later).
 
 Prompts are scaled into the resized frame by the caller: ``x * input_size[1] / original_size[1]``,
-``y * input_size[0] / original_size[0]`` (``examples/onnx_pipeline.py``).
+``y * input_size[0] / original_size[0]`` (``examples/onnx_graphs.py``).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """``hqsam-edge build``: precision variants of an artifact folder, for ONNX Runtime or TensorRT.
 
 ``build(BuildSpec(folder, backend=..., precision=...))`` makes and checks the
-FP16 / INT8 graphs on the CPU (``calib.variants``); for ``--backend
+FP16 / INT8 graphs on the CPU (``calib.precision_graphs``); for ``--backend
 tensorrt`` it then builds engines from the graphs the TensorRT generation
 wants (the jobs of ``engines.recipe``, built by ``engines.tensorrt_build``),
 checks them on the GPU against the same fp32 PyTorch model, on the same
@@ -29,7 +29,7 @@ from ..runtime.environment import require_onnxruntime
 if TYPE_CHECKING:
     import numpy as np
 
-    from ..calib.variants import PrecisionSpec
+    from ..calib.precision_graphs import PrecisionSpec
     from ..engines.recipe import EngineJob, EngineSpec
     from ..export.records import EngineRecipe
     from ..runtime.compare import Bounds
@@ -43,7 +43,7 @@ DLA_NOTE = ("note: only the encoder runs on the DLA; the decoder's prompt and po
 class BuildSpec:
     """Everything ``hqsam-edge build`` decides; the defaults are the real ones.
 
-    Graph options go to ``calib.variants.PrecisionSpec``, TensorRT options to
+    Graph options go to ``calib.precision_graphs.PrecisionSpec``, TensorRT options to
     ``engines.recipe.EngineSpec``."""
 
     folder: str
@@ -55,7 +55,7 @@ class BuildSpec:
     calib_method: str = "max"
     heldout: int = 2  # images for the check, never used for calibration
     int8_exclude: tuple[str, ...] = DEFAULT_INT8_EXCLUDE
-    flavour: str | None = None  # lay the graphs out for this runtime (None: the backend's)
+    graph_backend: str | None = None  # lay the graphs out for this runtime (None: the backend's)
     layer_search: bool = False
     min_sqnr_db: float | None = None
     min_mask_iou: float | None = None
@@ -67,14 +67,14 @@ class BuildSpec:
     dla_core: int | None = None
     version_compatible: bool = False
 
-    def precision_spec(self, precision: str | None = None, flavour: str | None = None) -> PrecisionSpec:
-        """The graphs of ``precision`` (default: the build's) for ``flavour``; bound overrides apply to the
+    def precision_spec(self, precision: str | None = None, graph_backend: str | None = None) -> PrecisionSpec:
+        """The graphs of ``precision`` (default: the build's) for ``graph_backend``; bound overrides apply to the
         build's own precision only (an INT8 build's FP16 decoder graph keeps FP16's bounds)."""
-        from ..calib.variants import PrecisionSpec
+        from ..calib.precision_graphs import PrecisionSpec
 
         precision = precision or self.precision
         own = precision == self.precision
-        return PrecisionSpec(folder=self.folder, precision=precision, flavour=flavour or self.flavour or self.backend,
+        return PrecisionSpec(folder=self.folder, precision=precision, graph_backend=graph_backend or self.graph_backend or self.backend,
                              calib_images=self.calib_images, calib_limit=self.calib_limit,
                              calib_method=self.calib_method, heldout=self.heldout, int8_exclude=self.int8_exclude,
                              layer_search=self.layer_search, min_sqnr_db=self.min_sqnr_db if own else None,
@@ -136,7 +136,7 @@ def trtexec_lines(spec: BuildSpec, generation: str) -> list[str]:
 
 
 def _engines(spec: BuildSpec) -> Artifact:
-    from ..calib.variants import ensure_precision_graphs, heldout_images
+    from ..calib.precision_graphs import ensure_precision_graphs, heldout_images
     from ..engines.recipe import check_dla_cores, check_tensorrt_version, source_graphs
     from ..engines.tensorrt_build import dla_cores, tensorrt_version
     from ..runtime.environment import require_tensorrt
@@ -146,8 +146,8 @@ def _engines(spec: BuildSpec) -> Artifact:
     generation = check_tensorrt_version(engines, tensorrt_version())
     if engines.dla_core is not None:
         check_dla_cores(engines, dla_cores())
-    for precision, flavour in source_graphs(engines, generation):
-        ensure_precision_graphs(spec.precision_spec(precision, flavour))
+    for precision, graph_backend in source_graphs(engines, generation):
+        ensure_precision_graphs(spec.precision_spec(precision, graph_backend))
     graphs = spec.precision_spec()
     return build_engines(engines, generation, heldout_images(graphs), graphs.bounds())
 
@@ -211,7 +211,7 @@ def build_engines(spec: EngineSpec, generation: str, images: list[np.ndarray], b
 
 def build(spec: BuildSpec) -> Artifact:
     """The ``spec.precision`` variant of ``spec.folder`` for ``spec.backend``, made, checked and recorded."""
-    from ..calib.variants import make_precision_graphs
+    from ..calib.precision_graphs import make_precision_graphs
 
     require_onnxruntime()  # every graph is checked under it
     spec, chosen = with_precision(spec)

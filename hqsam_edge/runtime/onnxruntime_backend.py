@@ -15,7 +15,7 @@ builds TensorRT 9+ networks strongly typed, so the FP16 graphs' FP32 islands (no
 softmax) hold as in the native engines (the flags would build weakly typed, the
 islands mere hints, and ``trt_layer_norm_fp32_fallback`` matches no
 ``LayerNormalization``). So FP16 runs the FP16 graphs; INT8 runs the Q/DQ encoder laid
-out for TensorRT (``build --backend onnxruntime --precision int8 --flavour tensorrt``)
+out for TensorRT (``build --backend onnxruntime --precision int8 --graphs-for tensorrt``)
 with the FP16 decoder when the folder has it; the ONNX Runtime layout of INT8 (U8
 activations) is for CUDA and the CPU, and TensorRT is tried for INT8 only with the
 TensorRT layout. TensorRT 8.x has no strongly typed networks: FP16 / INT8 are refused
@@ -187,7 +187,7 @@ class OnnxRuntimeBackend(Backend):
         if TENSORRT in wanted and self.precision == "int8" and self.tensorrt_paths is None:
             if self.requested_providers:
                 raise BackendUnavailableError("ONNX Runtime's TensorRT provider runs INT8 from the Q/DQ graph laid out "
-                                              "for TensorRT (build --backend onnxruntime --precision int8 --flavour "
+                                              "for TensorRT (build --backend onnxruntime --precision int8 --graphs-for "
                                               "tensorrt)")
             wanted.remove(TENSORRT)
         return wanted

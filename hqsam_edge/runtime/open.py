@@ -38,7 +38,7 @@ def _onnxruntime(folder: Path, manifest, info: ModelInfo, precision: str | None,
                 raise ArtifactError(
                     f"ONNX Runtime's TensorRT provider runs INT8 from the Q/DQ graph laid out for TensorRT, which "
                     f"{folder} lacks: make it with `hqsam-edge build {folder} --backend onnxruntime --precision int8 "
-                    "--flavour tensorrt`") from None
+                    "--graphs-for tensorrt`") from None
         else:
             try:  # strongly typed, the fp32 decoder graph would run in FP32
                 decoder = manifest.find("onnxruntime", "fp16").files["decoder"]

@@ -198,7 +198,7 @@ class Predictor:
         p = mask_input.shape[0] if p is None else p
         return np.array(np.broadcast_to(mask_input, C.MASK_INPUT.concrete(P=p))), np.ones((p,), np.float32), p
 
-    def encode_prompts(
+    def prompt_feeds(
         self,
         point_coords: np.ndarray | None = None,
         point_labels: np.ndarray | None = None,
@@ -251,16 +251,16 @@ class Predictor:
         *,
         resized: bool = False,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """P prompts (as ``encode_prompts``) -> low-res logits ``[P,M,256,256]`` and scores ``[P,M]``, not yet
+        """P prompts (as ``prompt_feeds``) -> low-res logits ``[P,M,256,256]`` and scores ``[P,M]``, not yet
         upscaled (``upscale_masks``). ``multimask_output`` / ``hq_token_only`` default to the model's or
         artifact folder's defaults; every backend takes either per call."""
-        feeds = self.encode_prompts(point_coords, point_labels, boxes, mask_input, resized=resized)
+        feeds = self.prompt_feeds(point_coords, point_labels, boxes, mask_input, resized=resized)
         out = self.decode_feeds(feeds, multimask_output, hq_token_only)
         return out[C.LOW_RES_MASKS.name], out[C.IOU_PREDICTIONS.name]
 
     def decode_feeds(self, feeds: dict[str, np.ndarray], multimask_output: bool | None = None,
                      hq_token_only: bool | None = None) -> dict[str, np.ndarray]:
-        """Decoder feeds for P prompts (``encode_prompts``) -> the decoder's outputs for the current image,
+        """Decoder feeds for P prompts (``prompt_feeds``) -> the decoder's outputs for the current image,
         masks chosen: ``low_res_masks`` ``[P,M,256,256]`` and ``iou_predictions`` ``[P,M]``.
         ``multimask_output`` / ``hq_token_only`` default to the model's or artifact folder's. One backend
         call and nothing else (no prompt checks, no upscaling): what a benchmark of the decoder times."""

@@ -11,7 +11,7 @@ Code written for the official package runs with one import line changed::
 ``SamPredictor(model)`` takes our model (``build_model``, ``sam_model_registry``),
 an official ``segment_anything_hq`` / ``segment_anything`` model object (its
 weights are loaded into ours: ``model.official.model_from_official``), or a
-``Predictor``. Every call goes to that ``Predictor`` (``self.engine``): the
+``Predictor``. Every call goes to that ``Predictor`` (``self.predictor``): the
 pre- and post-processing are its own, on every backend. As the official:
 ``predict`` defaults to ``multimask_output=True`` (HQ-SAM: SAM's best of three
 plus the HQ logits, one mask; plain SAM: three masks), label -1 points are
@@ -98,15 +98,15 @@ class SamPredictor:
         from .torch_backend import TorchBackend
 
         if isinstance(sam_model, Predictor):
-            engine = sam_model
+            predictor = sam_model
         else:
             from ..model.official import model_from_official
 
             model = model_from_official(sam_model)
-            engine = Predictor.from_model(model, device=str(model.device))
-        self.engine = engine
-        info = engine.info
-        backend = engine.backend
+            predictor = Predictor.from_model(model, device=str(model.device))
+        self.predictor = predictor
+        info = predictor.info
+        backend = predictor.backend
         self._interm: _IntermFeatures | None = None
         if isinstance(backend, TorchBackend):
             self.model: Any = backend.model
@@ -129,7 +129,7 @@ class SamPredictor:
         """Free the backend (sessions, engines, device memory)."""
         if self._interm is not None:
             self._interm.remove()
-        self.engine.close()
+        self.predictor.close()
 
     def __enter__(self) -> SamPredictor:
         return self
@@ -144,25 +144,25 @@ class SamPredictor:
 
     @property
     def is_image_set(self) -> bool:
-        return self.engine.is_image_set
+        return self.predictor.is_image_set
 
     @property
     def original_size(self) -> tuple[int, int] | None:
-        return self.engine.original_size
+        return self.predictor.original_size
 
     @property
     def input_size(self) -> tuple[int, int] | None:
-        return self.engine.input_size
+        return self.predictor.input_size
 
     @property
     def features(self) -> torch.Tensor | None:
         """The image embedding ``[1,256,64,64]`` on ``device`` (None before ``set_image``)."""
         if not self.is_image_set:
             return None
-        features = self.engine.backend_features
+        features = self.predictor.backend_features
         if isinstance(features, tuple) and isinstance(features[0], torch.Tensor):  # the torch backend's own
             return features[0]
-        embedding = self.engine.get_image_features()[C.IMAGE_EMBEDDINGS.name]
+        embedding = self.predictor.get_image_features()[C.IMAGE_EMBEDDINGS.name]
         return torch.from_numpy(np.ascontiguousarray(embedding)).to(self.device)
 
     @property
@@ -174,7 +174,7 @@ class SamPredictor:
 
     def reset_image(self) -> None:
         """Resets the currently set image."""
-        self.engine.reset_image()
+        self.predictor.reset_image()
         if self._interm is not None:
             self._interm.features.clear()
 
@@ -182,7 +182,7 @@ class SamPredictor:
     def set_image(self, image: np.ndarray, image_format: str = "RGB") -> None:
         """Encode an ``HxWx3`` uint8 image (RGB, or BGR with ``image_format="BGR"``)."""
         self.reset_image()
-        self.engine.set_image(image, image_format)
+        self.predictor.set_image(image, image_format)
 
     def set_torch_image(self, transformed_image: torch.Tensor, original_image_size: tuple[int, ...]) -> None:
         """Encode an image already resized with ``self.transform`` (``1x3xHxW``, longest side ``img_size``, values
@@ -195,11 +195,11 @@ class SamPredictor:
             raise UsageError(f"original_image_size must be the image's (H, W); got {tuple(original_image_size)}")
         self.reset_image()
         tensor = T.normalize_and_pad(_numpy(transformed_image)[0], size)
-        self.engine.set_image_tensor(tensor, tuple(original_image_size), shape[2:])  # type: ignore[arg-type]
+        self.predictor.set_image_tensor(tensor, tuple(original_image_size), shape[2:])  # type: ignore[arg-type]
 
     def get_image_embedding(self) -> torch.Tensor:
         """The image embedding ``[1,256,64,64]`` of the current image."""
-        self.engine._require_image()
+        self.predictor._require_image()
         return self.features  # type: ignore[return-value]
 
     # -- prompts ----------------------------------------------------------------
@@ -215,7 +215,7 @@ class SamPredictor:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """One prompt in pixels of the original image -> masks ``CxHxW`` (bool, or logits with ``return_logits``),
         scores ``C`` and low-res logits ``Cx256x256``, as numpy."""
-        return self.engine.predict(point_coords, point_labels, box, mask_input, multimask_output, return_logits,
+        return self.predictor.predict(point_coords, point_labels, box, mask_input, multimask_output, return_logits,
                                    hq_token_only)
 
     def predict_torch(
@@ -231,6 +231,6 @@ class SamPredictor:
         """B prompts already in the model's frame (``self.transform.apply_coords_torch`` / ``apply_boxes_torch``):
         ``point_coords`` ``BxNx2`` with ``point_labels`` ``BxN``, ``boxes`` ``Bx4``, ``mask_input`` ``Bx1x256x256``
         -> masks ``BxCxHxW``, scores ``BxC`` and low-res logits ``BxCx256x256`` as tensors on ``device``."""
-        out = self.engine.predict_batch(_numpy(point_coords), _numpy(point_labels), _numpy(boxes), _numpy(mask_input),
+        out = self.predictor.predict_batch(_numpy(point_coords), _numpy(point_labels), _numpy(boxes), _numpy(mask_input),
                                         multimask_output, hq_token_only, return_logits, resized=True)
         return tuple(torch.from_numpy(np.ascontiguousarray(x)).to(self.device) for x in out)  # type: ignore[return-value]

@@ -42,7 +42,7 @@ from ..errors import BackendUnavailableError, UsageError
 # What the Python that runs Triton's Python-backend stub needs for an hqsam-edge repository (besides
 # hqsam-edge itself, installed without its dependencies): the server (``nvidia-pytriton`` bundles tritonserver
 # 2.51 with the Python backend and stubs for Python 3.8-3.13), numpy 1 (with numpy 2 tensors cross that stub
-# as 0 bytes), ONNX Runtime (the graphs of the ``python`` flavour), Pillow and torch (the image resize and
+# as 0 bytes), ONNX Runtime (the graphs of the ``python`` runtime), Pillow and torch (the image resize and
 # mask upscaling of ``Predictor``); OpenCV, for a server Python that gets hqsam-edge with its dependencies,
 # before 4.12 (4.12 and later want numpy 2).
 SERVER_REQUIREMENTS = (

@@ -1,4 +1,4 @@
-"""The Python-backend model of one graph (encoder or decoder) in a repository of the ``python`` flavour.
+"""The Python-backend model of one graph (encoder or decoder) in a repository of the ``python`` runtime.
 
 Triton servers without the onnxruntime backend (the one ``nvidia-pytriton`` bundles has the Python backend
 only) still serve the graphs: ``serve.triton`` then writes ``<name>_encoder`` and ``<name>_decoder`` as Python
@@ -8,7 +8,7 @@ onnxruntime-backend model it replaces, so the image + prompts model calls either
 
 The encoder keeps Triton's batch dimension: the dynamic batcher hands ``execute`` every request it collected
 (each ``[b,3,1024,1024]``), and they run as one ONNX Runtime call on the concatenated batch. The decoder takes
-one request per call (``max_batch_size: 0``, as in the native flavour). Each model checks its copied graph
+one request per call (``max_batch_size: 0``, as in the native runtime). Each model checks its copied graph
 against its own ``files.json`` when Triton loads it, as the image + prompts model checks all of them.
 
 ``GraphModel`` is that logic without Triton (tests run it on the repository's graphs); ``TritonPythonModel``

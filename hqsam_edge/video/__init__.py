@@ -3,7 +3,7 @@
 ``track(predictor, source, prompts, out, TrackSpec(...))`` reads frames (``sources``), prompts the segmenter
 with each object's carried box and the frame's detections (``prompts``, ``detector``), keeps ids
 (``tracker``), and writes an annotated video and the results (``outputs``): the steps of a frame in ``mode``,
-run overlapped on the stream engine (``pipeline``) or one after another (``mode.run_plain``), measured by
+run overlapped on the stream engine (``overlapped``) or one after another (``mode.run_plain``), measured by
 ``meter``; ``window`` shows the frames on a display.
 ``ytvis_eval`` scores YouTube-VIS results (HQ-YTVIS's tube mask AP and tube boundary AP); ``synthetic``
 makes videos with ground truth and a stand-in segmenter for tests. PyAV (``av``) and SciPy come with the

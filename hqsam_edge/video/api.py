@@ -18,7 +18,7 @@ from .frames import Frame
 from .meter import Meter, TrackSummary
 from .mode import Prompter, TrackMode, run_plain
 from .outputs import OutputSpec
-from .pipeline import run_pipelined
+from .overlapped import run_overlapped
 from .prompts import FirstFramePrompts
 from .sources import (
     FrameSource,
@@ -35,8 +35,8 @@ class TrackSpec:
     """How to run: the tracker's and the outputs' options; ``live``: keep only the newest frame of the source
     (None: cameras and streaming URLs are live, files and sequences are not); ``timeout_s``: a source silent
     this long has stalled; ``max_frames``: stop after this many (None: at the end of the source); ``fps``: the
-    annotated video's rate (None: the source's, else 25); ``pipeline``: overlap reading, the model and writing
-    (``pipeline.run_pipelined``; False: one after another, ``mode.run_plain``, the baseline); ``queue_size``:
+    annotated video's rate (None: the source's, else 25); ``overlapped``: overlap reading, the model and writing
+    (``overlapped.run_overlapped``; False: one after another, ``mode.run_plain``, the baseline); ``queue_size``:
     frames waiting between two stages (None: 1 for a live source, 4 otherwise); ``show``: also show the
     annotated frames in a window (``window.Window``)."""
 
@@ -46,7 +46,7 @@ class TrackSpec:
     timeout_s: float = 10.0
     max_frames: int | None = None
     fps: float | None = None
-    pipeline: bool = True
+    overlapped: bool = True
     queue_size: int | None = None
     show: bool = False
 
@@ -118,7 +118,7 @@ def track(predictor: Any, source: str | Path | SourceSpec | FrameSource | Iterab
     (``FirstFramePrompts``, ``DetectionsFile.read(path)``, ``OnnxDetector(path, DetectorSpec(every=N))``),
     writing ``annotated.mp4``, ``frames.jsonl`` and ``results.json`` (YouTube-VIS) into ``out``.
 
-    Reading, the model and writing overlap (``pipeline.run_pipelined``; ``spec.pipeline=False``: one after
+    Reading, the model and writing overlap (``overlapped.run_overlapped``; ``spec.overlapped=False``: one after
     another, ``mode.run_plain``). Progress (FPS, each stage's milliseconds, latency, drops) goes to
     ``hqsam_edge.progress``. ``stop``: set it from another thread to end the run cleanly.
 
@@ -148,8 +148,8 @@ def track(predictor: Any, source: str | Path | SourceSpec | FrameSource | Iterab
             mode = TrackMode(predictor, prompts, out, tracker=spec.tracker, output=spec.output, fps=fps,
                              viewer=viewer)
             meter = Meter(lambda: int(getattr(frames, "dropped", 0)), bar)
-            if spec.pipeline:
-                summary = run_pipelined(mode, frames, spec.max_frames, queue_size=spec.queue_size, stop=stop,
+            if spec.overlapped:
+                summary = run_overlapped(mode, frames, spec.max_frames, queue_size=spec.queue_size, stop=stop,
                                         meter=meter)
             else:
                 summary = run_plain(mode, frames, spec.max_frames, meter=meter, stop=stop)

@@ -1,6 +1,6 @@
 """Tracking as per-frame steps, and ``run_plain``: the steps one after another, frame by frame.
 
-``TrackMode`` splits a frame's work where a pipeline can overlap it:
+``TrackMode`` splits a frame's work where the stream engine can overlap it:
 
 - ``read(frame)``: the frame's detections (a file's, or the detector's) and the encoder's input tensor
   (resize, normalise, pad), so that this work overlaps the model; any order, any thread;
@@ -9,7 +9,7 @@
   frame's association, so ``predict`` and ``associate`` run in frame order, in one stage, one after the other;
 - ``write(result)``: the annotated frame into the video, the frame's RLEs into the results; in frame order.
 
-``pipeline.run_pipelined`` runs the steps overlapped on the stream engine (what ``track`` does); ``run_plain``
+``overlapped.run_overlapped`` runs the steps overlapped on the stream engine (what ``track`` does); ``run_plain``
 here runs them one after another, the baseline it is measured against, with the same results.
 
 The segmenter is anything with ``Predictor``'s ``set_image``, ``predict_boxes`` and ``predict_batch`` (any
@@ -210,8 +210,8 @@ class TrackMode:
 def run_plain(mode: TrackMode, frames: Iterable[Frame], max_frames: int | None = None,
               results: list[FrameResult] | None = None, meter: Meter | None = None,
               stop: threading.Event | None = None) -> TrackSummary:
-    """Read, predict, associate and write each frame in turn (the baseline the overlapped pipeline,
-    ``pipeline.run_pipelined``, is measured against). The outputs are closed at the end, after an error and after
+    """Read, predict, associate and write each frame in turn (the baseline the overlapped run,
+    ``overlapped.run_overlapped``, is measured against). The outputs are closed at the end, after an error and after
     an interruption alike. ``results``: if given, each frame's ``FrameResult`` is appended to it; ``meter``: the
     run's figures and progress (default: a ``Meter`` without progress); ``stop``: once set, no more frames are
     taken."""

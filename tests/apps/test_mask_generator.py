@@ -291,7 +291,7 @@ def test_exported_folder_under_onnxruntime_matches_the_official_generator(seeded
         assert len(ref) >= 5 and sum(r["crop_box"] != [0, 0, 320, 240] for r in ref) == 0  # crop masks: at edges
     generator = hqsam_edge.SamAutomaticMaskGenerator.from_artifacts(hq_folder, backend="onnxruntime",
                                                                     **MODEL_SETTINGS["hq"][setting])
-    assert generator.predictor.engine.backend.name == "onnxruntime"
+    assert generator.predictor.predictor.backend.name == "onnxruntime"
     assert_same_records(generator.generate(IMAGE), ref, 1e-3)
 
 

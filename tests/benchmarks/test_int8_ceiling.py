@@ -10,7 +10,7 @@ from pathlib import Path
 import onnx
 import pytest
 
-from hqsam_edge.calib.variants import PrecisionSpec, make_precision_graphs
+from hqsam_edge.calib.precision_graphs import PrecisionSpec, make_precision_graphs
 from hqsam_edge.pipeline.export import ExportSpec, export_artifacts
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "int8_ceiling.py"

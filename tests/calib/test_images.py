@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from hqsam_edge.calib.images import CalibrationSet
-from hqsam_edge.calib.variants import PrecisionSpec, heldout_images
+from hqsam_edge.calib.precision_graphs import PrecisionSpec, heldout_images
 from tests.conftest import exif_rotated_jpeg
 
 

@@ -10,8 +10,8 @@ import pytest
 
 from hqsam_edge import Predictor
 from hqsam_edge.calib import ranges as R
-from hqsam_edge.calib import variants
-from hqsam_edge.calib.variants import PrecisionSpec, make_precision_graphs
+from hqsam_edge.calib import precision_graphs
+from hqsam_edge.calib.precision_graphs import PrecisionSpec, make_precision_graphs
 from hqsam_edge.runtime.compare import Bounds, sqnr_db
 from hqsam_edge.errors import ParityError, UsageError
 from hqsam_edge.pipeline.export import ExportSpec, export_artifacts
@@ -60,7 +60,7 @@ def test_int8_on_random_weights_misses_the_default_bound_and_says_by_how_much(fo
     assert not list(folder.glob("encoder.int8*"))
 
 
-def test_int8_onnxruntime_flavour(folder):
+def test_int8_onnxruntime_graph_backend(folder):
     # relaxed bounds: random weights are pessimistic; the structure and the recorded figures are what is tested
     spec = PrecisionSpec(str(folder), precision="int8", calib_limit=3, heldout=1, min_sqnr_db=3.0, min_mask_iou=0.5)
     artifact = make_precision_graphs(spec)
@@ -72,7 +72,7 @@ def test_int8_onnxruntime_flavour(folder):
     zero_points = {i.name: i for i in model.graph.initializer if i.name.endswith("_zero_point")}
     dtypes = {onnx.TensorProto.DataType.Name(z.data_type) for z in zero_points.values()}
     assert "UINT8" in dtypes and "INT8" in dtypes
-    # ONNX Runtime flavour: GEMMs only, convolutions stay float (they are slower in int8 there)
+    # ONNX Runtime graph_backend: GEMMs only, convolutions stay float (they are slower in int8 there)
     quantized_ops = {n.op_type for n in model.graph.node if any(i.endswith("_DequantizeLinear_Output") for i in n.input)}
     assert quantized_ops & {"Gemm", "MatMul"} and "Conv" not in quantized_ops
     fig = artifact.parity
@@ -81,11 +81,11 @@ def test_int8_onnxruntime_flavour(folder):
     assert artifact.calibration.quantized_layers > 10
 
 
-def test_int8_tensorrt_flavour_is_symmetric_and_excludes_sensitive_layers(folder, monkeypatch):
-    spec = PrecisionSpec(str(folder), precision="int8", flavour="tensorrt", calib_limit=3, heldout=1, min_sqnr_db=3.0,
+def test_int8_tensorrt_graph_backend_is_symmetric_and_excludes_sensitive_layers(folder, monkeypatch):
+    spec = PrecisionSpec(str(folder), precision="int8", graph_backend="tensorrt", calib_limit=3, heldout=1, min_sqnr_db=3.0,
                          min_mask_iou=0.5)
     # the ranges are cached from the previous test: calibrating again would be a bug
-    monkeypatch.setattr(variants, "collect_ranges", lambda *a, **k: pytest.fail("calibration cache not reused"))
+    monkeypatch.setattr(precision_graphs, "collect_ranges", lambda *a, **k: pytest.fail("calibration cache not reused"))
     artifact = make_precision_graphs(spec)
     model = onnx.load(str(folder / artifact.files["encoder"]))
     for init in model.graph.initializer:
@@ -107,8 +107,8 @@ def test_int8_tensorrt_flavour_is_symmetric_and_excludes_sensitive_layers(folder
     assert ("tensorrt", "int8", "onnx") in kinds and ("onnxruntime", "int8", "onnx") in kinds
 
     # a Jetson's `build --backend tensorrt` uses these checked graphs (made on a workstation), without calibrating
-    monkeypatch.setattr(variants, "make_precision_graphs", lambda *a, **k: pytest.fail("graphs made again"))
-    assert variants.ensure_precision_graphs(spec) == artifact
+    monkeypatch.setattr(precision_graphs, "make_precision_graphs", lambda *a, **k: pytest.fail("graphs made again"))
+    assert precision_graphs.ensure_precision_graphs(spec) == artifact
 
 
 def test_missed_bound_fails_and_leaves_nothing(folder, monkeypatch):
@@ -167,14 +167,14 @@ def test_heldout_images_are_never_calibration_images(tmp_path):
     for i in range(5):
         Image.fromarray(test_image(60, 80, seed=i)).save(tmp_path / f"img{i}.png")
     spec = PrecisionSpec("unused", precision="int8", calib_images=str(tmp_path), calib_limit=16, heldout=2)
-    calib, heldout = variants.split_images(spec)
+    calib, heldout = precision_graphs.split_images(spec)
     assert [p.name for p in calib] == ["img0.png", "img1.png", "img2.png"]
     assert [p.name for p in heldout] == ["img3.png", "img4.png"]  # a small folder still holds out its last images
-    assert len(variants.heldout_images(spec)) == 2
-    calib, heldout = variants.split_images(PrecisionSpec("unused", calib_images=str(tmp_path), calib_limit=2, heldout=2))
+    assert len(precision_graphs.heldout_images(spec)) == 2
+    calib, heldout = precision_graphs.split_images(PrecisionSpec("unused", calib_images=str(tmp_path), calib_limit=2, heldout=2))
     assert len(calib) == 2 and len(heldout) == 2
     with pytest.raises(UsageError, match="need at least 6"):
-        variants.split_images(PrecisionSpec("unused", calib_images=str(tmp_path), heldout=5))
+        precision_graphs.split_images(PrecisionSpec("unused", calib_images=str(tmp_path), heldout=5))
 
 
 @pytest.mark.slow

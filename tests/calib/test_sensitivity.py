@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from hqsam_edge.calib import sensitivity as S
-from hqsam_edge.calib import variants
-from hqsam_edge.calib.recipes import FLAVOUR_OPS, int8_graph, weight_qmax
-from hqsam_edge.calib.variants import PrecisionSpec, make_precision_graphs
+from hqsam_edge.calib import precision_graphs
+from hqsam_edge.calib.recipes import BACKEND_OPS, int8_graph, weight_qmax
+from hqsam_edge.calib.precision_graphs import PrecisionSpec, make_precision_graphs
 from hqsam_edge.errors import ParityError
 from hqsam_edge.runtime.base import ModelInfo
 from hqsam_edge.runtime.compare import sqnr_db
@@ -39,23 +39,23 @@ def folder(tmp_path_factory):
 @pytest.fixture(scope="module")
 def calibrated(folder):
     spec = PrecisionSpec(str(folder), precision="int8", calib_limit=2, heldout=1, int8_exclude=SMALL)
-    ranges, targets = variants.calibrate(folder, folder / "encoder.onnx", spec)
-    return spec, ranges, targets, list(variants.calibration_set(spec))[:1]
+    ranges, targets = precision_graphs.calibrate(folder, folder / "encoder.onnx", spec)
+    return spec, ranges, targets, list(precision_graphs.calibration_set(spec))[:1]
 
 
-@pytest.mark.parametrize("flavour", ["onnxruntime", "tensorrt"])
-def test_switch_graph_computes_the_qdq_graph(folder, calibrated, tmp_path, flavour):
+@pytest.mark.parametrize("graph_backend", ["onnxruntime", "tensorrt"])
+def test_switch_graph_computes_the_qdq_graph(folder, calibrated, tmp_path, graph_backend):
     spec, ranges, targets, feeds = calibrated
-    targets = [t for t in targets if t.op_type in FLAVOUR_OPS[flavour]]
+    targets = [t for t in targets if t.op_type in BACKEND_OPS[graph_backend]]
     path = S.switch_graph(folder / "encoder.onnx", tmp_path / "switch.onnx", ranges, targets,
-                          flavour == "tensorrt", weight_qmax(flavour))
+                          graph_backend == "tensorrt", weight_qmax(graph_backend))
     runner = S.SwitchRunner(path, len(targets), feeds)
     image = feeds[0]["image"]
     for ours, ref in zip(runner.reference[0], encode(folder / "encoder.onnx", folder / "decoder.onnx", image).values()):
         np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-5)  # switches off: the fp32 graph
 
     def qdq(layers):  # the real Q/DQ graph, run with its arithmetic exact
-        int8_graph(folder / "encoder.onnx", tmp_path / "qdq.onnx", ranges, [targets[i] for i in layers], flavour)
+        int8_graph(folder / "encoder.onnx", tmp_path / "qdq.onnx", ranges, [targets[i] for i in layers], graph_backend)
         return list(encode(tmp_path / "qdq.onnx", folder / "decoder.onnx", image, exact_qdq=True).values())
 
     def switched(layers):
@@ -66,7 +66,7 @@ def test_switch_graph_computes_the_qdq_graph(folder, calibrated, tmp_path, flavo
     layer = next(i for i, t in enumerate(targets) if t.op_type == "MatMul")
     for ours, theirs in zip(switched([layer]), qdq([layer])):
         assert sqnr_db(ours, theirs) > 55  # one layer: the same arithmetic
-    if flavour == "onnxruntime":
+    if graph_backend == "onnxruntime":
         every = list(range(len(targets)))
         for ours, theirs in zip(switched(every), qdq(every)):
             assert sqnr_db(ours, theirs) > 50

@@ -141,7 +141,7 @@ def test_jetson_guide(tmp_path, monkeypatch, make_checkpoint):
     ran = run_guide("deploy-jetson.md", tmp_path, monkeypatch)
     assert len(ran) >= 10
     assert (tmp_path / "build/hq_vit_tiny/manifest.json").is_file()
-    assert "--dla-core 0" in " ".join(ran) and "--flavour tensorrt" in " ".join(ran)
+    assert "--dla-core 0" in " ".join(ran) and "--graphs-for tensorrt" in " ".join(ran)
 
 
 def test_rtx_guide_with_vit_tiny(tmp_path, monkeypatch, make_checkpoint):

@@ -44,12 +44,12 @@ def graphs_folder(tiny_folder, tmp_path_factory):
     made and checked once: an engine build reuses the checked graphs the manifest records."""
     import shutil
 
-    from hqsam_edge.calib.variants import PrecisionSpec, make_precision_graphs
+    from hqsam_edge.calib.precision_graphs import PrecisionSpec, make_precision_graphs
 
     out = tmp_path_factory.mktemp("engines") / "hq_vit_tiny"
     shutil.copytree(tiny_folder, out)
     make_precision_graphs(PrecisionSpec(str(out), precision="fp16", heldout=1))
-    make_precision_graphs(PrecisionSpec(str(out), precision="int8", flavour="tensorrt", calib_limit=2, heldout=1,
+    make_precision_graphs(PrecisionSpec(str(out), precision="int8", graph_backend="tensorrt", calib_limit=2, heldout=1,
                                         **RANDOM_WEIGHT_INT8))
     return out
 

@@ -133,10 +133,10 @@ def _graph_masks(folder, image, box, **choice):
     """The example's masks ``[M,H,W]`` and scores ``[M]``: the four graphs chained, nothing between them."""
     sys.path.insert(0, str(ROOT / "examples"))
     try:
-        import onnx_pipeline
+        import onnx_graphs
     finally:
         sys.path.pop(0)
-    return onnx_pipeline.segment(folder, image, box, **choice)
+    return onnx_graphs.segment(folder, image, box, **choice)
 
 
 def _assert_same_masks(masks, logits):
@@ -200,7 +200,7 @@ def test_the_example_runs_with_onnxruntime_alone(folder, tmp_path):
     Image.fromarray(image).save(tmp_path / "scene.png")
     code = ("import sys; sys.modules['hqsam_edge'] = None; sys.argv = sys.argv[1:]; "  # the package is off limits
             "import runpy; runpy.run_path(sys.argv[0], run_name='__main__')")
-    done = subprocess.run([sys.executable, "-c", code, str(ROOT / "examples" / "onnx_pipeline.py"), str(folder),
+    done = subprocess.run([sys.executable, "-c", code, str(ROOT / "examples" / "onnx_graphs.py"), str(folder),
                            "--image", str(tmp_path / "scene.png"), "--box", "30,20,250,200", "--out",
                            str(tmp_path / "mask.png")], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]

@@ -17,8 +17,8 @@ from tests.calib.test_sensitivity import SMALL
 _precision_spec = pipeline.BuildSpec.precision_spec
 
 
-def _small(self, precision=None, flavour=None):
-    return dataclasses.replace(_precision_spec(self, precision, flavour), int8_exclude=SMALL, heldout=1)
+def _small(self, precision=None, graph_backend=None):
+    return dataclasses.replace(_precision_spec(self, precision, graph_backend), int8_exclude=SMALL, heldout=1)
 
 
 if __name__ == "__main__":

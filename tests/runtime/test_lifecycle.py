@@ -85,7 +85,7 @@ def test_decode_feeds_is_decode_prompts_without_the_rest(tiny_folder):
         with pytest.raises(ImageNotSetError):
             predictor.decode_feeds({})
         predictor.set_image(test_image(120, 160))
-        feeds = predictor.encode_prompts(boxes=box)
+        feeds = predictor.prompt_feeds(boxes=box)
         low_res, scores = predictor.decode_prompts(boxes=box)
         out = predictor.decode_feeds(feeds)
         np.testing.assert_array_equal(out[C.LOW_RES_MASKS.name], low_res)

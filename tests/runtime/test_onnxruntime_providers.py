@@ -179,7 +179,7 @@ def test_int8_layout_follows_what_runs(gpu_onnxruntime, folder, monkeypatch):
 
 def test_int8_without_the_tensorrt_layout(gpu_onnxruntime, folder):
     _with_precision_graphs(folder, (("onnxruntime", "int8"),))
-    with pytest.raises(ArtifactError, match="--precision int8 --flavour tensorrt"):
+    with pytest.raises(ArtifactError, match="--precision int8 --graphs-for tensorrt"):
         open_backend(folder, backend="onnxruntime", precision="int8", providers=["tensorrt"])
     auto = open_backend(folder, backend="onnxruntime", precision="int8")  # TensorRT left out, not refused
     assert auto.wanted_providers() == [O.CUDA, O.CPU]

@@ -1,4 +1,4 @@
-"""``hqsam-edge track`` and the pipelined run: the command on a small mp4 (box prompts, a real exported model;
+"""``hqsam-edge track`` and the overlapped run: the command on a small mp4 (box prompts, a real exported model;
 a detector graph built here), the overlapped stages giving the plain loop's results file for file, and Ctrl-C
 on a paced live stand-in as the normal end of a stream (a playable video, exit 0)."""
 
@@ -81,7 +81,7 @@ def test_the_command_with_a_detector_graph(tmp_path, scene, scene_mp4, monkeypat
 
 
 @pytest.mark.parametrize("prompts", ["boxes", "detections"])
-def test_the_pipelined_run_writes_what_the_plain_loop_writes(tmp_path, scene, scene_mp4, prompts):
+def test_the_overlapped_run_writes_what_the_plain_loop_writes(tmp_path, scene, scene_mp4, prompts):
     if prompts == "boxes":
         given = first_boxes(scene)
     else:
@@ -93,7 +93,7 @@ def test_the_pipelined_run_writes_what_the_plain_loop_writes(tmp_path, scene, sc
     for pipeline in (False, True):
         out = tmp_path / f"out_{pipeline}"
         summary = track(StandInSegmenter(seed=3), scene_mp4, given, out,
-                        TrackSpec(pipeline=pipeline, output=OutputSpec(video=pipeline)))
+                        TrackSpec(overlapped=pipeline, output=OutputSpec(video=pipeline)))
         assert summary.frames == N and summary.stages.predict > 0 and summary.latency_max > 0
         runs[pipeline] = [(out / name).read_bytes() for name in ("frames.jsonl", "results.json")]
     assert runs[True] == runs[False]

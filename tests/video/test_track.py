@@ -88,7 +88,7 @@ def test_an_interruption_keeps_a_playable_video_and_the_results_so_far(tmp_path,
             yield Frame(t, t / 10, scene.render(t)[0])
 
     with pytest.raises(Interrupted if how == "SIGTERM" else KeyboardInterrupt):
-        track(StandInSegmenter(seed=0), frames(), first_boxes(scene), out, TrackSpec(pipeline=pipeline))
+        track(StandInSegmenter(seed=0), frames(), first_boxes(scene), out, TrackSpec(overlapped=pipeline))
     assert len(read_video(out / "annotated.mp4")[2]) == 7
     results = json.loads((out / "results.json").read_text())
     assert len(results) == 4 and all(len(r["segmentations"]) == 7 for r in results)

@@ -1,4 +1,4 @@
-"""``run_pipelined``: a tracking run on the stream engine, every stage overlapped.
+"""``run_overlapped``: a tracking run on the stream engine, every stage overlapped.
 
 ``TrackMode``'s steps map onto ``apps.stream.run_stream``'s three stages::
 
@@ -78,7 +78,7 @@ def default_queue(frames: Iterable[Frame]) -> int:
     return LIVE_QUEUE if getattr(frames, "live", False) else FILE_QUEUE
 
 
-def run_pipelined(mode: TrackMode, frames: Iterable[Frame], max_frames: int | None = None,
+def run_overlapped(mode: TrackMode, frames: Iterable[Frame], max_frames: int | None = None,
                   results: list[FrameResult] | None = None, *, queue_size: int | None = None,
                   stop: threading.Event | None = None, meter: Meter | None = None) -> TrackSummary:
     """Every frame of ``frames`` (up to ``max_frames``) through ``mode``, the stages overlapped (module doc).

@@ -1,12 +1,12 @@
-"""Make a precision variant of an artifact folder: graphs, check, manifest entry.
+"""Make the precision graphs of an artifact folder: graphs, check, manifest entry.
 
 ``make_precision_graphs(PrecisionSpec(folder, precision="int8"))`` writes
-``encoder.int8.<flavour>.onnx`` (the decoder stays fp32) or
+``encoder.int8.<graph_backend>.onnx`` (the decoder stays fp32) or
 ``encoder.fp16.onnx`` + ``decoder.fp16.onnx``, checks them on the CPU with
 ONNX Runtime against the fp32 PyTorch model on held-out images
 (``runtime.compare``), and records them with their figures in
 ``manifest.json``: as an ``onnxruntime`` artifact, or, laid out for TensorRT
-(``flavour="tensorrt"``), as a ``tensorrt`` artifact of ``format`` ``onnx``
+(``graph_backend="tensorrt"``), as a ``tensorrt`` artifact of ``format`` ``onnx``
 that TensorRT builds its engines from. A variant that misses its bound is
 deleted and the build fails.
 
@@ -36,7 +36,7 @@ from ..inputs import PRECISIONS, require_choice
 from ..interrupts import deferred
 from .images import CalibrationSet
 from .ranges import collect_ranges, load_ranges, quantizable_nodes, save_ranges
-from .recipes import DEFAULT_INT8_EXCLUDE, FLAVOUR_OPS, fp16_graph, int8_graph
+from .recipes import BACKEND_OPS, DEFAULT_INT8_EXCLUDE, fp16_graph, int8_graph
 
 HELDOUT_SEED = 900  # synthetic held-out pictures (random weights only) are seeded apart from calibration's (100)
 # The layer search raises its SQNR goal above the bound in these steps until the real graph's check (which
@@ -48,14 +48,14 @@ SEARCH_GOAL_RAISES_DB = tuple(np.arange(1.0, 25.0, 3.0))
 class PrecisionSpec:
     """How to make one precision variant's graphs; the defaults are the real ones.
 
-    ``flavour``: the runtime the graphs are laid out for (``recipes.FLAVOUR_OPS``): ``onnxruntime``
+    ``graph_backend``: the runtime the graphs are laid out for (``recipes.BACKEND_OPS``): ``onnxruntime``
     (U8S8 GEMMs) or ``tensorrt`` (symmetric Q/DQ on convolutions and GEMMs, checked with exact Q/DQ
     arithmetic)."""
 
     folder: str
     _: KW_ONLY  # the rest by name
     precision: str = "fp16"
-    flavour: str = "onnxruntime"
+    graph_backend: str = "onnxruntime"
     calib_images: str | None = None  # a folder of the user's images; None: synthetic (random weights only)
     calib_limit: int = 16
     calib_method: str = "max"
@@ -167,7 +167,7 @@ def _layer_search(spec: PrecisionSpec, encoder: Path, out: Path, ranges, candida
     from .recipes import weight_qmax
 
     search = sensitivity.LayerSearch(encoder, ranges, candidates, [next(iter(calibration_set(spec)))],
-                                     symmetric=spec.flavour == "tensorrt", weight_qmax=weight_qmax(spec.flavour))
+                                     symmetric=spec.graph_backend == "tensorrt", weight_qmax=weight_qmax(spec.graph_backend))
     try:
         for goal in spec.bounds().min_sqnr_db + np.asarray(SEARCH_GOAL_RAISES_DB):
             chosen, measured = search.choose(goal)
@@ -176,7 +176,7 @@ def _layer_search(spec: PrecisionSpec, encoder: Path, out: Path, ranges, candida
             record = replace(record, quantized_layers=len(chosen),
                              layer_search=_search_record(search, chosen, goal, measured, first_miss))
             try:
-                return int8_graph(encoder, out, ranges, chosen, spec.flavour), check(out), record
+                return int8_graph(encoder, out, ranges, chosen, spec.graph_backend), check(out), record
             except ParityError:
                 continue
     finally:
@@ -190,13 +190,13 @@ def _int8_encoder(spec: PrecisionSpec, manifest, encoder: Path, staging: Path,
     """Calibrate, quantize every candidate layer and check; on a miss, the layer search (``spec.layer_search``).
     The graph, its figures and how it was calibrated."""
     ranges, targets = calibrate(Path(spec.folder), encoder, spec, manifest)
-    candidates = [t for t in targets if t.op_type in FLAVOUR_OPS[spec.flavour]]
-    out = staging / graph_file("encoder", "int8", spec.flavour)
+    candidates = [t for t in targets if t.op_type in BACKEND_OPS[spec.graph_backend]]
+    out = staging / graph_file("encoder", "int8", spec.graph_backend)
     record = Calibration(method=spec.calib_method, images=spec.calib_images or "synthetic",
                          count=len(calibration_set(spec)), quantized_layers=len(candidates),
                          candidate_layers=len(candidates), excluded=tuple(spec.int8_exclude))
     try:
-        return int8_graph(encoder, out, ranges, candidates, spec.flavour), check(out), record
+        return int8_graph(encoder, out, ranges, candidates, spec.graph_backend), check(out), record
     except ParityError as miss:
         if not spec.layer_search:
             raise ParityError(f"{miss}; --layer-search keeps the layers with the most harm per ms saved in float "
@@ -205,17 +205,17 @@ def _int8_encoder(spec: PrecisionSpec, manifest, encoder: Path, staging: Path,
 
 
 def ensure_precision_graphs(spec: PrecisionSpec) -> Artifact:
-    """The checked ``spec.precision`` graphs for ``spec.flavour``: the ones the manifest records, else new ones.
+    """The checked ``spec.precision`` graphs for ``spec.graph_backend``: the ones the manifest records, else new ones.
 
     This is how INT8 graphs calibrated on a workstation (``build --backend
-    onnxruntime --precision int8 --flavour tensorrt``) are used by a Jetson's
+    onnxruntime --precision int8 --graphs-for tensorrt``) are used by a Jetson's
     ``build --backend tensorrt``: no calibration on the device. Passing
     ``--calib-images`` asks for a new calibration.
     """
     if spec.calib_images is None:
         manifest = read_manifest(spec.folder)
         try:
-            artifact = manifest.find(spec.flavour, spec.precision, format="onnx")
+            artifact = manifest.find(spec.graph_backend, spec.precision, format="onnx")
         except ArtifactError:
             return make_precision_graphs(spec)
         manifest.check_files(spec.folder, artifact.files.values())
@@ -232,7 +232,7 @@ def _checker(spec: PrecisionSpec, manifest, heldout: list[np.ndarray]) -> Callab
 
     info = ModelInfo.from_manifest(manifest)
     reference = TorchBackend(manifest.build_model(), device="cpu", info=info)
-    exact_qdq = spec.flavour == "tensorrt" and spec.precision == "int8"
+    exact_qdq = spec.graph_backend == "tensorrt" and spec.precision == "int8"
 
     def run(encoder: Path, decoder: Path) -> dict[str, Any]:
         candidate = OnnxRuntimeBackend(info, encoder, decoder, precision=spec.precision, providers=["cpu"],
@@ -245,8 +245,8 @@ def _checker(spec: PrecisionSpec, manifest, heldout: list[np.ndarray]) -> Callab
 
 
 def make_precision_graphs(spec: PrecisionSpec) -> Artifact:
-    """Write, check and record the ``spec.precision`` graphs of ``spec.folder`` (laid out for ``spec.flavour``)."""
-    require_choice(spec.flavour, FLAVOUR_OPS, "--flavour")
+    """Write, check and record the ``spec.precision`` graphs of ``spec.folder`` (laid out for ``spec.graph_backend``)."""
+    require_choice(spec.graph_backend, BACKEND_OPS, "--graphs-for")
     require_choice(spec.precision, PRECISIONS, "precision")
     folder = Path(spec.folder)
     manifest = read_manifest(folder)
@@ -267,7 +267,7 @@ def make_precision_graphs(spec: PrecisionSpec) -> Artifact:
             enc_out, figures, calibration = _int8_encoder(spec, manifest, encoder, staging,
                                                           lambda path: check(path, dec_out))
         files = {"encoder": enc_out.name, "decoder": dec_out.name}
-        artifact = Artifact(spec.flavour, spec.precision, files, format="onnx", tool_versions=tool_versions(),
+        artifact = Artifact(spec.graph_backend, spec.precision, files, format="onnx", tool_versions=tool_versions(),
                             device="cpu (onnxruntime check)", parity=figures, provenance=provenance(),
                             calibration=calibration)
         with deferred():  # the graphs into place, then the manifest that names them: never half

@@ -1,6 +1,6 @@
 """Segment an image with the four ONNX graphs of an artifact folder and ONNX Runtime alone (no hqsam-edge).
 
-    python examples/onnx_pipeline.py build/hq_vit_tiny --image scene.jpg --box 50,40,300,250 --out mask.png
+    python examples/onnx_graphs.py build/hq_vit_tiny --image scene.jpg --box 50,40,300,250 --out mask.png
 
 What a C++ or DeepStream app does with the same graphs, each one's outputs fed to the next as they come:
 ``preprocess.onnx`` (the RGB image, any size -> the encoder's input and the sizes), ``encoder.onnx``,
