@@ -57,7 +57,7 @@ import numpy as np
 from ..atomic import staged_folder
 from ..errors import ArtifactError, UsageError
 from ..export import contract as C
-from ..export.manifest import read_manifest, remove_stale_temporaries
+from ..export.manifest import Artifact, Manifest, read_manifest, remove_stale_temporaries
 from ..export.onnx_files import external_data_files
 from .. import inputs
 from ..inputs import require_choice
@@ -333,15 +333,7 @@ def write_repository(spec: TritonSpec) -> Repository:
     folder, out = Path(spec.folder), Path(spec.out)
     manifest = read_manifest(folder)
     remove_stale_temporaries(folder)
-    try:
-        artifact = manifest.find(spec.backend, spec.precision, folder=folder)  # engines, or ONNX graphs
-    except ArtifactError as exc:
-        where = " on the serving GPU" if spec.backend == "tensorrt" else ""
-        raise ArtifactError(f"{exc}{where}") from None
-    if not manifest.decoder_returns_tokens:
-        raise ArtifactError(f"{folder} was exported by an older hqsam-edge (its decoder returns the exported "
-                            "choice of masks, not every mask token): export it again for Triton")
-    manifest.check_files(folder, artifact.files.values())
+    artifact = _served_artifact(spec, folder, manifest)
     _check_replaceable(out, spec.overwrite)
 
     trt = spec.backend == "tensorrt"
@@ -380,15 +372,33 @@ def write_repository(spec: TritonSpec) -> Repository:
     with staged_folder(out, "repository") as staging:
         _write_models(staging, names, configs, manifest, folder, artifact.files, spec.backend, spec.runtime)
 
-    note = ""
-    if trt:
-        note = (f"; the engines need TensorRT {artifact.tool_versions.get('tensorrt', '?')} on a "
-                f"{artifact.device} (the versions Triton's container must have)")
-        if artifact.engine is not None and artifact.engine.version_compatible:
-            note += ("; they are version compatible, which Triton loads only when started with "
-                     "--backend-config=tensorrt,version-compatible=true")
     return Repository(out, names["python"], names["encoder"], names["decoder"], spec.backend, artifact.precision,
-                      max_batch, max_prompts, note, spec.runtime, shm)
+                      max_batch, max_prompts, _engine_note(artifact) if trt else "", spec.runtime, shm)
+
+
+def _served_artifact(spec: TritonSpec, folder: Path, manifest: Manifest) -> Artifact:
+    """The folder's artifact for ``spec.backend`` / ``spec.precision`` (engines, or ONNX graphs), its files
+    checked against the manifest."""
+    try:
+        artifact = manifest.find(spec.backend, spec.precision, folder=folder)
+    except ArtifactError as exc:
+        where = " on the serving GPU" if spec.backend == "tensorrt" else ""
+        raise ArtifactError(f"{exc}{where}") from None
+    if not manifest.decoder_returns_tokens:
+        raise ArtifactError(f"{folder} was exported by an older hqsam-edge (its decoder returns the exported "
+                            "choice of masks, not every mask token): export it again for Triton")
+    manifest.check_files(folder, artifact.files.values())
+    return artifact
+
+
+def _engine_note(artifact: Artifact) -> str:
+    """What the serving machine must have for these engines."""
+    note = (f"; the engines need TensorRT {artifact.tool_versions.get('tensorrt', '?')} on a "
+            f"{artifact.device} (the versions Triton's container must have)")
+    if artifact.engine is not None and artifact.engine.version_compatible:
+        note += ("; they are version compatible, which Triton loads only when started with "
+                 "--backend-config=tensorrt,version-compatible=true")
+    return note
 
 
 def _write_models(staging: Path, names: dict[str, str], configs: dict[str, dict[str, Any]], manifest,
