@@ -8,15 +8,23 @@ opened; ``Plan.todo`` is the images still to do (those without a finished result
 from __future__ import annotations
 
 import glob
+import hashlib
+import json
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 from ...errors import DataError, UsageError
 from ...inputs import ON_ERROR, require_choice
 from .. import boxes as box_files
 from ..generator_options import GeneratorOptions
-from .results import ERRORS_NAME, RESULTS_NAME, ImageFailure, output_path, read_result
+from ..shards import Shard
+from .results import ERRORS_NAME, RESULTS_NAME, SHARDS_DIR, ImageFailure, output_path, read_result
+
+if TYPE_CHECKING:
+    from .ray_runner import RayOptions
 
 
 @dataclass(frozen=True)
@@ -31,6 +39,8 @@ class SegmentSpec:
     model: str = ""  # what segments (folder, backend, precision): a rerun with another model is refused
     everything: GeneratorOptions | None = None  # segment everything with these options instead of boxes
     on_error: str = "skip"  # a bad image: "skip" it (OUT/errors.json) or "stop" the run
+    shard: Shard | None = None  # only this shard's images (``apps.shards``); a record in OUT/.shards, no results.json
+    ray: RayOptions | None = None  # the images through Ray Data actors (``ray_runner``) instead of this process
 
     @property
     def run_id(self) -> str:
@@ -58,8 +68,14 @@ class Plan:
     spec: SegmentSpec
     boxes_path: str  # the boxes file as named in messages ("" in everything mode)
     out: Path
-    jobs: tuple[Job, ...]  # every image, in image order
+    jobs: tuple[Job, ...]  # every image (of the shard), in image order
     failed: tuple[ImageFailure, ...] = ()  # refused before any work (their boxes), with on_error="skip"
+    set_size: int = 0  # images in the whole set (every shard)
+    set_digest: str = ""  # of the whole set: its images and the entries each expects (``set_digest``)
+
+    @property
+    def shard(self) -> Shard | None:
+        return self.spec.shard
 
     @property
     def skip(self) -> bool:
@@ -77,6 +93,15 @@ class Plan:
         refused = {f.file for f in self.failed}
         return tuple(j for j in self.jobs
                      if j.rel not in refused and read_result(output_path(self.out, j.rel), self.expected(j)) is None)
+
+
+def set_digest(images: Iterable[tuple[str, int | None]]) -> str:
+    """sha256 of an image set: each image's path and entries expected (None: any number), in the order given.
+    Shards of one set agree on it; a set that changed between two shards' runs does not."""
+    h = hashlib.sha256()
+    for rel, expected in images:
+        h.update(json.dumps([rel, expected]).encode() + b"\n")
+    return h.hexdigest()
 
 
 def find_images(pattern: str, exclude: Path | None = None) -> tuple[Path, list[str]]:
@@ -135,10 +160,14 @@ def make_plan(spec: SegmentSpec) -> Plan:
         if name.removesuffix(".json") in rels:
             raise UsageError(f"an image named {name.removesuffix('.json')!r} at the image root would overwrite "
                              f"{out / name}; rename it")
+    if any(rel.startswith(SHARDS_DIR + "/") for rel in rels):
+        raise UsageError(f"images in a folder {SHARDS_DIR!r} at the image root would mix with the shards' records "
+                         f"in {out / SHARDS_DIR}; rename it")
     if isinstance(prompts, GeneratorOptions):  # everything mode: ids 1, 2, ... in image order
         prompts.grids()  # bad options fail before any work
         named = (box_files.ImageBoxes(PurePosixPath(rel).name, i + 1) for i, rel in enumerate(rels))
-        return Plan(spec, "", out, tuple(Job(rel, root.joinpath(*rel.split("/")), e) for rel, e in zip(rels, named)))
+        jobs = tuple(Job(rel, root.joinpath(*rel.split("/")), e) for rel, e in zip(rels, named))
+        return _sharded(Plan(spec, "", out, jobs))
     skip = spec.on_error == "skip"
     boxes = box_files.read_boxes_file(prompts, keep_bad_boxes=skip)
     matched = box_files.match_images(boxes, rels)
@@ -154,4 +183,13 @@ def make_plan(spec: SegmentSpec) -> Plan:
                 raise
             failed.append(ImageFailure.of(rel, exc))
     jobs = tuple(Job(rel, root.joinpath(*rel.split("/")), matched.get(rel)) for rel in rels)
-    return Plan(spec, boxes.path, out, jobs, tuple(failed))
+    return _sharded(Plan(spec, boxes.path, out, jobs, tuple(failed)))
+
+
+def _sharded(plan: Plan) -> Plan:
+    """``plan`` with the whole set's size and digest, and only its shard's images (all without a shard)."""
+    shard = plan.spec.shard
+    digest = set_digest((j.rel, plan.expected(j)) for j in plan.jobs)
+    jobs = plan.jobs if shard is None else tuple(j for j in plan.jobs if shard.owns(j.rel))
+    failed = plan.failed if shard is None else tuple(f for f in plan.failed if shard.owns(f.file))
+    return Plan(plan.spec, plan.boxes_path, plan.out, jobs, failed, len(plan.jobs), digest)
