@@ -61,6 +61,14 @@ def test_ray_options_are_checked():
         "error: --ray-address, --ray-actors and --ray-gpus-per-actor apply to --ray: add --ray")
 
 
+def test_an_address_where_nothing_answers_is_refused_at_once():
+    from hqsam_edge.apps.segment.ray_runner import _check_reachable
+
+    with pytest.raises(UsageError, match=r"--ray-address ray://127.0.0.1:1: nothing answers there .*ray start --head"):
+        _check_reachable("ray://127.0.0.1:1", timeout_s=2)
+    _check_reachable("auto")  # left to Ray
+
+
 def test_ray_run_equals_the_local_run(ray_ready, tiny_folder, tmp_path):
     imgs = tmp_path / "imgs"
     imgs.mkdir()

@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -138,6 +139,19 @@ class Segmenter:
         return rows.columns(stats)
 
 
+def _check_reachable(address: str, timeout_s: float = 10.0) -> None:
+    """``UsageError`` if ``host:port`` (``ray://host:port``) takes no connection within ``timeout_s``: Ray itself
+    would wait for minutes, deaf to signals. ``auto`` and addresses without a port are left to Ray."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise UsageError(f"cannot join the Ray cluster at --ray-address {address}: nothing answers there "
+                         f"({exc.strerror or exc}); start it with `ray start --head`, or check the address") from None
+
+
 def _connect(ray: Any, options: RayOptions) -> bool:
     """Start a local Ray, or join ``options.address``; whether this run started (and must stop) it."""
     if ray.is_initialized():
@@ -145,6 +159,7 @@ def _connect(ray: Any, options: RayOptions) -> bool:
     os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")  # Ray's C++ lines on stderr: errors only
     quiet: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR}
     if options.address is not None:
+        _check_reachable(options.address)
         try:
             ray.init(address=options.address, **quiet)
         except (ConnectionError, RuntimeError, ValueError) as exc:
