@@ -97,6 +97,41 @@ def atomic_write(path: str | Path, write: Callable[[str], object], *, suffix: st
     return path
 
 
+def atomic_create(path: str | Path, write: Callable[[str], object], *, suffix: str = TMP_SUFFIX) -> bool:
+    """Create ``path`` with what ``write(tmp_path)`` wrote, unless it exists: whether this call created it.
+
+    The file is hard-linked into place, so it appears complete or not at all, and of processes racing to
+    create it (shards on one OUT) exactly one does. Where the file system has no hard links, an exclusive
+    create (``O_EXCL``) still lets only one win, but a reader may see the file before its bytes."""
+    path = Path(path)
+    fd = tmp = None
+    try:
+        with deferred():
+            fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path.name), suffix=suffix, dir=path.parent)
+        hold(fd)
+        write(tmp)
+        os.chmod(tmp, 0o644)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+        except OSError:  # no hard links here
+            try:
+                target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                return False
+            with os.fdopen(target, "wb") as f:
+                f.write(Path(tmp).read_bytes())
+        return True
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+    finally:
+        if fd is not None:
+            os.close(fd)
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
+
+
 def write_bytes(path: str | Path, data: bytes) -> Path:
     return atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
 

@@ -17,6 +17,7 @@ import typer
 
 from .. import inputs
 from ..apps.generator_options import GeneratorOptions
+from ..apps.shards import SHARDS_ENV, Shard, parse_shard
 from ..errors import HQSamEdgeError
 
 
@@ -140,3 +141,26 @@ DetectorClasses = Annotated[list[str] | None, typer.Option(
     help="--detector: keep only these class ids (0-based, comma-separated or repeated).")]
 DetectorScore = Annotated[float, typer.Option(
     "--detector-score", min=0.0, max=1.0, help="--detector: the least score a box needs.")]
+
+
+def _shard(text: str) -> Shard:
+    try:
+        return parse_shard(text)
+    except HQSamEdgeError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+# Beyond one machine (``segment``): a shard of the set (``apps.shards``), or Ray Data actors (``ray_runner``).
+ShardOption = Annotated[Shard | None, typer.Option(
+    "--shard", parser=_shard, metavar="K/N", show_default=False,
+    help="Only shard K of N (from 0) of the images, split by path; default: from SLURM_ARRAY_TASK_ID / _MIN / _COUNT "
+         f"or JOB_COMPLETION_INDEX + {SHARDS_ENV}. Shards share --out; then `hqsam-edge merge OUT`.")]
+Ray = Annotated[bool, typer.Option(
+    "--ray", help="Run the images through Ray Data actors, each holding one model (the ray extra).")]
+RayAddress = Annotated[str | None, typer.Option(
+    "--ray-address", show_default=False, help="--ray: join this Ray cluster (default: start a local Ray).")]
+RayActors = Annotated[int | None, typer.Option(
+    "--ray-actors", min=1, show_default=False, help="--ray: actors, each with its own model (default 1).")]
+RayGpusPerActor = Annotated[float | None, typer.Option(
+    "--ray-gpus-per-actor", min=0.0, show_default=False,
+    help="--ray: share of a GPU each actor reserves (0.5: two actors a GPU; default 0).")]

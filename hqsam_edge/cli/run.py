@@ -15,6 +15,7 @@ import typer
 
 from .. import inputs
 from ..apps.generator_options import GeneratorOptions
+from ..errors import UsageError
 from . import options as o
 from .group import command
 from .options import EVERYTHING as E
@@ -111,11 +112,19 @@ def segment(
     low_res_stability: o.LowResStability = E.low_res_stability,
     backbone: o.Backbone = "vit_tiny", variant: o.Variant = "hq", checkpoint: o.Checkpoint = None,
     random_weights: o.RandomWeights = False, backend: o.Backend = "auto", precision: o.ModelPrecision = None,
+    shard: o.ShardOption = None, ray: o.Ray = False, ray_address: o.RayAddress = None, ray_actors: o.RayActors = None,
+    ray_gpus_per_actor: o.RayGpusPerActor = None,
 ):
     """Segment an image set from box prompts, a detector's boxes or everything in it into COCO RLE results,
-    streamed and resumable."""
+    streamed and resumable.
+
+    Long: the signature is the command's thirty options (one line each, as typer reads them); the body builds
+    the spec and calls ``segment_images``."""
+    import os
+
     from ..apps.detector import DetectorSpec
-    from ..apps.segment import SegmentSpec, segment_images
+    from ..apps.segment import RayOptions, SegmentSpec, segment_images
+    from ..apps.shards import choose_shard
     from ..errors import SKIPPED_EXIT_CODE
     from ..runtime.choice import ModelChoice
 
@@ -127,11 +136,16 @@ def segment(
         box_nms_thresh=box_nms_thresh, crop_n_layers=crop_n_layers, crop_nms_thresh=crop_nms_thresh,
         crop_overlap_ratio=crop_overlap_ratio, crop_n_points_downscale_factor=crop_n_points_downscale_factor,
         min_mask_region_area=min_mask_region_area, low_res_stability=low_res_stability)
+    ray_given = {k: v for k, v in [("address", ray_address), ("actors", ray_actors),
+                                   ("gpus_per_actor", ray_gpus_per_actor)] if v is not None}
+    if ray_given and not ray:
+        raise UsageError("--ray-address, --ray-actors and --ray-gpus-per-actor apply to --ray: add --ray")
     spec = SegmentSpec(images=images, boxes=None if boxes is None else str(boxes), out=str(out),
                        queue_size=queue_size, model=model.describe(),
                        everything=generator if everything else None, on_error=on_error,
                        detector=None if detector is None else str(detector),
-                       detector_options=DetectorSpec(min_score=detector_score, classes=detector_classes))
+                       detector_options=DetectorSpec(min_score=detector_score, classes=detector_classes),
+                       shard=choose_shard(shard, os.environ), ray=RayOptions(**ray_given) if ray else None)
     summary = segment_images(spec, model.open)
     typer.echo(summary.line())
     if summary.failed:

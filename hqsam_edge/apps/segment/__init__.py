@@ -10,6 +10,8 @@ One job per module:
     detector_mode    an ONNX detector's boxes as the prompts (no boxes file)
     modes            the protocol both follow, and the one place that opens the model
     run              ``segment_images``: plan, model, OUT, the stream, the merge
+    merge            shards of a run on one OUT (``spec.shard``, ``apps.shards``): their records, ``merge_shards``
+    ray_runner       the images through Ray Data actors instead of this process (``spec.ray``, ``RayOptions``)
 
 The images go through ``hqsam_edge.apps.stream``: three stages that overlap, joined by two bounded queues
 (``spec.queue_size`` images each): a reader thread (read the file, check its boxes against its size,
@@ -79,14 +81,16 @@ stays for a resume.
 from .box_mode import BoxMode, result_entries
 from .detector_mode import DetectorMode, detector_entries
 from .everything_mode import EverythingMode, everything_entries
+from .merge import MergeSummary, merge_shards
 from .plan import Job, Plan, SegmentSpec, find_images, make_plan
+from .plan import RayOptions
 from .results import (ERRORS_NAME, PER_IMAGE, RESULTS_NAME, RUN_NAME, ImageFailure, check_same_model,
                       output_path, read_result, remove_stale_temps, write_errors)
 from .run import SegmentSummary, segment_images
 
 __all__ = [
     "ERRORS_NAME", "PER_IMAGE", "RESULTS_NAME", "RUN_NAME", "BoxMode", "DetectorMode", "EverythingMode", "ImageFailure",
-    "Job", "Plan", "SegmentSpec", "SegmentSummary", "check_same_model", "detector_entries", "everything_entries",
-    "find_images", "make_plan", "output_path", "read_result", "remove_stale_temps", "result_entries", "segment_images",
-    "write_errors",
+    "Job", "MergeSummary", "Plan", "RayOptions", "SegmentSpec", "SegmentSummary", "check_same_model",
+    "detector_entries", "everything_entries", "find_images", "make_plan", "merge_shards", "output_path",
+    "read_result", "remove_stale_temps", "result_entries", "segment_images", "write_errors",
 ]

@@ -10,12 +10,12 @@ of one image, made in the writer thread (RLE encoding overlaps the model). The m
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from ...runtime.predictor import Predictor
 from ..stream import ItemFailure, Mode, StreamStats, Verdict, run_stream
 from .box_mode import BoxMode
-from .plan import Job, Plan
+from .plan import Job, Plan, SegmentSpec
 from .results import Entry
 
 R = TypeVar("R")
@@ -71,20 +71,23 @@ def streamed(mode: SegmentMode[R, Res], jobs: Sequence[Job], queue_size: int) ->
     return run
 
 
+def model_mode(spec: SegmentSpec, boxes_path: str, predictor: Predictor) -> SegmentMode[Any, Any]:
+    """The mode that runs ``predictor`` for ``spec``: ``DetectorMode``, ``EverythingMode`` or ``BoxMode``."""
+    if spec.detector is not None:
+        from ..detector import OnnxDetector
+        from .detector_mode import DetectorMode
+
+        return DetectorMode(OnnxDetector(spec.detector, spec.detector_options), predictor)
+    if spec.everything is not None:
+        from .everything_mode import EverythingMode
+
+        return EverythingMode(predictor, spec.everything)
+    return BoxMode(boxes_path, predictor)
+
+
 def open_mode(plan: Plan, todo: Sequence[Job], open_predictor: Callable[[], Predictor]) -> Run:
     """The mode for ``plan``'s images ``todo``; the model is opened here, and only if one of them needs it."""
     queue_size = plan.spec.queue_size
     if not any(plan.needs_model(job) for job in todo):
         return streamed(NoModelMode(), todo, queue_size)
-    predictor = open_predictor()
-    if plan.spec.detector is not None:
-        from ..detector import OnnxDetector
-        from .detector_mode import DetectorMode
-
-        detector = OnnxDetector(plan.spec.detector, plan.spec.detector_options)
-        return streamed(DetectorMode(detector, predictor), todo, queue_size)
-    if plan.spec.everything is not None:
-        from .everything_mode import EverythingMode
-
-        return streamed(EverythingMode(predictor, plan.spec.everything), todo, queue_size)
-    return streamed(BoxMode(plan.boxes_path, predictor), todo, queue_size)
+    return streamed(model_mode(plan.spec, plan.boxes_path, open_predictor()), todo, queue_size)

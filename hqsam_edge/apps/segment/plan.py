@@ -8,7 +8,10 @@ opened; ``Plan.todo`` is the images still to do (those without a finished result
 from __future__ import annotations
 
 import glob
+import hashlib
+import json
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -17,7 +20,28 @@ from ...inputs import ON_ERROR, require_choice
 from .. import boxes as box_files
 from ..detector import DetectorSpec, check_graph, graph_identity
 from ..generator_options import GeneratorOptions
-from .results import ERRORS_NAME, RESULTS_NAME, ImageFailure, output_path, read_result
+from ..shards import Shard
+from .results import ERRORS_NAME, RESULTS_NAME, SHARDS_DIR, ImageFailure, output_path, read_result
+
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """Where and how wide: a cluster ``address`` (None: a local Ray for the run), ``actors`` each holding one
+    Predictor and reserving ``gpus_per_actor`` of a GPU, ``batch_size`` images handed to an actor at once."""
+
+    address: str | None = None
+    actors: int = 1
+    gpus_per_actor: float = 0.0
+    batch_size: int = 4
+
+    def __post_init__(self) -> None:
+        if self.actors < 1:
+            raise UsageError(f"--ray-actors must be at least 1, not {self.actors}")
+        if self.gpus_per_actor < 0:
+            raise UsageError(f"--ray-gpus-per-actor must be 0 or more, not {self.gpus_per_actor}")
+        if self.batch_size < 1:
+            raise UsageError(f"Ray batch size must be at least 1, not {self.batch_size}")
 
 
 @dataclass(frozen=True)
@@ -34,6 +58,8 @@ class SegmentSpec:
     on_error: str = "skip"  # a bad image: "skip" it (OUT/errors.json) or "stop" the run
     detector: str | None = None  # an ONNX detector graph whose boxes prompt each image, instead of boxes
     detector_options: DetectorSpec = DetectorSpec()  # its score threshold, classes ... (``every`` unused)
+    shard: Shard | None = None  # only this shard's images (``apps.shards``); a record in OUT/.shards, no results.json
+    ray: RayOptions | None = None  # the images through Ray Data actors (``ray_runner``) instead of this process
 
     @property
     def run_id(self) -> str:
@@ -64,8 +90,14 @@ class Plan:
     spec: SegmentSpec
     boxes_path: str  # the boxes file as named in messages ("" in everything mode)
     out: Path
-    jobs: tuple[Job, ...]  # every image, in image order
+    jobs: tuple[Job, ...]  # every image (of the shard), in image order
     failed: tuple[ImageFailure, ...] = ()  # refused before any work (their boxes), with on_error="skip"
+    set_size: int = 0  # images in the whole set (every shard)
+    set_digest: str = ""  # of the whole set: its images and the entries each expects (``set_digest``)
+
+    @property
+    def shard(self) -> Shard | None:
+        return self.spec.shard
 
     @property
     def skip(self) -> bool:
@@ -89,6 +121,15 @@ class Plan:
         refused = {f.file for f in self.failed}
         return tuple(j for j in self.jobs
                      if j.rel not in refused and read_result(output_path(self.out, j.rel), self.expected(j)) is None)
+
+
+def set_digest(images: Iterable[tuple[str, int | None]]) -> str:
+    """sha256 of an image set: each image's path and entries expected (None: any number), in the order given.
+    Shards of one set agree on it; a set that changed between two shards' runs does not."""
+    h = hashlib.sha256()
+    for rel, expected in images:
+        h.update(json.dumps([rel, expected]).encode() + b"\n")
+    return h.hexdigest()
 
 
 def find_images(pattern: str, exclude: Path | None = None) -> tuple[Path, list[str]]:
@@ -150,11 +191,15 @@ def make_plan(spec: SegmentSpec) -> Plan:
         if name.removesuffix(".json") in rels:
             raise UsageError(f"an image named {name.removesuffix('.json')!r} at the image root would overwrite "
                              f"{out / name}; rename it")
+    if any(rel.startswith(SHARDS_DIR + "/") for rel in rels):
+        raise UsageError(f"images in a folder {SHARDS_DIR!r} at the image root would mix with the shards' records "
+                         f"in {out / SHARDS_DIR}; rename it")
     if isinstance(prompts, (GeneratorOptions, DetectorSpec)):  # everything / detector: ids 1, 2, ... in order
         if isinstance(prompts, GeneratorOptions):
             prompts.grids()  # bad options fail before any work
         named = (box_files.ImageBoxes(PurePosixPath(rel).name, i + 1) for i, rel in enumerate(rels))
-        return Plan(spec, "", out, tuple(Job(rel, root.joinpath(*rel.split("/")), e) for rel, e in zip(rels, named)))
+        jobs = tuple(Job(rel, root.joinpath(*rel.split("/")), e) for rel, e in zip(rels, named))
+        return _sharded(Plan(spec, "", out, jobs))
     skip = spec.on_error == "skip"
     boxes = box_files.read_boxes_file(prompts, keep_bad_boxes=skip)
     matched = box_files.match_images(boxes, rels)
@@ -170,4 +215,13 @@ def make_plan(spec: SegmentSpec) -> Plan:
                 raise
             failed.append(ImageFailure.of(rel, exc))
     jobs = tuple(Job(rel, root.joinpath(*rel.split("/")), matched.get(rel)) for rel in rels)
-    return Plan(spec, boxes.path, out, jobs, tuple(failed))
+    return _sharded(Plan(spec, boxes.path, out, jobs, tuple(failed)))
+
+
+def _sharded(plan: Plan) -> Plan:
+    """``plan`` with the whole set's size and digest, and only its shard's images (all without a shard)."""
+    shard = plan.spec.shard
+    digest = set_digest((j.rel, plan.expected(j)) for j in plan.jobs)
+    jobs = plan.jobs if shard is None else tuple(j for j in plan.jobs if shard.owns(j.rel))
+    failed = plan.failed if shard is None else tuple(f for f in plan.failed if shard.owns(f.file))
+    return Plan(plan.spec, plan.boxes_path, plan.out, jobs, failed, len(plan.jobs), digest)

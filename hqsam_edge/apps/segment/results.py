@@ -4,6 +4,7 @@
     OUT/results.json        every image's entries in image order (``merge_results``), after a finished run only
     OUT/.segment.json       ``{"model": ...}``: what wrote OUT, so that a resume cannot mix two models' masks
     OUT/errors.json         the images the last run skipped (``ImageFailure``), when it skipped any
+    OUT/.shards/K-of-N.json a shard's completion record instead of the two above (``apps.segment.merge``)
 
 Every file goes through ``write_json``: under a temporary name in its folder, renamed into place
 (``hqsam_edge.atomic``), so none is ever half-written; lists one item a line. What a file holds, and when a
@@ -18,12 +19,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TextIO
 
-from ...atomic import atomic_write, remove_stale
+from ...atomic import atomic_create, atomic_write, remove_stale
 from ...errors import DataError, ImageError, UsageError
 
 RESULTS_NAME = "results.json"
 ERRORS_NAME = "errors.json"
 RUN_NAME = ".segment.json"
+SHARDS_DIR = ".shards"  # the shards' completion records (``apps.segment.merge``)
 PER_IMAGE = (ImageError, DataError)  # what ``--on-error skip`` skips; anything else stops the run
 
 Entry = dict[str, object]  # one COCO result entry, as JSON has it
@@ -89,18 +91,19 @@ def read_result(path: Path, n_boxes: int | None) -> list[Entry] | None:
     return entries
 
 
+def read_results(out: Path, images: Iterable[tuple[str, int | None]]) -> Iterator[Entry]:
+    """The entries of each image ``(path, entries expected or None)`` in the order given, read back from their
+    files; ``DataError`` if one is missing."""
+    for rel, expected in images:
+        found = read_result(output_path(out, rel), expected)
+        if found is None:
+            raise DataError(f"results of {rel} are missing from {out}; run segment again")
+        yield from found
+
+
 def merge_results(out: Path, images: Iterable[tuple[str, int | None]]) -> int:
-    """``OUT/results.json``: the entries of each image ``(path, entries expected or None)`` in the order given,
-    read back from their files; the number of entries. ``DataError`` if one is missing."""
-
-    def entries() -> Iterator[Entry]:
-        for rel, expected in images:
-            found = read_result(output_path(out, rel), expected)
-            if found is None:
-                raise DataError(f"results of {rel} are missing from {out}; run segment again")
-            yield from found
-
-    return write_json(out / RESULTS_NAME, entries())
+    """``OUT/results.json``: the entries of each image (``read_results``) in the order given; how many."""
+    return write_json(out / RESULTS_NAME, read_results(out, images))
 
 
 # -- the resume record ----------------------------------------------------------------
@@ -118,9 +121,14 @@ def check_same_model(out: Path, model: str) -> None:
 
 
 def record_model(out: Path, model: str) -> None:
-    """``OUT/.segment.json`` naming ``model``, unless OUT has one already (``check_same_model`` read it)."""
-    if model and not (out / RUN_NAME).is_file():
-        write_json(out / RUN_NAME, {"model": model})
+    """``OUT/.segment.json`` naming ``model``, unless OUT has one already; then ``check_same_model`` again.
+
+    Created at once or not at all (``atomic_create``): of shards starting together on one OUT exactly one
+    writes it, and the others compare their model with what it wrote."""
+    if not model:
+        return
+    if not atomic_create(out / RUN_NAME, lambda tmp: Path(tmp).write_text(json.dumps({"model": model}) + "\n")):
+        check_same_model(out, model)
 
 
 def remove_stale_temps(out: Path) -> int:
