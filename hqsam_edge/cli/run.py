@@ -117,7 +117,7 @@ def segment(
 ):
     """Segment an image set from box prompts, a detector's boxes or everything in it into COCO RLE results,
     streamed and resumable.
-
+    \f
     Long: the signature is the command's thirty options (one line each, as typer reads them); the body builds
     the spec and calls ``segment_images``."""
     import os
