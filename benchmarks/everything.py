@@ -1,9 +1,9 @@
 """Everything mode: our ``SamAutomaticMaskGenerator`` under ONNX Runtime vs the official generator, in one run.
 
 Light HQ-SAM (``vit_tiny``) with random weights saved in the official format (official initialisation, seed 5,
-perturbed as the tests' checkpoints), loaded by the official model and exported to an artifact folder for ours; one synthetic picture
-(``data.synthetic.demo_image``, 1500x2250 by default); the same generator options for both. Prints each side's
-time split into encoder (``set_image`` of every crop), decoder (the mask decoder calls: the official
+perturbed as the tests' checkpoints), loaded by the official model and exported to an artifact folder for ours; one
+synthetic picture (``data.synthetic.demo_image``, 1500x2250 by default); the same generator options for both. Prints
+each side's time split into encoder (``set_image`` of every crop), decoder (the mask decoder calls: the official
 ``mask_decoder.forward``; ours the decoder graph plus the mask choice) and the rest (post-processing: upscaling,
 stability, boxes, NMS, RLE, records), the masks each finds and how many match (mask IoU >= 0.98, both ways).
 
@@ -139,7 +139,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--low-res-stability", action="store_true")
     parser.add_argument("--scaling", nargs="*", type=int, default=[])
     parser.add_argument("--scaling-points-per-side", type=int, default=16)
-    parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds of ours vs the official (median kept)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="interleaved rounds of ours vs the official (median kept)")
     parser.add_argument("--skip-official", action="store_true", help="only ours (with --scaling / --low-res-stability)")
     return parser.parse_args()
 
@@ -172,10 +173,12 @@ def low_res_agreement(predictor, image: np.ndarray, options: dict, ours: list, t
 
 
 def scaling(predictor, image: np.ndarray, options: dict, batches: list[int], side: int) -> None:
-    print(f"\n{side}x{side} points, ours:\n| points_per_batch | decoder s | ms per point | total s |\n|---:|---:|---:|---:|")
+    print(f"\n{side}x{side} points, ours:\n"
+          "| points_per_batch | decoder s | ms per point | total s |\n|---:|---:|---:|---:|")
     for batch in batches:
         _, t = run_ours(predictor, image, {**options, "points_per_side": side, "points_per_batch": batch})
-        print(f"| {batch} | {t['decoder']:.1f} | {1000 * t['decoder'] / side ** 2:.1f} | {t['total']:.1f} |", flush=True)
+        print(f"| {batch} | {t['decoder']:.1f} | {1000 * t['decoder'] / side ** 2:.1f} | {t['total']:.1f} |",
+              flush=True)
 
 
 def main() -> None:
@@ -204,7 +207,8 @@ def main() -> None:
               f"{args.points_per_batch} per batch, thresholds iou {args.pred_iou_thresh} "
               f"stability {args.stability_score_thresh}, box NMS {args.box_nms_thresh}, threads "
               f"{args.threads or 'default'}", flush=True)
-        print("| generator | encoder s | decoder s | post-processing s | total s | masks |\n|---|---:|---:|---:|---:|---:|")
+        print("| generator | encoder s | decoder s | post-processing s | total s | masks |\n"
+              "|---|---:|---:|---:|---:|---:|")
         if not args.skip_official:
             versus_official(checkpoint, predictor, image, options, args.rounds)
         if args.low_res_stability:

@@ -177,7 +177,8 @@ class Platform:
         rows = [
             ("architecture", f"{self.arch} ({self.system})"),
             ("cpu", f"{val(self.cpu, 'unknown')}, {self.cpu_count} usable cores"),
-            ("memory", f"{self.memory_gib:.1f} GiB" + (" (unified: shared by CPU and GPU)" if self.unified_memory else "")),
+            ("memory",
+             f"{self.memory_gib:.1f} GiB" + (" (unified: shared by CPU and GPU)" if self.unified_memory else "")),
         ]
         if self.is_jetson:
             rows += [

@@ -39,7 +39,7 @@ def _read(path: Path) -> str:
         return ""
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def realm() -> str:
     """This kernel boot and pid namespace, as 8 hex digits (the host name where there is no ``/proc``)."""
     boot = _read(_PROC / "sys/kernel/random/boot_id") or socket.gethostname()
@@ -59,7 +59,7 @@ def start_time(pid: int) -> str | None:
     return fields[19]  # field 22 of proc(5); fields[0] is field 3
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _own_start(pid: int) -> str:
     return start_time(pid) or "0"
 

@@ -89,7 +89,8 @@ def test_staged_folder_replaces_only_when_complete_and_says_what_it_kept(tmp_pat
     assert len(removed) == 1 and f".out.{owners.tag()}." in removed[0] and kept == [f"kept {out} as it was"]
     with atomic.staged_folder(out) as staging:
         (staging / "new.txt").write_text("new")
-    assert sorted(p.name for p in out.iterdir()) == ["new.txt"] and sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    assert sorted(p.name for p in out.iterdir()) == ["new.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
 def test_atomic_write_leaves_no_temporary_on_failure(tmp_path):

@@ -79,7 +79,8 @@ def test_predict_turns_a_photo_as_its_exif_says(tmp_path):
 def test_bad_checkpoint(image_file, tmp_path):
     bad = tmp_path / "bad.pth"
     bad.write_bytes(b"\x00garbage" * 100)
-    result = run("predict", "--checkpoint", bad, "--image", image_file, "--box", "1,1,50,50", "--out", tmp_path / "m.png")
+    result = run("predict", "--checkpoint", bad, "--image", image_file, "--box", "1,1,50,50",
+                 "--out", tmp_path / "m.png")
     assert_one_line_error(result, "cannot read checkpoint")
     assert not (tmp_path / "m.png").exists()
 

@@ -36,14 +36,18 @@ def one_line_error(result, *fragments: str, code: int | None = None) -> str:
 
 
 @pytest.mark.parametrize("args, what", [
-    (["export", "--backbone", "vit_x", "--random-weights"], "backbone 'vit_x'; choose one of: vit_tiny, vit_b, vit_l, vit_h"),
+    (["export", "--backbone", "vit_x", "--random-weights"],
+     "backbone 'vit_x'; choose one of: vit_tiny, vit_b, vit_l, vit_h"),
     (["build", "{folder}", "--precision", "fp61"], "precision 'fp61'; choose one of: fp32, fp16, int8"),
     (["bench", "--precision", "fp61"], "precision 'fp61'; choose one of: fp32, fp16, int8"),
     (["bench", "--backend", "auto"], "backend 'auto'; choose one of: torch, onnxruntime, tensorrt"),
-    (["predict", "--variant", "hqq", "--random-weights", "--image", "{image}"], "variant 'hqq'; choose one of: hq, sam"),
-    (["build", "{folder}", "--calib-method", "mean"], "calibration method 'mean'; choose one of: max, percentile, entropy"),
+    (["predict", "--variant", "hqq", "--random-weights", "--image", "{image}"],
+     "variant 'hqq'; choose one of: hq, sam"),
+    (["build", "{folder}", "--calib-method", "mean"],
+     "calibration method 'mean'; choose one of: max, percentile, entropy"),
     (["triton", "{folder}", "--out", "repo", "--kind", "tpu"], "instance kind 'tpu'; choose one of: gpu, cpu"),
-    (["eval", "--random-weights", "--data", ".", "--protocol", "coco"], "protocol 'coco'; choose one of: official, predictor"),
+    (["eval", "--random-weights", "--data", ".", "--protocol", "coco"],
+     "protocol 'coco'; choose one of: official, predictor"),
 ])
 def test_fixed_values_are_choices_and_the_error_lists_them(args, what, tiny_folder, tmp_path):
     image = tmp_path / "i.png"
@@ -81,8 +85,10 @@ def run_isolated(args: list[str], cwd: Path) -> tuple[int, str, list[str]]:
 
 
 @pytest.mark.parametrize("args, message", [
-    (["predict", "--random-weights", "--image", "nope.png", "--box", "1,1,5,5", "--out", "m.png"], "image not found: nope.png"),
-    (["predict", "nope_dir", "--image", "c.pth", "--box", "1,1,5,5", "--out", "m.png"], "artifact folder not found: nope_dir"),
+    (["predict", "--random-weights", "--image", "nope.png", "--box", "1,1,5,5", "--out", "m.png"],
+     "image not found: nope.png"),
+    (["predict", "nope_dir", "--image", "c.pth", "--box", "1,1,5,5", "--out", "m.png"],
+     "artifact folder not found: nope_dir"),
     (["build", "nope_dir"], "artifact folder not found: nope_dir"),
     (["bench", "nope_dir"], "artifact folder not found: nope_dir"),
     (["export", "--checkpoint", "nope.pth"], "checkpoint not found: nope.pth"),
@@ -90,7 +96,8 @@ def run_isolated(args: list[str], cwd: Path) -> tuple[int, str, list[str]]:
     (["build", "{folder}", "--precision", "fp61"], "unknown precision 'fp61'"),
     (["bench", "damaged"], "damaged/manifest.json is damaged"),
     (["train", "--checkpoint", "c.pth", "--data", "nope", "--out", "o"], "data root not found: nope"),
-    (["segment", "--random-weights", "--images", "*.png", "--boxes", "nope.json", "--out", "o"], "boxes file not found"),
+    (["segment", "--random-weights", "--images", "*.png", "--boxes", "nope.json", "--out", "o"],
+     "boxes file not found"),
     (["track", "--random-weights", "--source", "nope.mp4", "--box", "1,1,5,5", "--out", "o"],
      "no video file, image folder or camera at nope.mp4"),
     (["track", "--random-weights", "--box", "1,1,5", "--source", "c.pth", "--out", "o"], "a box takes 4 numbers"),

@@ -43,7 +43,8 @@ def tools(outputs: dict[str, str]):
 
 NVPMODEL_MAXN = "NV Power Mode: MAXN\n0\n"
 NVPMODEL_15W_WARN = "NVPM WARN: fan mode is not set!\nNV Power Mode: 15W\n2\n"
-R36_4_3 = "# R36 (release), REVISION: 4.3, GCID: 38968081, BOARD: generic, EABI: aarch64, DATE: Wed Jan  8 01:49:37 UTC 2025\n"
+R36_4_3 = ("# R36 (release), REVISION: 4.3, GCID: 38968081, BOARD: generic, EABI: aarch64, "
+           "DATE: Wed Jan  8 01:49:37 UTC 2025\n")
 
 
 def test_jetson_agx_orin_jetpack_62(tmp_path):
@@ -60,7 +61,8 @@ def test_jetson_agx_orin_jetpack_62(tmp_path):
 
 
 def test_jetson_orin_nano_jetpack_60_with_nvpmodel_warnings(tmp_path):
-    release = "# R36 (release), REVISION: 3.0, GCID: 36191598, BOARD: generic, EABI: aarch64, DATE: Mon May  6 17:34:21 UTC 2024\n"
+    release = ("# R36 (release), REVISION: 3.0, GCID: 36191598, BOARD: generic, EABI: aarch64, "
+               "DATE: Mon May  6 17:34:21 UTC 2024\n")
     root = board(tmp_path, model="NVIDIA Jetson Orin Nano Developer Kit", release=release, cuda=None)
     p = hw.detect_platform(root, tools({"nvpmodel": NVPMODEL_15W_WARN}), probe_python=False)
     assert (p.l4t, p.jetpack, p.power_mode, p.cuda_toolkit) == ("36.3.0", "6.0", "15W (mode 2)", "")
@@ -69,7 +71,8 @@ def test_jetson_orin_nano_jetpack_60_with_nvpmodel_warnings(tmp_path):
 
 def test_jetpack5_cuda_version_txt_and_unknown_future_release(tmp_path):
     root = board(tmp_path, model="NVIDIA Orin NX Developer Kit", cuda=None,
-                 release="# R35 (release), REVISION: 4.1, GCID: 33958178, BOARD: t186ref, EABI: aarch64, DATE: Tue Aug  1 19:57:35 UTC 2023\n")
+                 release="# R35 (release), REVISION: 4.1, GCID: 33958178, BOARD: t186ref, EABI: aarch64, "
+                         "DATE: Tue Aug  1 19:57:35 UTC 2023\n")
     (root / "usr/local/cuda").mkdir(parents=True)
     (root / "usr/local/cuda/version.txt").write_text("CUDA Version 11.4.315\n")
     p = hw.detect_platform(root, tools({}), probe_python=False)
@@ -133,7 +136,8 @@ def test_jetpack_tensorrt_table_and_the_floor(tmp_path, monkeypatch):
         "8.4", "8.5", "8.6", "10.3", "10.13", "10.13", "10.16"]
     assert hw.jetpack_for("39.2.0") == "7.2" and hw.jetpack_for("39.2.2") == "7.2"  # a patch release: its series
     assert hw.jetpack_for("36.4.2") == "6.1" and hw.jetpack_for("41.0.0") == "" and hw.jetpack_for("35.0.9") == ""
-    release = "# R35 (release), REVISION: 1.0, GCID: 31346300, BOARD: t186ref, EABI: aarch64, DATE: Thu Aug 25 18:41:45 UTC 2022\n"
+    release = ("# R35 (release), REVISION: 1.0, GCID: 31346300, BOARD: t186ref, EABI: aarch64, "
+               "DATE: Thu Aug 25 18:41:45 UTC 2022\n")
     root = board(tmp_path, model="NVIDIA Jetson AGX Orin Developer Kit", release=release, cuda=None)
     monkeypatch.setattr(hw, "module_version", lambda name: None)  # no TensorRT module here either way
     p = hw.detect_platform(root, tools({}), probe_python=True)

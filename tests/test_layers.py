@@ -9,8 +9,8 @@ timing calls)
 ``export`` (graph contract, profiles, graphs, manifest) ->
 ``runtime`` (backends, Predictor, the one comparison) -> ``calib`` (precision graphs) -> ``engines`` (TensorRT)
 -> ``pipeline`` (the verified export and build steps) -> ``eval``, ``train``, ``benchmarks`` -> ``apps``,
-``serve`` -> ``video`` (tracking; it writes with ``apps``' RLE and colours) -> what the command line prints (``console``) -> the command line
-and the package's own entry points.
+``serve`` -> ``video`` (tracking; it writes with ``apps``' RLE and colours) -> what the command line prints
+(``console``) -> the command line and the package's own entry points.
 
 Imports under ``if TYPE_CHECKING:`` count too: an annotation names a module the code depends on, and a
 type-only cycle is a cycle of design even when Python never runs it.

@@ -49,7 +49,9 @@ def parse_point(text: str) -> tuple[float, float, int]:
     return values[0], values[1], label
 
 
-def parse_prompts(boxes: Sequence[str], points: Sequence[str]) -> tuple[list[list[float]], list[tuple[float, float, int]]]:
+def parse_prompts(
+    boxes: Sequence[str], points: Sequence[str]
+) -> tuple[list[list[float]], list[tuple[float, float, int]]]:
     """``--box`` / ``--point`` strings -> boxes and points: several boxes (one mask each), or points with
     at most one box (one mask)."""
     box_list = [parse_box(b) for b in boxes]

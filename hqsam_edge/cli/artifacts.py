@@ -131,7 +131,8 @@ def triton(
         "--max-request-prompts", min=1, show_default=False,
         help="Prompts one request may hold (default 64, or --max-prompts if larger); bounds /dev/shm.")] = None,
     max_image_pixels: Annotated[int, typer.Option(
-        "--max-image-pixels", min=1, help="Largest image a request may send, in pixels; bounds /dev/shm.")] = 4096 * 4096,
+        "--max-image-pixels", min=1,
+        help="Largest image a request may send, in pixels; bounds /dev/shm.")] = 4096 * 4096,
 ):
     """A Triton Inference Server model repository: encoder, decoder, and a Python model (image + prompts -> masks)."""
     from ..serve.triton import TritonSpec, write_repository

@@ -109,7 +109,9 @@ def list_samples(root: str | Path, layout: DatasetLayout) -> list[Sample]:
     no_mask = sorted(set(images) - set(masks))
     if no_mask:
         more = f" (and {len(no_mask) - 1} more)" if len(no_mask) > 1 else ""
-        raise DataError(f"{layout.name}: image {images[no_mask[0]]} has no mask {mask_dir / (no_mask[0] + MASK_EXT)}{more}")
+        raise DataError(
+            f"{layout.name}: image {images[no_mask[0]]} has no mask {mask_dir / (no_mask[0] + MASK_EXT)}{more}"
+        )
     no_image = sorted(set(masks) - set(images))
     if no_image:
         more = f" (and {len(no_image) - 1} more)" if len(no_image) > 1 else ""

@@ -93,7 +93,8 @@ def _draw_text(mask: np.ndarray, rng: np.random.Generator) -> None:
         text = "".join(rng.choice(list(letters), int(rng.integers(3, 7))))
         scale = rng.uniform(0.6, 1.6) * min(h, w) / 200
         org = (int(rng.integers(0, max(1, w // 3))), int(rng.integers(h // 4, h - 5)))
-        font = [cv2.FONT_HERSHEY_SIMPLEX, cv2.FONT_HERSHEY_SCRIPT_SIMPLEX, cv2.FONT_HERSHEY_DUPLEX][int(rng.integers(3))]
+        fonts = [cv2.FONT_HERSHEY_SIMPLEX, cv2.FONT_HERSHEY_SCRIPT_SIMPLEX, cv2.FONT_HERSHEY_DUPLEX]
+        font = fonts[int(rng.integers(3))]
         cv2.putText(mask, text, org, font, scale, 255, int(rng.integers(1, 4)), cv2.LINE_8)
 
 

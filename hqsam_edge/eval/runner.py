@@ -221,7 +221,8 @@ def score_table(reports: list[EvalReport]) -> Table:
     for r in reports:
         row += [f"{100 * r.mean_miou:.2f}", f"{100 * r.mean_mbiou:.2f}"]
     if delta:
-        row += [f"{100 * (last.mean_miou - first.mean_miou):+.2f}", f"{100 * (last.mean_mbiou - first.mean_mbiou):+.2f}"]
+        row += [f"{100 * (last.mean_miou - first.mean_miou):+.2f}",
+                f"{100 * (last.mean_mbiou - first.mean_mbiou):+.2f}"]
     rows.append(row)
     return Table(head, rows, numeric=frozenset(range(1, len(head))))
 

@@ -67,7 +67,8 @@ def tool_versions() -> dict[str, str]:
     from .._version import __version__
     from ..hardware import module_version
 
-    return {"hqsam_edge": __version__, **{m: module_version(m) or "not installed" for m in ("torch", "onnx", "onnxruntime")}}
+    libraries = ("torch", "onnx", "onnxruntime")
+    return {"hqsam_edge": __version__, **{m: module_version(m) or "not installed" for m in libraries}}
 
 
 def provenance() -> Provenance:

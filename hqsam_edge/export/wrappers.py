@@ -1,8 +1,8 @@
 """Modules that exist only for export: the two graphs as ``forward`` functions.
 
 They never change ``hqsam_edge.model``; they call its ``encode`` /
-``decode_tokens`` (which already avoid value-dependent indexing), and swap SAM's hand-written ``LayerNorm2d`` for a channel-last
-``F.layer_norm`` so that it exports as one ONNX ``LayerNormalization`` node
+``decode_tokens`` (which already avoid value-dependent indexing), and swap SAM's hand-written ``LayerNorm2d`` for a
+channel-last ``F.layer_norm`` so that it exports as one ONNX ``LayerNormalization`` node
 (which FP16 builds can keep in FP32).
 """
 

@@ -105,11 +105,13 @@ def load_state_dict(model: torch.nn.Module, state_dict: dict[str, torch.Tensor],
         )
     if info.variant == "hq" and variant == "sam":
         raise CheckpointError(
-            f"{source} is an {info.describe()} checkpoint: use --variant hq, or a plain SAM checkpoint for --variant sam"
+            f"{source} is an {info.describe()} checkpoint: use --variant hq, "
+            "or a plain SAM checkpoint for --variant sam"
         )
     own = model.state_dict()
     mismatched = [
-        f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in state_dict.items() if k in own and own[k].shape != v.shape
+        f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}"
+        for k, v in state_dict.items() if k in own and own[k].shape != v.shape
     ]
     if mismatched:
         raise CheckpointError(f"{source}: tensor shapes differ from the {backbone} model: {_names(mismatched, 3)}")

@@ -50,7 +50,8 @@ def tensorrt_status() -> BackendStatus:
     except Exception as exc:  # noqa: BLE001 - a broken install says why
         return BackendStatus("tensorrt", False, f"TensorRT failed to import: {exc}")
     if not hasattr(trt, "Builder"):  # e.g. only `tensorrt-stubs` (type stubs) is installed
-        return BackendStatus("tensorrt", False, f"only TensorRT type stubs are installed, not TensorRT; {TENSORRT_HINT}")
+        return BackendStatus("tensorrt", False,
+                             f"only TensorRT type stubs are installed, not TensorRT; {TENSORRT_HINT}")
     try:
         import pycuda.driver as cuda
 

@@ -227,7 +227,7 @@ class OnnxRuntimeBackend(Backend):
         import onnxruntime as ort
 
         if TENSORRT in wanted:
-            for graph, path in paths.items():
+            for graph in paths:
                 tensorrt_cache_dir(self.paths[graph].parent, graph, self.precision).mkdir(parents=True, exist_ok=True)
         options = self._options()
         try:

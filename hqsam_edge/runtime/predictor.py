@@ -319,7 +319,8 @@ class Predictor:
         coords = None if point_coords is None else np.asarray(point_coords)[None]
         labels = None if point_labels is None else np.asarray(point_labels)[None]
         boxes = None if box is None else np.asarray(box, dtype=np.float64).reshape(1, 4)
-        masks = None if mask_input is None else np.asarray(mask_input, np.float32).reshape(1, 1, *np.shape(mask_input)[-2:])
+        masks = (None if mask_input is None
+                 else np.asarray(mask_input, np.float32).reshape(1, 1, *np.shape(mask_input)[-2:]))
         m, s, lr = self.predict_batch(coords, labels, boxes, masks, multimask_output, hq_token_only, return_logits)
         return m[0], s[0], lr[0]
 

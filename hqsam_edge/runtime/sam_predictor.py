@@ -1,4 +1,5 @@
-"""``SamPredictor``: ``segment_anything_hq.SamPredictor``'s names, signatures, defaults and return types, over ``Predictor``.
+"""``SamPredictor``: ``segment_anything_hq.SamPredictor``'s names, signatures, defaults and return types, over
+``Predictor``.
 
 Code written for the official package runs with one import line changed::
 
@@ -231,6 +232,7 @@ class SamPredictor:
         """B prompts already in the model's frame (``self.transform.apply_coords_torch`` / ``apply_boxes_torch``):
         ``point_coords`` ``BxNx2`` with ``point_labels`` ``BxN``, ``boxes`` ``Bx4``, ``mask_input`` ``Bx1x256x256``
         -> masks ``BxCxHxW``, scores ``BxC`` and low-res logits ``BxCx256x256`` as tensors on ``device``."""
-        out = self.predictor.predict_batch(_numpy(point_coords), _numpy(point_labels), _numpy(boxes), _numpy(mask_input),
-                                        multimask_output, hq_token_only, return_logits, resized=True)
+        out = self.predictor.predict_batch(_numpy(point_coords), _numpy(point_labels), _numpy(boxes),
+                                           _numpy(mask_input), multimask_output, hq_token_only, return_logits,
+                                           resized=True)
         return tuple(torch.from_numpy(np.ascontiguousarray(x)).to(self.device) for x in out)  # type: ignore[return-value]

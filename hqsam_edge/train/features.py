@@ -75,6 +75,7 @@ def encode_frozen(
             found[k] = (emb[j].to(torch.float16), early[j].to(torch.float16))
     cache.hits += len(indices) - len(missing)
     cache.misses += len(missing)
-    dtype = torch.get_autocast_dtype(image.device.type) if torch.is_autocast_enabled(image.device.type) else torch.float32
+    device_type = image.device.type
+    dtype = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else torch.float32
     return (torch.stack([f[0] for f in found]).to(image.device, dtype),
             torch.stack([f[1] for f in found]).to(image.device, dtype))

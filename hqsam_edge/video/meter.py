@@ -1,9 +1,10 @@
 """What a tracking run measures as it goes, and the live line that shows it.
 
 Per frame: the seconds of each step (read: the frame's arrival, i.e. decoding or waiting for a camera, then
-``TrackMode.read``; predict; associate; write) and the latency from capture to written result; per run: frames per second and frames a live source dropped. ``Meter`` keeps running sums, maxima and
-short moving averages only (nothing grows with the number of frames: a camera may run for days), reports a
-line through ``hqsam_edge.progress``::
+``TrackMode.read``; predict; associate; write) and the latency from capture to written result; per run: frames per
+second and frames a live source dropped. ``Meter`` keeps running sums, maxima and short moving averages only
+(nothing grows with the number of frames: a camera may run for days), reports a line through
+``hqsam_edge.progress``::
 
     track 120/300 frames (24.8 FPS; read 9 ms, model 38 ms, track 2 ms, write 11 ms; latency 96 ms; 0 dropped)
 

@@ -198,7 +198,7 @@ def write_hq_ytvis(root: str | Path, videos: Sequence[SyntheticVideo], split: st
                 tracks[k].append(rle_encode(mask) if mask.sum() >= 20 else None)
         entries.append({"id": vid, "width": video.width, "height": video.height, "length": video.frames,
                         "file_names": [f"{name}/{t:05d}.jpg" for t in range(video.frames)]})
-        for k, segs in tracks.items():
+        for segs in tracks.values():
             annotations.append({"id": len(annotations) + 1, "video_id": vid, "category_id": 1, "iscrowd": 0,
                                 "segmentations": segs,
                                 "areas": [None if s is None else rle_area(s) for s in segs]})

@@ -295,7 +295,7 @@ def test_exported_folder_under_onnxruntime_matches_the_official_generator(seeded
     assert_same_records(generator.generate(IMAGE), ref, 1e-3)
 
 
-# -- bad input ----------------------------------------------------------------------------------------------------------
+# -- bad input ---------------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("options", "message"), [
     (dict(points_per_side=0), "a grid of 0 points"),

@@ -1,4 +1,5 @@
-"""``hqsam-edge predict --overlay``'s drawing: prompts over the blend, the legend of scores, the random-weights banner."""
+"""``hqsam-edge predict --overlay``'s drawing: prompts over the blend, the legend of scores, the random-weights
+banner."""
 
 from __future__ import annotations
 

@@ -86,7 +86,8 @@ def test_rounds_are_interleaved_and_keep_the_median(folder, monkeypatch):
         return row
 
     monkeypatch.setattr(harness, "_measure_safely", recording)
-    targets = [harness.Target("vit_tiny", "hq", "onnxruntime", precision=p, folder=str(folder)) for p in ("fp32", "int8")]
+    targets = [harness.Target("vit_tiny", "hq", "onnxruntime", precision=p, folder=str(folder))
+               for p in ("fp32", "int8")]
     fp32, int8 = harness.run_rows(targets, iters=1, warmup=0, isolate=False, rounds=3)
     assert calls == ["fp32", "int8"] * 3  # drift hits both rows alike
     rounds = measured["fp32"]

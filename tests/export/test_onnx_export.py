@@ -41,7 +41,8 @@ def assert_matches(ours, ref, what):
     err = float(np.abs(l1 - l2).max())
     scale = float(np.abs(l2).max())
     assert err <= 1e-3 * scale, f"{what}: logit error {err:.3g} vs range {scale:.3g}"
-    ious = [mask_iou(a, b) for a, b in zip(np.asarray(m1).reshape(-1, *m1.shape[-2:]), np.asarray(m2).reshape(-1, *m1.shape[-2:]))]
+    pairs = zip(np.asarray(m1).reshape(-1, *m1.shape[-2:]), np.asarray(m2).reshape(-1, *m1.shape[-2:]))
+    ious = [mask_iou(a, b) for a, b in pairs]
     assert min(ious) >= 0.999, f"{what}: mask IoU {min(ious):.5f}"
 
 
@@ -98,7 +99,8 @@ def test_points(exported, n):
     pts = RNG.uniform([0, 0], [640, 480], (n, 2))
     labels = (np.arange(n) % 3 != 2).astype(int)
     assert_matches(ours.predict(point_coords=pts, point_labels=labels),
-                   ref.predict(point_coords=pts, point_labels=labels, multimask_output=False, **_kw(variant)), f"{n} points")
+                   ref.predict(point_coords=pts, point_labels=labels, multimask_output=False, **_kw(variant)),
+                   f"{n} points")
 
 
 def test_mask_input(exported):
@@ -134,7 +136,8 @@ def test_polygraphy_accepts_both_graphs(exported):
         assert r.returncode == 0, r.stderr[-2000:]
         assert C.IMAGE.name in r.stdout or C.POINT_COORDS.name in r.stdout
     shapes = "--input-shapes point_coords:[2,3,2] point_labels:[2,3] mask_input:[2,1,256,256] has_mask_input:[2]"
-    r = subprocess.run([poly, "run", str(out / "decoder.onnx"), "--onnxrt", *shapes.split()], capture_output=True, text=True)
+    r = subprocess.run([poly, "run", str(out / "decoder.onnx"), "--onnxrt", *shapes.split()],
+                       capture_output=True, text=True)
     assert r.returncode == 0 and "PASSED" in r.stdout + r.stderr, (r.stdout + r.stderr)[-2000:]
 
 

@@ -57,7 +57,8 @@ def sam_folder(tmp_path_factory):
 
 def test_export_reports_its_stages_and_records_the_processing_graphs(folder):
     lines = (folder.parent / "export.log").read_text().splitlines()
-    stages = [m.groups() for m in map(re.compile(r"^\[ *(\d+\.\d) s\] export: (.+) \((\d+\.\d) s\)$").match, lines) if m]
+    stage = re.compile(r"^\[ *(\d+\.\d) s\] export: (.+) \((\d+\.\d) s\)$")
+    stages = [m.groups() for m in map(stage.match, lines) if m]
     assert [name for _, name, _ in stages] == [
         "build the model", "trace the encoder", "trace the decoder", "check and simplify encoder.onnx",
         "check and simplify decoder.onnx", "processing graphs (preprocess.onnx, postprocess.onnx)"], lines

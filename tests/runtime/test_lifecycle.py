@@ -81,7 +81,7 @@ def test_decode_feeds_is_decode_prompts_without_the_rest(tiny_folder):
     box = np.array([[10.0, 10.0, 100.0, 80.0]])
     with Predictor.from_artifacts(tiny_folder, backend="onnxruntime") as predictor:
         with pytest.raises(ImageNotSetError):
-            predictor.backend_features
+            _ = predictor.backend_features
         with pytest.raises(ImageNotSetError):
             predictor.decode_feeds({})
         predictor.set_image(test_image(120, 160))

@@ -157,7 +157,8 @@ def test_trainer_lowers_the_loss_and_feature_cache_skips_the_encoder(root, mobil
         second = train(dataclasses.replace(spec, out=str(tmp_path / "b"), epochs=2))
     assert second.losses == pytest.approx(first.losses[:2], rel=1e-6)
     lines = log.getvalue().splitlines()  # one line per epoch when not on a terminal, with its seconds
-    ends = [m.group(1) for m in map(re.compile(r"\] (train: epoch \d+/\d+) \(\d+\.\d s, 1/1 steps, loss ").search, lines) if m]
+    epoch = re.compile(r"\] (train: epoch \d+/\d+) \(\d+\.\d s, 1/1 steps, loss ")
+    ends = [m.group(1) for m in map(epoch.search, lines) if m]
     assert ends == ["train: epoch 1/2", "train: epoch 2/2"], lines
 
 
@@ -171,7 +172,8 @@ def test_bad_inputs_end_in_one_line(root, mobilesam, tmp_path):
     r = runner.invoke(app, [*base, "--data", str(root), "--datasets", "DIS5K-TR", "--datasets", "FSS",
                             "--batch-size", "3"])
     assert r.exit_code == 1 and "no full batch" in r.output
-    r = runner.invoke(app, [*base, "--data", str(root), "--backbone", "vit_b", "--datasets", "DIS5K-TR", "--batch-size", "1"])
+    r = runner.invoke(app, [*base, "--data", str(root), "--backbone", "vit_b", "--datasets", "DIS5K-TR",
+                            "--batch-size", "1"])
     assert r.exit_code == 1 and "use --backbone vit_tiny" in r.output
 
 

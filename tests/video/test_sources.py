@@ -170,7 +170,8 @@ class _StallingHandler(http.server.BaseHTTPRequestHandler):
 
 @pytest.mark.parametrize("live, message", [(False, "cannot be read past frame"), (True, "sent no frame for 1 s")])
 def test_a_stream_that_stalls_is_one_clear_error_after_the_timeout(tmp_path, make_video, live, message):
-    handler = type("Handler", (_StallingHandler,), {"payload": make_video(tmp_path / "c.avi", 40, "mjpeg").read_bytes()})
+    payload = make_video(tmp_path / "c.avi", 40, "mjpeg").read_bytes()
+    handler = type("Handler", (_StallingHandler,), {"payload": payload})
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()

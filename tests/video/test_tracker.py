@@ -34,7 +34,7 @@ def test_a_track_is_lost_after_k_frames_without_support():
     tracker = Tracker(TrackerSpec(max_missed=3, velocity_gain=0.0))
     tracker.start(square(5, 5)[None], np.array([0.9]))
     empty = np.zeros((1, 40, 60), bool)
-    for k in range(3):
+    for _ in range(3):
         plan = tracker.plan((40, 60), None)
         assert plan.track_ids == (1,)
         np.testing.assert_allclose(plan.boxes[0], [4, 4, 16, 16])  # the last box, 10% margin, kept while coasting

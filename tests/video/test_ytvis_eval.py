@@ -57,7 +57,7 @@ def test_one_frame_videos_score_as_cocoeval_scores_images():
     videos, anns, dets = [], [], []
     for vid in range(1, 5):
         videos.append({"id": vid, "height": 32, "width": 32, "length": 1})
-        for k in range(3):
+        for _ in range(3):
             x, y, cat = int(rng.integers(0, 20)), int(rng.integers(0, 20)), int(rng.integers(1, 3))
             anns.append({"id": len(anns) + 1, "video_id": vid, "category_id": cat, "iscrowd": 0,
                          "segmentations": rles(square(x, y, 10, (32, 32)))})
