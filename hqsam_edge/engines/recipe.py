@@ -29,6 +29,8 @@ LayerNormalization (opset 17), which every graph uses.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Collection, Sequence
 from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 
@@ -75,7 +77,7 @@ class EngineJob:
     fp16: bool = False  # BuilderFlag.FP16 (weakly typed)
     int8: bool = False  # BuilderFlag.INT8: the Q/DQ encoder only
     tf32: bool = True  # TensorRT's default; cleared for fp32 engines
-    pin_fp32: tuple[str, ...] = ()  # layers (ONNX node names) kept in FP32 by precision constraints
+    pin_fp32: tuple[str, ...] = ()  # ONNX nodes whose TensorRT layers are kept in FP32 (``layers_to_pin``)
     dla_core: int | None = None
     workspace_gb: float = 4.0
     version_compatible: bool = False
@@ -170,6 +172,82 @@ def keep_fp32_nodes(onnx_path: Path) -> tuple[str, ...]:
 
     graph = onnx.load(str(onnx_path), load_external_data=False).graph
     return tuple(n.name for n in graph.node if n.op_type in TRT_KEEP_FP32_OPS)
+
+
+PIN_BY_TYPE = ("SOFTMAX", "NORMALIZATION")  # layer types pinned whatever node made them
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """One layer of a parsed TensorRT network, as far as pinning reads it (``LayerType`` member name)."""
+
+    name: str
+    kind: str
+    float_outputs: bool  # every output FLOAT or HALF
+    shape_inputs: bool  # an input is a shape tensor (shape arithmetic takes no precision)
+
+
+def node_of(layer: str, nodes: Collection[str]) -> str | None:
+    """The ONNX node of ``nodes`` a layer came from, by onnx-tensorrt's naming (``ImporterContext::registerLayer``):
+    a node's first layer is ``<node>``, its further ones ``<node>_<N>`` (N from one network-wide counter), so a
+    name that is a node's is that node's; else the name less a numeric ``_<N>``; None when neither is a node."""
+    if layer in nodes:
+        return layer
+    base, sep, suffix = layer.rpartition("_")
+    return base if sep and suffix.isdigit() and base in nodes else None
+
+
+def layers_to_pin(layers: Sequence[LayerInfo], nodes: Collection[str]) -> tuple[str, ...]:
+    """The layers a weakly typed build keeps in FP32: those of ``nodes`` (all of each node's layers) and every
+    softmax / normalisation layer, where their outputs are floating point and no input is a shape tensor (the
+    same list the build pins and the trtexec line prints). CONSTANT layers (weights, named after them) are not
+    computed, so never pinned."""
+    nodes = set(nodes)
+    return tuple(layer.name for layer in layers if layer.kind != "CONSTANT"
+                 and (layer.kind in PIN_BY_TYPE or node_of(layer.name, nodes) is not None)
+                 and layer.float_outputs and not layer.shape_inputs)
+
+
+@dataclass(frozen=True)
+class PinCheck:
+    """What a built engine did with the pinned layers (``IEngineInspector``'s JSON, ``check_pins``)."""
+
+    fp32: tuple[str, ...] = ()  # engine layers holding a pinned layer whose outputs are FP32
+    reduced: tuple[tuple[str, str], ...] = ()  # (engine layer, its output precision) holding a pinned layer
+    unknown: tuple[str, ...] = ()  # engine layers holding a pinned layer, their types not said (dynamic shapes)
+    unseen: tuple[str, ...] = ()  # pinned layers in no named engine layer (fused into a Myelin region, or gone)
+
+
+def _precision(datatype: str) -> str:
+    text = datatype.lower()
+    for word, precision in (("int8", "int8"), ("fp16", "fp16"), ("half", "fp16"), ("fp32", "fp32"),
+                            ("float", "fp32")):
+        if word in text:
+            return precision
+    return "unknown"  # "N/A due to dynamic shapes" and the like
+
+
+def check_pins(engine_json: str, pinned: Sequence[str]) -> PinCheck:
+    """Pinned layers against an engine's layers as ``IEngineInspector.get_engine_information(JSON)`` gives them
+    (built with ``ProfilingVerbosity.DETAILED``): an engine layer is ``"a + b"`` when TensorRT fused layers, its
+    outputs' ``Format/Datatype`` the precision it ran in."""
+    wanted, found = set(pinned), set()
+    fp32, reduced, unknown = [], [], []
+    for layer in json.loads(engine_json).get("Layers", []):
+        if not isinstance(layer, dict):
+            continue  # LAYER_NAMES_ONLY: names without types
+        parts = {p.strip() for p in str(layer.get("Name", "")).split(" + ")} & wanted
+        if not parts:
+            continue
+        found |= parts
+        kinds = {_precision(str(o.get("Format/Datatype", ""))) for o in layer.get("Outputs", [])} - {"unknown"}
+        if not kinds:
+            unknown.append(layer["Name"])
+        elif kinds == {"fp32"}:
+            fp32.append(layer["Name"])
+        else:
+            reduced.append((layer["Name"], ",".join(sorted(kinds))))
+    return PinCheck(tuple(fp32), tuple(reduced), tuple(unknown), tuple(p for p in pinned if p not in found))
 
 
 def _job(folder: Path, graph: str, spec: EngineSpec, generation: str) -> EngineJob:

@@ -172,7 +172,8 @@ def _recipe(job: EngineJob, pinned: list[str]) -> EngineRecipe:
     from ..export.records import EngineRecipe
 
     return EngineRecipe(source=job.onnx.name, strongly_typed=job.strongly_typed, fp16=job.fp16, int8=job.int8,
-                        tf32=job.tf32, fp32_layers=len(pinned), dla_core=job.dla_core)
+                        tf32=job.tf32, fp32_layers=len(pinned), dla_core=job.dla_core,
+                        pinned_layers=tuple(pinned))
 
 
 def build_engines(spec: EngineSpec, generation: str, images: list[np.ndarray], bounds: Bounds) -> Artifact:

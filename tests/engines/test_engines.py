@@ -8,6 +8,7 @@ make and that our side of them is consistent, never that TensorRT accepts them: 
 
 from __future__ import annotations
 
+import json
 import math
 import shlex
 import threading
@@ -356,6 +357,75 @@ def test_dla_encoder_build(recording_trt, no_engine_check, fresh_folder, monkeyp
     assert artifact.engine.dla_core == 1 and artifact.engine.recipes["decoder"].dla_core is None
 
 
+def _named_apart_graph(path):
+    """A graph whose layers are not named as its nodes: Softmax's importer adds a reshape (``sm_<N>``), Gemm its bias
+    add (``g_<N>``), the LayerNormalization's scale is a weight named as the node (its CONSTANT layer takes ``ln``,
+    the norm ``ln_<N>``), the Constant node makes no layer."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    f = np.ones((4, 4), np.float32)
+    nodes = [helper.make_node("Gemm", ["x", "w", "b"], ["g_out"], name="g"),
+             helper.make_node("Softmax", ["g_out"], ["sm_out"], name="sm", axis=-1),
+             helper.make_node("Constant", [], ["two"], name="two_c", value=numpy_helper.from_array(np.float32(2.0))),
+             helper.make_node("Pow", ["sm_out", "two"], ["p_out"], name="pow"),
+             helper.make_node("LayerNormalization", ["p_out", "ln", "ln_b"], ["y"], name="ln", axis=-1)]
+    graph = helper.make_graph(nodes, "named_apart", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 4])],
+                              [numpy_helper.from_array(f, "w"), numpy_helper.from_array(f[0], "b"),
+                               numpy_helper.from_array(f[0], "ln"), numpy_helper.from_array(f[0] * 0, "ln_b")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def test_trtexec_line_and_build_pin_the_same_layers(recording_trt, monkeypatch, tmp_path):
+    """The build pins TensorRT layers (a node's ``<node>`` and ``<node>_<N>``), not node names; the trtexec line
+    prints the same list, and a DETAILED build's inspector shows them in FP32."""
+    from hqsam_edge.engines import tensorrt_build
+    from hqsam_edge.engines.recipe import EngineJob, check_pins, keep_fp32_nodes
+    from hqsam_edge.engines.trtexec import trtexec_command
+    from hqsam_edge.export.profiles import Profile
+
+    monkeypatch.setattr(RT, "_EXTRA_LAYERS", {**RT._EXTRA_LAYERS, "Softmax": ("SHUFFLE",)})
+    RT.as_version(monkeypatch, "8.6.1")
+    path = _named_apart_graph(tmp_path / "g.onnx")
+    job = EngineJob(graph="encoder", onnx=path, engine=tmp_path / "g.engine", profile=Profile({}), precision="fp16",
+                    generation="8", fp16=True, pin_fp32=keep_fp32_nodes(path))
+    assert job.pin_fp32 == ("sm", "pow", "ln")
+    printed = tensorrt_build.pinned_layers(job)
+    plan, pinned = tensorrt_build.build_serialized(job, tmp_path / "t.cache", detailed=True)
+    assert list(printed) == pinned == RT.BUILDS[-1].fp32_layers
+    names = [layer["Name"] for layer in json.loads(plan)["layers"]]
+    assert names[:4] == ["w", "b", "g", "g_0"] and "two_c" not in names  # a Constant node makes no layer
+    assert pinned == ["sm", "sm_1", "pow", "ln_2"]  # the norm is ln_2: its scale weight's CONSTANT layer took "ln"
+    line = trtexec_command(job, fp32_layers=printed)
+    spec = ",".join(f"{name}:fp32" for name in pinned)
+    assert f"--layerPrecisions={spec}" in line and f"--layerOutputTypes={spec}" in line
+    check = check_pins(tensorrt_build.engine_information(plan), pinned)
+    assert set(check.fp32) == set(pinned) and check.reduced == () and check.unseen == ()
+    assert "g" not in pinned and "g_0" not in pinned  # the Gemm runs FP16: its layers are not pinned
+
+
+def test_check_pins_reads_fused_and_reduced_layers():
+    from hqsam_edge.engines.recipe import check_pins
+
+    info = {"Layers": [{"Name": "a + b", "Outputs": [{"Format/Datatype": "Float"}]},
+                       {"Name": "c", "Outputs": [{"Format/Datatype": "Channel major FP16 format"}]},
+                       {"Name": "d", "Outputs": [{"Format/Datatype": "N/A due to dynamic shapes"}]}, "e"]}
+    check = check_pins(json.dumps(info), ["a", "c", "d", "e", "z"])
+    assert check.fp32 == ("a + b",) and check.reduced == (("c", "fp16"),) and check.unknown == ("d",)
+    assert check.unseen == ("e", "z")
+
+
+def test_printed_pins_are_the_builds_on_the_recording_parser(recording_trt, no_engine_check, fresh_folder):
+    """With TensorRT of the generation asked for here, --print-trtexec pins what the build pins and records."""
+    enc, _ = _lines(fresh_folder, "10", "int8")
+    artifact = build(spec(fresh_folder, "int8"))
+    recorded = artifact.engine.recipes["encoder"].pinned_layers
+    assert recorded and len(recorded) == artifact.engine.recipes["encoder"].fp32_layers
+    assert _option(enc, "--layerPrecisions") == ",".join(f"{name}:fp32" for name in recorded)
+    assert list(recorded) == _builds_by_graph()["encoder"].fp32_layers
+
+
 # -- the TensorRT backend's calls, against the recording stand-in ------------------------------------------
 
 
@@ -627,6 +697,23 @@ def test_build_and_run_engines(fresh_folder, precision):
     assert iou >= (0.97 if precision != "int8" else 0.5)
     trt_p.close()
     ort_p.close()
+
+
+@needs_trt
+def test_real_build_keeps_the_pinned_layers_in_fp32(fresh_folder, tmp_path):
+    """A weakly typed INT8 encoder (the one job with pins on 8.6 / 10.x) built DETAILED: every pinned layer the
+    inspector names runs FP32 (obeyed constraints); the printed list is the pinned one."""
+    from hqsam_edge.engines import tensorrt_build
+    from hqsam_edge.engines.recipe import check_pins, generation_of, plan
+
+    generation = generation_of(tensorrt_build.tensorrt_version())
+    if generation == "11":
+        pytest.skip("TensorRT 11 is strongly typed: no layer is pinned")
+    job = plan(fresh_folder, spec(fresh_folder, "int8").engine_spec(), generation)[0]
+    plan_bytes, pinned = tensorrt_build.build_serialized(job, tmp_path / "t.cache", detailed=True)
+    assert pinned and list(tensorrt_build.pinned_layers(job)) == pinned
+    check = check_pins(tensorrt_build.engine_information(plan_bytes), pinned)
+    assert check.reduced == (), check.reduced
 
 
 def test_bench_scaling_skips_batches_outside_the_profile(engines, monkeypatch):

@@ -159,3 +159,13 @@ def test_reading_removes_nothing_and_the_sweep_is_its_own_call(tiny_folder, tmp_
     assert inside.exists() and beside.exists() and live.exists()
     assert sorted(remove_stale_temporaries(folder)) == sorted([inside, beside])
     assert not inside.exists() and not beside.exists() and live.exists() and other.exists()
+
+
+def test_engine_recipe_keeps_the_pinned_layer_names():
+    """The layers a build pinned to FP32 (as the trtexec line names them) survive the JSON round trip."""
+    import json
+    from dataclasses import asdict
+
+    recipe = EngineRecipe(source="encoder.onnx", fp16=True, fp32_layers=2, pinned_layers=("/ln", "/ln_7"))
+    assert EngineRecipe.from_dict(json.loads(json.dumps(asdict(recipe)))) == recipe
+    assert EngineRecipe.from_dict({"source": "encoder.onnx", "fp32_layers": 12}).pinned_layers == ()
