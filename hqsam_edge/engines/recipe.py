@@ -38,14 +38,13 @@ from ..calib.recipes import FP16_KEEP_FP32
 from ..errors import BackendUnavailableError, UsageError
 from ..export.manifest import engine_file, graph_file
 from ..export.profiles import Limits, Profile, profile_for
-from ..hardware import MIN_TENSORRT, version_tuple
+from ..hardware import MIN_TENSORRT, dla_refusal, version_tuple
 from ..inputs import PRECISIONS, TRTEXEC_GENERATIONS as GENERATIONS, require_choice
 
 GRAPHS = ("encoder", "decoder")
 # ONNX ops FP16 overflows or loses accuracy in: calib.recipes.FP16_KEEP_FP32 less the integer-valued ones
 TRT_KEEP_FP32_OPS = tuple(op for op in FP16_KEEP_FP32 if op not in ("Range", "Resize"))
 MIN_VERSION = version_tuple(MIN_TENSORRT)  # 8.5's ONNX parser has no LayerNormalization (opset 17: the graphs' norms)
-DLA_BACK_IN_11 = (11, 4, 1)  # TensorRT 11.0-11.4.0 has no DLA; 11.4.1 brings it back (JetPack 7.2.2+)
 JETPACK_UPGRADE = ("on a Jetson, JetPack 6.0 or newer (JetPack 5.x ships TensorRT 8.4 / 8.5 and Python 3.8); "
                    "elsewhere pip install 'tensorrt-cu12>=10.3,<11'")
 
@@ -132,14 +131,16 @@ def check_dla_generation(spec: EngineSpec, generation: str) -> None:
                          "explicit (Q/DQ) quantization; use --precision fp16 on the DLA, or JetPack 6.1+")
 
 
-def check_tensorrt_version(spec: EngineSpec, version: str) -> str:
-    """The generation of ``version``, refusing what it cannot build for ``spec``."""
+def check_tensorrt_version(spec: EngineSpec, version: str, jetson_model: str = "", jetpack: str = "") -> str:
+    """The generation of ``version``, refusing what it cannot build for ``spec``: for ``--dla-core``, NVIDIA's DLA
+    matrix on this board (``hardware.dla_refusal``: none on 10.8-10.x and 11.0-11.4.0, AGX Orin with JetPack
+    7.2.2+ only from 11.4.1; ``jetson_model`` / ``jetpack`` empty where not known)."""
     generation = generation_of(version)
     check_dla_generation(spec, generation)
-    if spec.dla_core is not None and generation == "11" and version_tuple(version) < DLA_BACK_IN_11:
-        raise BackendUnavailableError(f"TensorRT {version} has no DLA support (TensorRT 11.0-11.4.0 dropped it; "
-                                      "11.4.1 brings it back on JetPack 7.2.2+): use TensorRT 10 / JetPack 6, or "
-                                      "drop --dla-core")
+    if spec.dla_core is not None:
+        why = dla_refusal(version, jetson_model, jetpack)
+        if why:
+            raise BackendUnavailableError(f"{why}; drop --dla-core to build GPU engines")
     return generation
 
 

@@ -139,11 +139,14 @@ def _engines(spec: BuildSpec) -> Artifact:
     from ..calib.precision_graphs import ensure_precision_graphs, heldout_images
     from ..engines.recipe import check_dla_cores, check_tensorrt_version, source_graphs
     from ..engines.tensorrt_build import dla_cores, tensorrt_version
+    from ..hardware import this_platform
     from ..runtime.environment import require_tensorrt
 
     require_tensorrt()
     engines = spec.engine_spec()
-    generation = check_tensorrt_version(engines, tensorrt_version())
+    board = this_platform() if engines.dla_core is not None else None  # DLA: NVIDIA's matrix names boards
+    generation = check_tensorrt_version(engines, tensorrt_version(), board.jetson_model if board else "",
+                                        board.jetpack if board else "")
     if engines.dla_core is not None:
         check_dla_cores(engines, dla_cores())
     for precision, graph_backend in source_graphs(engines, generation):

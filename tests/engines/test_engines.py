@@ -305,6 +305,41 @@ def test_version_and_dla_refusals(recording_trt, fresh_folder, monkeypatch):
     assert result.exit_code == 2 and "int8 needs TensorRT 10" in result.stderr
 
 
+def test_dla_gate_follows_nvidias_matrix():
+    """``--dla-core``: none on 10.8-10.x and 11.0-11.4.0; from 11.4.1 AGX Orin with JetPack 7.2.2+ only."""
+    from hqsam_edge.engines.recipe import EngineSpec, check_tensorrt_version
+
+    dla = EngineSpec("x", precision="fp16", dla_core=0)
+    agx, nx = "NVIDIA Jetson AGX Orin Developer Kit", "NVIDIA Jetson Orin NX Engine"
+    assert check_tensorrt_version(dla, "10.3.0", agx, "6.2") == "10"
+    assert check_tensorrt_version(dla, "10.3.0", nx, "6.1") == "10"
+    assert check_tensorrt_version(dla, "11.4.1", agx, "7.2.2") == "11"
+    for version, model, jetpack, why in (("10.8.0", agx, "", "10.7 was the last"), ("10.16.1", "", "", "no DLA"),
+                                         ("11.0.0", agx, "", "no DLA"), ("11.4.0", agx, "7.2.2", "no DLA"),
+                                         ("11.4.1", nx, "7.2.2", "AGX Orin only"),
+                                         ("11.4.1", agx, "7.2", "JetPack 7.2.2 or later")):
+        with pytest.raises(BackendUnavailableError, match=why) as caught:
+            check_tensorrt_version(dla, version, model, jetpack)
+        assert "drop --dla-core" in str(caught.value)
+    assert check_tensorrt_version(EngineSpec("x", precision="fp16"), "10.16.1") == "10"  # GPU engines: no gate
+
+
+def test_build_reads_the_board_for_the_dla_gate(recording_trt, fresh_folder, monkeypatch):
+    from hqsam_edge import hardware
+
+    board = hardware.Platform(arch="aarch64", system="Linux", python="3.12", jetson_model="NVIDIA Jetson Orin NX",
+                              jetpack="7.2.2")
+    monkeypatch.setattr(hardware, "this_platform", lambda: board)
+    monkeypatch.setattr(RT.Builder, "num_DLA_cores", 2)
+    RT.as_version(monkeypatch, "11.4.1")
+    with pytest.raises(BackendUnavailableError, match="AGX Orin only, not on NVIDIA Jetson Orin NX"):
+        build(spec(fresh_folder, "fp16", dla_core=0))
+    RT.as_version(monkeypatch, "10.8.0")
+    with pytest.raises(BackendUnavailableError, match="10.7 was the last"):
+        build(spec(fresh_folder, "fp16", dla_core=0))
+    assert RT.BUILDS == []
+
+
 def test_int8_on_86_gives_the_parser_float_weights(recording_trt, no_engine_check, fresh_folder, monkeypatch):
     """TensorRT 8.x's parser refuses int8 initializers behind a DequantizeLinear: the Q/DQ graph laid out for
     TensorRT keeps its weights float behind their own Q/DQ pair."""
