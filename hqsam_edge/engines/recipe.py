@@ -258,7 +258,7 @@ def _job(folder: Path, graph: str, spec: EngineSpec, generation: str) -> EngineJ
     weak_reduced = not strongly_typed and spec.precision in ("fp16", "int8")
     return EngineJob(
         graph=graph, onnx=folder / graph_file(graph, precision, backend),
-        engine=folder / engine_file(graph, spec.precision), profile=profile_for(graph, spec.limits),
+        engine=folder / engine_file(graph, spec.precision, spec.dla_core), profile=profile_for(graph, spec.limits),
         precision=spec.precision, generation=generation, strongly_typed=strongly_typed,
         fp16=weak_reduced, int8=weak_reduced and precision == "int8", tf32=spec.precision != "fp32",
         pin_fp32=keep_fp32_nodes(folder / graph_file(graph)) if weak_reduced else (),

@@ -174,6 +174,8 @@ def test_int8_on_10_pins_the_q_dq_encoder_and_types_the_decoder(folder):
 def test_dla_lines_and_refusals(folder):
     enc, dec = _lines(folder, "10", "fp16", dla_core=0)
     assert "--useDLACore=0" in enc and "--allowGPUFallback" in enc
+    assert _option(enc, "--saveEngine").endswith("/encoder.fp16.dla0.engine")  # beside the GPU pair's files
+    assert _option(dec, "--saveEngine").endswith("/decoder.fp16.dla0.engine")
     assert not any(a.startswith("--useDLACore") for a in dec)  # dynamic shapes cannot run on DLA
     assert "--fp16" in enc and _option(enc, "--onnx").endswith("/encoder.onnx")  # DLA runs FP16: weakly typed
     assert "--precisionConstraints=prefer" in enc  # as the build and trtexec's own DLA path
@@ -390,6 +392,32 @@ def test_dla_encoder_build(recording_trt, no_engine_check, fresh_folder, monkeyp
     assert {"FP16", "GPU_FALLBACK", "PREFER_PRECISION_CONSTRAINTS"} <= builds["encoder"].flags
     assert builds["decoder"].device == "GPU" and builds["decoder"].strongly_typed
     assert artifact.engine.dla_core == 1 and artifact.engine.recipes["decoder"].dla_core is None
+    assert artifact.files == {"encoder": "encoder.fp16.dla1.engine", "decoder": "decoder.fp16.dla1.engine"}
+
+
+def test_dla_and_gpu_engines_live_side_by_side(recording_trt, no_engine_check, fresh_folder, monkeypatch):
+    """A DLA pair and a GPU pair of one precision: distinct files and manifest keys; the GPU pair opens by
+    default, the DLA pair when asked."""
+    from hqsam_edge.export.manifest import read_manifest
+    from hqsam_edge.runtime.open import open_backend
+
+    monkeypatch.setattr(RT.Builder, "num_DLA_cores", 2)
+    RT.as_version(monkeypatch, "10.3.0")
+    build(spec(fresh_folder, "fp16", dla_core=0))
+    build(spec(fresh_folder, "fp16"))
+    manifest = read_manifest(fresh_folder)
+    pairs = [a for a in manifest.artifacts if a.format == "engine"]
+    assert sorted(a.target for a in pairs) == ["dla0", "gpu"] and len({a.key for a in pairs}) == 2
+    assert {f for a in pairs for f in a.files.values()} == {"encoder.fp16.engine", "decoder.fp16.engine",
+                                                            "encoder.fp16.dla0.engine", "decoder.fp16.dla0.engine"}
+    assert all((fresh_folder / f).is_file() for a in pairs for f in a.files.values())
+    gpu, dla = open_backend(fresh_folder, backend="tensorrt"), open_backend(fresh_folder, dla_core=0)
+    assert (gpu.dla_core, gpu.paths["encoder"].name) == (None, "encoder.fp16.engine")
+    assert (dla.dla_core, dla.paths["encoder"].name) == (0, "encoder.fp16.dla0.engine")
+    with pytest.raises(ArtifactError, match=r"no tensorrt/fp16 on dla1 .*--dla-core 1"):
+        open_backend(fresh_folder, precision="fp16", dla_core=1)
+    with pytest.raises(UsageError, match="--dla-core runs TensorRT engines"):
+        open_backend(fresh_folder, backend="onnxruntime", dla_core=0)
 
 
 def _named_apart_graph(path):
