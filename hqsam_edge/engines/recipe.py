@@ -13,8 +13,10 @@ and checked on the CPU first (``hqsam_edge.pipeline.build``).
 |-----------|---------------------------------------------|--------------------------------------------|----------------------------|
 | fp32      | ``encoder.onnx``, TF32 off                  | the same                                   | the same                   |
 | fp16      | fp32 graph + FP16 flag, norms pinned FP32   | ``encoder.fp16.onnx`` strongly typed       | ``encoder.fp16.onnx``      |
-| int8      | Q/DQ encoder + INT8 + FP16, norms pinned;   | Q/DQ encoder as on 8.x; decoder as fp16    | Q/DQ encoder (its float    |
-|           | decoder as fp16 (no INT8: it has no Q/DQ)   |                                            | layers FP32); fp16 decoder |
+| int8      | Q/DQ encoder + INT8 + FP16, norms pinned;   | Q/DQ encoder as on 8.x; decoder as fp16    | Q/DQ encoder on the FP16   |
+|           | decoder as fp16 (no INT8: it has no Q/DQ)   |                                            | graph (``encoder.int8.     |
+|           |                                             |                                            | tensorrt.fp16.onnx``);     |
+|           |                                             |                                            | fp16 decoder               |
 
 "Norms pinned": the layers FP16 overflows in (LayerNorm, softmax, the
 reductions and exponentials around them; mit-han-lab/efficientvit issue 113:
@@ -36,7 +38,7 @@ from pathlib import Path
 
 from ..calib.recipes import FP16_KEEP_FP32
 from ..errors import BackendUnavailableError, UsageError
-from ..export.manifest import engine_file, graph_file
+from ..export.manifest import engine_file, graph_file, int8_on_fp16_file
 from ..export.profiles import Limits, Profile, profile_for
 from ..hardware import MIN_TENSORRT, dla_refusal, version_tuple
 from ..inputs import PRECISIONS, TRTEXEC_GENERATIONS as GENERATIONS, require_choice
@@ -161,6 +163,13 @@ def _source(graph: str, precision: str, generation: str, dla: bool) -> tuple[str
     return "fp32", "onnxruntime"
 
 
+def int8_on_fp16(generation: str) -> bool:
+    """Whether the INT8 encoder is built from the Q/DQ graph on the FP16 graph (``encoder.int8.tensorrt.fp16.onnx``):
+    on 11, strongly typed, where the fp32-based one would run every non-quantized layer in FP32; 8.6 / 10.x build
+    the fp32-based one weakly typed (INT8 + FP16 flags, norms pinned)."""
+    return generation == "11"
+
+
 def source_graphs(spec: EngineSpec, generation: str) -> list[tuple[str, str]]:
     """The precision graphs (precision, backend they are laid out for) the plan reads besides the fp32 ones."""
     kinds = {_source(g, spec.precision, generation, spec.dla_core is not None and g == "encoder") for g in GRAPHS}
@@ -256,8 +265,10 @@ def _job(folder: Path, graph: str, spec: EngineSpec, generation: str) -> EngineJ
     precision, backend = _source(graph, spec.precision, generation, dla)
     strongly_typed = generation == "11" or precision == "fp16"
     weak_reduced = not strongly_typed and spec.precision in ("fp16", "int8")
+    source = (int8_on_fp16_file(graph) if (precision, backend) == ("int8", "tensorrt") and int8_on_fp16(generation)
+              else graph_file(graph, precision, backend))
     return EngineJob(
-        graph=graph, onnx=folder / graph_file(graph, precision, backend),
+        graph=graph, onnx=folder / source,
         engine=folder / engine_file(graph, spec.precision, spec.dla_core), profile=profile_for(graph, spec.limits),
         precision=spec.precision, generation=generation, strongly_typed=strongly_typed,
         fp16=weak_reduced, int8=weak_reduced and precision == "int8", tf32=spec.precision != "fp32",

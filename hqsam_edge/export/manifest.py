@@ -58,6 +58,14 @@ def graph_file(graph: str, precision: str = "fp32", backend: str = "onnxruntime"
     return f"{graph}.int8.{backend}.onnx" if precision == "int8" else f"{graph}.{precision}.onnx"
 
 
+INT8_ON_FP16 = "encoder_on_fp16"  # the files key of a TensorRT INT8 graph artifact's strongly typed encoder
+
+
+def int8_on_fp16_file(graph: str = "encoder") -> str:
+    """``encoder.int8.tensorrt.fp16.onnx``: the Q/DQ graph laid out for TensorRT, its other layers in FP16."""
+    return f"{graph}.int8.tensorrt.fp16.onnx"
+
+
 def engine_file(graph: str, precision: str, dla_core: int | None = None) -> str:
     """``encoder.fp16.engine`` for a GPU pair; ``encoder.int8.dla0.engine`` (and its GPU decoder
     ``decoder.int8.dla0.engine``) for a pair whose encoder runs on DLA core 0, so a board keeps both."""

@@ -74,8 +74,10 @@ class BuildSpec:
 
         precision = precision or self.precision
         own = precision == self.precision
+        # only INT8 graphs depend on calibration: the FP16 graphs an INT8 build reads are the recorded ones
         return PrecisionSpec(folder=self.folder, precision=precision, graph_backend=graph_backend or self.graph_backend or self.backend,
-                             calib_images=self.calib_images, calib_limit=self.calib_limit,
+                             calib_images=self.calib_images if precision == "int8" else None,
+                             calib_limit=self.calib_limit,
                              calib_method=self.calib_method, heldout=self.heldout, int8_exclude=self.int8_exclude,
                              layer_search=self.layer_search, min_sqnr_db=self.min_sqnr_db if own else None,
                              min_mask_iou=self.min_mask_iou if own else None)
@@ -136,8 +138,8 @@ def trtexec_lines(spec: BuildSpec, generation: str) -> list[str]:
 
 
 def _engines(spec: BuildSpec) -> Artifact:
-    from ..calib.precision_graphs import ensure_precision_graphs, heldout_images
-    from ..engines.recipe import check_dla_cores, check_tensorrt_version, source_graphs
+    from ..calib.precision_graphs import ensure_int8_on_fp16, ensure_precision_graphs, heldout_images
+    from ..engines.recipe import check_dla_cores, check_tensorrt_version, int8_on_fp16, source_graphs
     from ..engines.tensorrt_build import dla_cores, tensorrt_version
     from ..hardware import this_platform
     from ..runtime.environment import require_tensorrt
@@ -150,7 +152,8 @@ def _engines(spec: BuildSpec) -> Artifact:
     if engines.dla_core is not None:
         check_dla_cores(engines, dla_cores())
     for precision, graph_backend in source_graphs(engines, generation):
-        ensure_precision_graphs(spec.precision_spec(precision, graph_backend))
+        typed = (precision, graph_backend) == ("int8", "tensorrt") and int8_on_fp16(generation)
+        (ensure_int8_on_fp16 if typed else ensure_precision_graphs)(spec.precision_spec(precision, graph_backend))
     graphs = spec.precision_spec()
     return build_engines(engines, generation, heldout_images(graphs), graphs.bounds())
 

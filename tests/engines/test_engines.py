@@ -147,8 +147,9 @@ def test_print_trtexec(folder, generation, precision):
     if precision == "fp32":
         assert (encoder_source, decoder_source) == ("encoder.onnx", "decoder.onnx")
         return
-    if precision == "int8":
-        assert encoder_source == "encoder.int8.tensorrt.onnx"
+    if precision == "int8":  # strongly typed 11 builds the Q/DQ graph on the FP16 graph
+        assert encoder_source == ("encoder.int8.tensorrt.fp16.onnx" if generation == "11"
+                                  else "encoder.int8.tensorrt.onnx")
         assert ("--int8" in enc) == (generation != "11")
     if generation == "8":  # weakly typed: FP16 flag, norms / softmax / reductions pinned to FP32, obeyed
         assert decoder_source == "decoder.onnx" and "--fp16" in enc and "--fp16" in dec
@@ -381,6 +382,58 @@ def test_tensorrt_11_gets_no_removed_api(recording_trt, no_engine_check, fresh_f
         assert b.strongly_typed is False and b.explicit_batch is False  # flags 0: strongly typed is all there is
         assert b.flags == {"TF32"} and b.fp32_layers == []
     assert _builds_by_graph()["decoder"].onnx.endswith("/decoder.fp16.onnx")
+    encoder = "encoder.int8.tensorrt.fp16.onnx" if precision == "int8" else "encoder.fp16.onnx"
+    assert _builds_by_graph()["encoder"].onnx.endswith("/" + encoder)
+
+
+def test_int8_engines_source_graphs_per_generation(recording_trt, no_engine_check, fresh_folder, monkeypatch):
+    """Weakly typed 8.6 / 10.x build the fp32-based Q/DQ encoder; strongly typed 11 the Q/DQ graph on the FP16
+    graph (its other layers FP16, the FP32 islands kept), made once from the recorded graphs (no calibration, the
+    FP16 variant not made again) and recorded with the INT8 graphs."""
+    from hqsam_edge.export.manifest import INT8_ON_FP16, read_manifest
+
+    sources = {}
+    for version in ("8.6.1", "10.13.0.35", "11.4.1"):
+        RT.as_version(monkeypatch, version)
+        RT.BUILDS.clear()
+        before = read_manifest(fresh_folder)
+        build(spec(fresh_folder, "int8"))
+        sources[version] = {g: b.onnx.rsplit("/", 1)[1] for g, b in _builds_by_graph().items()}
+    assert sources["8.6.1"] == {"encoder": "encoder.int8.tensorrt.onnx", "decoder": "decoder.onnx"}
+    assert sources["10.13.0.35"] == {"encoder": "encoder.int8.tensorrt.onnx", "decoder": "decoder.fp16.onnx"}
+    assert sources["11.4.1"] == {"encoder": "encoder.int8.tensorrt.fp16.onnx", "decoder": "decoder.fp16.onnx"}
+    manifest = read_manifest(fresh_folder)
+    graphs = manifest.find("tensorrt", "int8", format="onnx")
+    assert graphs.files[INT8_ON_FP16] == "encoder.int8.tensorrt.fp16.onnx" and INT8_ON_FP16 in graphs.parity
+    assert graphs.calibration == before.find("tensorrt", "int8", format="onnx").calibration  # not calibrated again
+    fp16 = [a for a in manifest.artifacts if a.key[:3] == ("onnxruntime", "fp16", "onnx")]
+    assert len(fp16) == 1 and fp16[0].provenance == before.find("onnxruntime", "fp16").provenance  # not remade
+    typed = onnx.load(str(fresh_folder / graphs.files[INT8_ON_FP16]))
+    types = {i.name: i.data_type for i in typed.graph.initializer}
+    ops = [n.op_type for n in typed.graph.node]
+    assert "QuantizeLinear" in ops and "DequantizeLinear" in ops
+    assert onnx.TensorProto.FLOAT16 in types.values()  # the non-quantized layers' weights
+    norms = [n for n in typed.graph.node if n.op_type == "LayerNormalization"]
+    assert norms and all(types.get(n.input[1], onnx.TensorProto.FLOAT) == onnx.TensorProto.FLOAT for n in norms)
+
+
+def test_calib_images_do_not_remake_the_fp16_graphs(recording_trt, no_engine_check, fresh_folder, tmp_path):
+    """Only the INT8 graph depends on calibration: an INT8 engine build with new images keeps the recorded FP16
+    graphs the FP16 engines came from."""
+    from hqsam_edge.export.manifest import read_manifest
+
+    images = tmp_path / "calib"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for k in range(3):
+        Image.fromarray(rng.integers(0, 255, (64, 80, 3), dtype=np.uint8)).save(images / f"{k}.png")
+    before = read_manifest(fresh_folder)
+    build(spec(fresh_folder, "int8", calib_images=str(images), calib_limit=2))
+    after = read_manifest(fresh_folder)
+    for name in ("encoder.fp16.onnx", "decoder.fp16.onnx"):
+        assert after.files[name]["sha256"] == before.files[name]["sha256"], name
+    assert after.find("onnxruntime", "fp16").provenance == before.find("onnxruntime", "fp16").provenance
+    assert after.find("tensorrt", "int8", format="onnx").calibration.images == str(images)  # calibrated anew
 
 
 def test_dla_encoder_build(recording_trt, no_engine_check, fresh_folder, monkeypatch):
