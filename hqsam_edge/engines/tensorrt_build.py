@@ -64,7 +64,8 @@ def _layer_infos(network: trt.INetworkDefinition) -> list[LayerInfo]:
         layer = network.get_layer(i)
         infos.append(LayerInfo(
             layer.name, layer.type.name, all(layer.get_output(k).dtype in floats for k in range(layer.num_outputs)),
-            any(layer.get_input(k) is not None and layer.get_input(k).is_shape_tensor for k in range(layer.num_inputs))))
+            any(layer.get_input(k) is not None and layer.get_input(k).is_shape_tensor
+                for k in range(layer.num_inputs))))
     return infos
 
 
