@@ -220,7 +220,7 @@ def layers_to_pin(layers: Sequence[LayerInfo], nodes: Collection[str]) -> tuple[
 
 @dataclass(frozen=True)
 class PinCheck:
-    """What a built engine did with the pinned layers (``IEngineInspector``'s JSON, ``check_pins``)."""
+    """What a built engine did with the pinned layers (``EngineInspector``'s JSON, ``check_pins``)."""
 
     fp32: tuple[str, ...] = ()  # engine layers holding a pinned layer whose outputs are FP32
     reduced: tuple[tuple[str, str], ...] = ()  # (engine layer, its output precision) holding a pinned layer
@@ -238,7 +238,7 @@ def _precision(datatype: str) -> str:
 
 
 def check_pins(engine_json: str, pinned: Sequence[str]) -> PinCheck:
-    """Pinned layers against an engine's layers as ``IEngineInspector.get_engine_information(JSON)`` gives them
+    """Pinned layers against an engine's layers as ``EngineInspector.get_engine_information(JSON)`` gives them
     (built with ``ProfilingVerbosity.DETAILED``): an engine layer is ``"a + b"`` when TensorRT fused layers, its
     outputs' ``Format/Datatype`` the precision it ran in."""
     wanted, found = set(pinned), set()

@@ -112,7 +112,7 @@ def pinned_layers(job: EngineJob) -> tuple[str, ...]:
 
 
 def engine_information(serialized: bytes) -> str:
-    """``IEngineInspector``'s JSON of a plan (layer precisions need a build with ``detailed=True``)."""
+    """``EngineInspector``'s JSON of a plan (layer precisions need a build with ``detailed=True``)."""
     import tensorrt as trt
 
     runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))

@@ -421,7 +421,7 @@ class Builder:
 
 
 def _engine_layers(network: INetworkDefinition, config: IBuilderConfig) -> list[Any]:
-    """What ``IEngineInspector`` will say of the layers: names only, or (DETAILED) each layer with its outputs'
+    """What ``EngineInspector`` will say of the layers: names only, or (DETAILED) each layer with its outputs'
     ``Format/Datatype``: FP32 where pinned or without the FP16 flag, else FP16 (no fusion modelled)."""
     if config.profiling_verbosity is not ProfilingVerbosity.DETAILED:
         return [layer.name for layer in network.layers]
@@ -436,7 +436,7 @@ def _engine_layers(network: INetworkDefinition, config: IBuilderConfig) -> list[
     return layers
 
 
-class IEngineInspector:
+class EngineInspector:
     def __init__(self, engine: ICudaEngine) -> None:
         self.engine = engine
 
@@ -476,8 +476,8 @@ class ICudaEngine:
         self.profile_queries: list[str] = []
         self.plan_layers = plan.get("layers", [])
 
-    def create_engine_inspector(self) -> IEngineInspector:
-        return IEngineInspector(self)
+    def create_engine_inspector(self) -> EngineInspector:
+        return EngineInspector(self)
 
     @property
     def num_io_tensors(self) -> int:
