@@ -30,7 +30,8 @@ def kernel_times(profile: str | Path) -> dict[str, tuple[str, float]]:
     """Node name -> (op type, mean kernel ms per run) from an ONNX Runtime profile file; the first run
     (warm-up: allocations, weight packing) is left out when there are others."""
     events = json.loads(Path(profile).read_text())
-    runs = sorted((e["ts"], e["ts"] + e["dur"]) for e in events if e.get("cat") == "Session" and e["name"] == "model_run")
+    runs = sorted((e["ts"], e["ts"] + e["dur"]) for e in events
+                  if e.get("cat") == "Session" and e["name"] == "model_run")
     timed = runs[1:] or runs
     total: dict[str, float] = collections.Counter()
     ops: dict[str, str] = {}

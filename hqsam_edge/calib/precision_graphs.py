@@ -30,13 +30,14 @@ import numpy as np
 from .. import progress
 from ..atomic import temp_dir
 from ..errors import ArtifactError, ParityError, UsageError
-from ..export.manifest import Artifact, graph_file, provenance, read_manifest, tool_versions
+from ..export.manifest import (INT8_ON_FP16, Artifact, graph_file, int8_on_fp16_file, provenance, read_manifest,
+                               tool_versions)
 from ..export.records import Calibration, LayerSearch
 from ..inputs import PRECISIONS, require_choice
 from ..interrupts import deferred
 from .images import CalibrationSet
 from .ranges import collect_ranges, load_ranges, quantizable_nodes, save_ranges
-from .recipes import BACKEND_OPS, DEFAULT_INT8_EXCLUDE, fp16_graph, int8_graph
+from .recipes import BACKEND_OPS, DEFAULT_INT8_EXCLUDE, fp16_graph, int8_graph, int8_on_fp16_graph
 
 HELDOUT_SEED = 900  # synthetic held-out pictures (random weights only) are seeded apart from calibration's (100)
 # The layer search raises its SQNR goal above the bound in these steps until the real graph's check (which
@@ -113,7 +114,7 @@ def _cached_ranges(folder: Path, cache: Path, manifest, **meta) -> dict[str, tup
     try:
         manifest.check_files(folder, [cache.name])
     except ArtifactError as exc:
-        warnings.warn(f"{exc}; calibrating again")
+        warnings.warn(f"{exc}; calibrating again", stacklevel=2)
         return None
     return load_ranges(cache, **meta)
 
@@ -167,7 +168,8 @@ def _layer_search(spec: PrecisionSpec, encoder: Path, out: Path, ranges, candida
     from .recipes import weight_qmax
 
     search = sensitivity.LayerSearch(encoder, ranges, candidates, [next(iter(calibration_set(spec)))],
-                                     symmetric=spec.graph_backend == "tensorrt", weight_qmax=weight_qmax(spec.graph_backend))
+                                     symmetric=spec.graph_backend == "tensorrt",
+                                     weight_qmax=weight_qmax(spec.graph_backend))
     try:
         for goal in spec.bounds().min_sqnr_db + np.asarray(SEARCH_GOAL_RAISES_DB):
             chosen, measured = search.choose(goal)
@@ -223,6 +225,38 @@ def ensure_precision_graphs(spec: PrecisionSpec) -> Artifact:
     return make_precision_graphs(spec)
 
 
+def ensure_int8_on_fp16(spec: PrecisionSpec) -> Artifact:
+    """The TensorRT INT8 graph artifact with its strongly typed encoder (``INT8_ON_FP16``: the Q/DQ graph through
+    the FP16 recipe, ``recipes.int8_on_fp16_graph``), checked on the CPU with the FP16 decoder and recorded in the
+    same artifact (so new INT8 graphs drop it with theirs). Made from the recorded Q/DQ graph (no calibration) and
+    the recorded FP16 graphs (made only where the folder has none)."""
+    ensure_precision_graphs(spec)
+    ensure_precision_graphs(replace(spec, precision="fp16", graph_backend="onnxruntime", calib_images=None,
+                                    layer_search=False, min_sqnr_db=None, min_mask_iou=None))
+    folder = Path(spec.folder)
+    manifest = read_manifest(folder)
+    artifact = manifest.find("tensorrt", "int8", format="onnx")
+    if INT8_ON_FP16 in artifact.files:
+        manifest.check_files(folder, [artifact.files[INT8_ON_FP16]])
+        return artifact
+    decoder = folder / manifest.find("onnxruntime", "fp16").files["decoder"]
+    check = _checker(spec, manifest, heldout_images(spec))
+    with temp_dir(folder, "build") as staging:
+        encoder = int8_on_fp16_graph(folder / artifact.files["encoder"], staging / int8_on_fp16_file())
+        figures = check(encoder, decoder)
+        typed = replace(artifact, files={**artifact.files, INT8_ON_FP16: encoder.name},
+                        parity={**artifact.parity, INT8_ON_FP16: figures})
+        with deferred():
+            made = []
+            for path in staging.iterdir():
+                os.replace(path, folder / path.name)
+                made.append(path.name)
+            manifest.add(typed)
+            manifest.record_files(folder, made)
+            manifest.write(folder)
+    return typed
+
+
 def _checker(spec: PrecisionSpec, manifest, heldout: list[np.ndarray]) -> Callable[[Path, Path], dict[str, Any]]:
     """``check(encoder, decoder)``: the graphs under ONNX Runtime on the CPU vs the fp32 PyTorch model."""
     from ..runtime.base import ModelInfo
@@ -245,7 +279,8 @@ def _checker(spec: PrecisionSpec, manifest, heldout: list[np.ndarray]) -> Callab
 
 
 def make_precision_graphs(spec: PrecisionSpec) -> Artifact:
-    """Write, check and record the ``spec.precision`` graphs of ``spec.folder`` (laid out for ``spec.graph_backend``)."""
+    """Write, check and record the ``spec.precision`` graphs of ``spec.folder`` (laid out for
+    ``spec.graph_backend``)."""
     require_choice(spec.graph_backend, BACKEND_OPS, "--graphs-for")
     require_choice(spec.precision, PRECISIONS, "precision")
     folder = Path(spec.folder)

@@ -154,8 +154,20 @@ def fp16_graph(fp32_path: str | Path, out_path: str | Path, keep_fp32: Sequence[
     return save_onnx(half, out_path)
 
 
+QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
+
+
+def int8_on_fp16_graph(qdq_path: str | Path, out_path: str | Path) -> Path:
+    """The Q/DQ graph ``qdq_path`` (``int8_graph``, laid out for TensorRT) through the FP16 recipe: its
+    non-quantized layers in FP16 with the same FP32 islands as the FP16 graph, the Q/DQ pairs in FP32 (their scales
+    are float32 up to opset 18). For strongly typed TensorRT (11), which runs every layer in the type the graph
+    gives it: from the fp32 Q/DQ graph, everything between the quantized layers would run FP32."""
+    return fp16_graph(qdq_path, out_path, keep_fp32=(*FP16_KEEP_FP32, *QDQ_OPS))
+
+
 def int8_graph(fp32_path: str | Path, out_path: str | Path, ranges: dict[str, tuple[float, float]],
-               targets: Sequence[QuantTarget], graph_backend: str = "tensorrt", reduce_range: bool | None = None) -> Path:
+               targets: Sequence[QuantTarget], graph_backend: str = "tensorrt",
+               reduce_range: bool | None = None) -> Path:
     """Write the INT8 (Q/DQ) variant of ``fp32_path`` for the nodes in ``targets``.
 
     ``ranges`` must cover each target's activation input and output. Uses ONNX

@@ -67,7 +67,7 @@ Checkpoint = Annotated[Path | None, typer.Option("--checkpoint", "-c", callback=
                                                  help="Official .pth checkpoint (or one from `hqsam-edge train`).")]
 RandomWeights = Annotated[bool, typer.Option("--random-weights",
                                              help="No checkpoint: random weights (seeded; for speed and smoke runs).")]
-# ... or an artifact folder, opened with a backend and precision (``runtime.choice.ModelChoice`` holds all seven).
+# ... or an artifact folder, opened with a backend and precision (``runtime.choice.ModelChoice`` holds them all).
 Folder = Annotated[Path | None, typer.Argument(
     callback=checked(artifact_manifest), show_default=False,
     help="Artifact folder from `hqsam-edge export` (else use --checkpoint / --random-weights).")]
@@ -77,6 +77,8 @@ Backend = Annotated[str, typer.Option(
 ModelPrecision = Annotated[str | None, typer.Option(
     "--precision", **choice(inputs.MODEL_PRECISIONS, "precision"),
     help="fp32, fp16 or int8 of a folder (default: its best here); bf16 with torch.")]
+DlaCore = Annotated[int | None, typer.Option(
+    "--dla-core", help="Run the folder's TensorRT engines built for this DLA core (default: its GPU engines).")]
 
 # A folder the command reads (``build``, ``verify``, ``triton``).
 ArtifactFolder = Annotated[Path, typer.Argument(callback=checked(artifact_manifest),

@@ -53,13 +53,14 @@ def predict(
     low_res_stability: o.LowResStability = E.low_res_stability,
     backbone: o.Backbone = "vit_tiny", variant: o.Variant = "hq", checkpoint: o.Checkpoint = None,
     random_weights: o.RandomWeights = False, backend: o.Backend = "auto", precision: o.ModelPrecision = None,
+    dla_core: o.DlaCore = None,
 ):
     """Segment an image from box and point prompts (or everything in it) and write the mask."""
     from ..apps import files
     from ..runtime.choice import ModelChoice
 
     model = ModelChoice(folder=folder, backend=backend, precision=precision, backbone=backbone, variant=variant,
-                        checkpoint=checkpoint, random_weights=random_weights)
+                        checkpoint=checkpoint, random_weights=random_weights, dla_core=dla_core)
     generator = GeneratorOptions(
         points_per_side=points_per_side, points_per_batch=points_per_batch, pred_iou_thresh=pred_iou_thresh,
         stability_score_thresh=stability_score_thresh, stability_score_offset=stability_score_offset,
@@ -114,6 +115,7 @@ def segment(
     random_weights: o.RandomWeights = False, backend: o.Backend = "auto", precision: o.ModelPrecision = None,
     shard: o.ShardOption = None, ray: o.Ray = False, ray_address: o.RayAddress = None, ray_actors: o.RayActors = None,
     ray_gpus_per_actor: o.RayGpusPerActor = None,
+    dla_core: o.DlaCore = None,
 ):
     """Segment an image set from box prompts, a detector's boxes or everything in it into COCO RLE results,
     streamed and resumable.
@@ -129,7 +131,7 @@ def segment(
     from ..runtime.choice import ModelChoice
 
     model = ModelChoice(folder=folder, backend=backend, precision=precision, backbone=backbone, variant=variant,
-                        checkpoint=checkpoint, random_weights=random_weights)
+                        checkpoint=checkpoint, random_weights=random_weights, dla_core=dla_core)
     generator = GeneratorOptions(
         points_per_side=points_per_side, points_per_batch=points_per_batch, pred_iou_thresh=pred_iou_thresh,
         stability_score_thresh=stability_score_thresh, stability_score_offset=stability_score_offset,

@@ -85,6 +85,7 @@ def evaluate(
         "--json", help="Also write per-set and per-image scores as JSON.")] = None,
     backbone: o.Backbone = "vit_tiny", variant: o.Variant = "hq", checkpoint: o.Checkpoint = None,
     random_weights: o.RandomWeights = False, backend: o.Backend = "auto", precision: o.ModelPrecision = None,
+    dla_core: o.DlaCore = None,
 ):
     """mIoU and boundary mIoU on the HQSeg-44K validation sets, with ground-truth box prompts."""
     from .. import console
@@ -92,7 +93,7 @@ def evaluate(
     from ..runtime.choice import ModelChoice
 
     model = ModelChoice(folder=folder, backend=backend, precision=precision, backbone=backbone, variant=variant,
-                        checkpoint=checkpoint, random_weights=random_weights)
+                        checkpoint=checkpoint, random_weights=random_weights, dla_core=dla_core)
     spec = EvalSpec(data=str(data), datasets=tuple(datasets or ()), limit=limit, protocol=protocol,
                     hq_token_only=hq_token_only)
     reports = evaluate_deployment(spec, model, reference=reference)

@@ -87,6 +87,7 @@ def track(
         "--plain", help="Run the stages one after another (the baseline) instead of overlapped.")] = False,
     backbone: o.Backbone = "vit_tiny", variant: o.Variant = "hq", checkpoint: o.Checkpoint = None,
     random_weights: o.RandomWeights = False, backend: o.Backend = "auto", precision: o.ModelPrecision = None,
+    dla_core: o.DlaCore = None,
 ):
     """Follow objects through a video or stream: an annotated video, per-frame RLEs with ids, YouTube-VIS results."""
     from ..apps.detector import DetectorSpec
@@ -100,7 +101,7 @@ def track(
                            DetectorSpec(every=every, min_score=score, classes=classes))  # type: ignore[arg-type]
     prompts.check()
     model = ModelChoice(folder=folder, backend=backend, precision=precision, backbone=backbone, variant=variant,
-                        checkpoint=checkpoint, random_weights=random_weights)
+                        checkpoint=checkpoint, random_weights=random_weights, dla_core=dla_core)
     spec = TrackSpec(output=OutputSpec(video=video), live=live, timeout_s=timeout, max_frames=max_frames,
                      overlapped=not plain, show=show)
     summary = run_track(model.open(), SourceSpec(source, live, timeout), prompts.open(), out or default_out(source),

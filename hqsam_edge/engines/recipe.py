@@ -13,8 +13,10 @@ and checked on the CPU first (``hqsam_edge.pipeline.build``).
 |-----------|---------------------------------------------|--------------------------------------------|----------------------------|
 | fp32      | ``encoder.onnx``, TF32 off                  | the same                                   | the same                   |
 | fp16      | fp32 graph + FP16 flag, norms pinned FP32   | ``encoder.fp16.onnx`` strongly typed       | ``encoder.fp16.onnx``      |
-| int8      | Q/DQ encoder + INT8 + FP16, norms pinned;   | Q/DQ encoder as on 8.x; decoder as fp16    | Q/DQ encoder (its float    |
-|           | decoder as fp16 (no INT8: it has no Q/DQ)   |                                            | layers FP32); fp16 decoder |
+| int8      | Q/DQ encoder + INT8 + FP16, norms pinned;   | Q/DQ encoder as on 8.x; decoder as fp16    | Q/DQ encoder on the FP16   |
+|           | decoder as fp16 (no INT8: it has no Q/DQ)   |                                            | graph (``encoder.int8.     |
+|           |                                             |                                            | tensorrt.fp16.onnx``);     |
+|           |                                             |                                            | fp16 decoder               |
 
 "Norms pinned": the layers FP16 overflows in (LayerNorm, softmax, the
 reductions and exponentials around them; mit-han-lab/efficientvit issue 113:
@@ -29,21 +31,22 @@ LayerNormalization (opset 17), which every graph uses.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Collection, Sequence
 from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 
 from ..calib.recipes import FP16_KEEP_FP32
 from ..errors import BackendUnavailableError, UsageError
-from ..export.manifest import engine_file, graph_file
+from ..export.manifest import engine_file, graph_file, int8_on_fp16_file
 from ..export.profiles import Limits, Profile, profile_for
-from ..hardware import MIN_TENSORRT, version_tuple
+from ..hardware import MIN_TENSORRT, dla_refusal, version_tuple
 from ..inputs import PRECISIONS, TRTEXEC_GENERATIONS as GENERATIONS, require_choice
 
 GRAPHS = ("encoder", "decoder")
 # ONNX ops FP16 overflows or loses accuracy in: calib.recipes.FP16_KEEP_FP32 less the integer-valued ones
 TRT_KEEP_FP32_OPS = tuple(op for op in FP16_KEEP_FP32 if op not in ("Range", "Resize"))
 MIN_VERSION = version_tuple(MIN_TENSORRT)  # 8.5's ONNX parser has no LayerNormalization (opset 17: the graphs' norms)
-DLA_BACK_IN_11 = (11, 4, 1)  # TensorRT 11.0-11.4.0 has no DLA; 11.4.1 brings it back (JetPack 7.2.2+)
 JETPACK_UPGRADE = ("on a Jetson, JetPack 6.0 or newer (JetPack 5.x ships TensorRT 8.4 / 8.5 and Python 3.8); "
                    "elsewhere pip install 'tensorrt-cu12>=10.3,<11'")
 
@@ -75,7 +78,7 @@ class EngineJob:
     fp16: bool = False  # BuilderFlag.FP16 (weakly typed)
     int8: bool = False  # BuilderFlag.INT8: the Q/DQ encoder only
     tf32: bool = True  # TensorRT's default; cleared for fp32 engines
-    pin_fp32: tuple[str, ...] = ()  # layers (ONNX node names) kept in FP32 by precision constraints
+    pin_fp32: tuple[str, ...] = ()  # ONNX nodes whose TensorRT layers are kept in FP32 (``layers_to_pin``)
     dla_core: int | None = None
     workspace_gb: float = 4.0
     version_compatible: bool = False
@@ -130,14 +133,16 @@ def check_dla_generation(spec: EngineSpec, generation: str) -> None:
                          "explicit (Q/DQ) quantization; use --precision fp16 on the DLA, or JetPack 6.1+")
 
 
-def check_tensorrt_version(spec: EngineSpec, version: str) -> str:
-    """The generation of ``version``, refusing what it cannot build for ``spec``."""
+def check_tensorrt_version(spec: EngineSpec, version: str, jetson_model: str = "", jetpack: str = "") -> str:
+    """The generation of ``version``, refusing what it cannot build for ``spec``: for ``--dla-core``, NVIDIA's DLA
+    matrix on this board (``hardware.dla_refusal``: none on 10.8-10.x and 11.0-11.4.0, AGX Orin with JetPack
+    7.2.2+ only from 11.4.1; ``jetson_model`` / ``jetpack`` empty where not known)."""
     generation = generation_of(version)
     check_dla_generation(spec, generation)
-    if spec.dla_core is not None and generation == "11" and version_tuple(version) < DLA_BACK_IN_11:
-        raise BackendUnavailableError(f"TensorRT {version} has no DLA support (TensorRT 11.0-11.4.0 dropped it; "
-                                      "11.4.1 brings it back on JetPack 7.2.2+): use TensorRT 10 / JetPack 6, or "
-                                      "drop --dla-core")
+    if spec.dla_core is not None:
+        why = dla_refusal(version, jetson_model, jetpack)
+        if why:
+            raise BackendUnavailableError(f"{why}; drop --dla-core to build GPU engines")
     return generation
 
 
@@ -158,6 +163,13 @@ def _source(graph: str, precision: str, generation: str, dla: bool) -> tuple[str
     return "fp32", "onnxruntime"
 
 
+def int8_on_fp16(generation: str) -> bool:
+    """Whether the INT8 encoder is built from the Q/DQ graph on the FP16 graph (``encoder.int8.tensorrt.fp16.onnx``):
+    on 11, strongly typed, where the fp32-based one would run every non-quantized layer in FP32; 8.6 / 10.x build
+    the fp32-based one weakly typed (INT8 + FP16 flags, norms pinned)."""
+    return generation == "11"
+
+
 def source_graphs(spec: EngineSpec, generation: str) -> list[tuple[str, str]]:
     """The precision graphs (precision, backend they are laid out for) the plan reads besides the fp32 ones."""
     kinds = {_source(g, spec.precision, generation, spec.dla_core is not None and g == "encoder") for g in GRAPHS}
@@ -172,14 +184,92 @@ def keep_fp32_nodes(onnx_path: Path) -> tuple[str, ...]:
     return tuple(n.name for n in graph.node if n.op_type in TRT_KEEP_FP32_OPS)
 
 
+PIN_BY_TYPE = ("SOFTMAX", "NORMALIZATION")  # layer types pinned whatever node made them
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """One layer of a parsed TensorRT network, as far as pinning reads it (``LayerType`` member name)."""
+
+    name: str
+    kind: str
+    float_outputs: bool  # every output FLOAT or HALF
+    shape_inputs: bool  # an input is a shape tensor (shape arithmetic takes no precision)
+
+
+def node_of(layer: str, nodes: Collection[str]) -> str | None:
+    """The ONNX node of ``nodes`` a layer came from, by onnx-tensorrt's naming (``ImporterContext::registerLayer``):
+    a node's first layer is ``<node>``, its further ones ``<node>_<N>`` (N from one network-wide counter), so a
+    name that is a node's is that node's; else the name less a numeric ``_<N>``; None when neither is a node."""
+    if layer in nodes:
+        return layer
+    base, sep, suffix = layer.rpartition("_")
+    return base if sep and suffix.isdigit() and base in nodes else None
+
+
+def layers_to_pin(layers: Sequence[LayerInfo], nodes: Collection[str]) -> tuple[str, ...]:
+    """The layers a weakly typed build keeps in FP32: those of ``nodes`` (all of each node's layers) and every
+    softmax / normalisation layer, where their outputs are floating point and no input is a shape tensor (the
+    same list the build pins and the trtexec line prints). CONSTANT layers (weights, named after them) are not
+    computed, so never pinned."""
+    nodes = set(nodes)
+    return tuple(layer.name for layer in layers if layer.kind != "CONSTANT"
+                 and (layer.kind in PIN_BY_TYPE or node_of(layer.name, nodes) is not None)
+                 and layer.float_outputs and not layer.shape_inputs)
+
+
+@dataclass(frozen=True)
+class PinCheck:
+    """What a built engine did with the pinned layers (``EngineInspector``'s JSON, ``check_pins``)."""
+
+    fp32: tuple[str, ...] = ()  # engine layers holding a pinned layer whose outputs are FP32
+    reduced: tuple[tuple[str, str], ...] = ()  # (engine layer, its output precision) holding a pinned layer
+    unknown: tuple[str, ...] = ()  # engine layers holding a pinned layer, their types not said (dynamic shapes)
+    unseen: tuple[str, ...] = ()  # pinned layers in no named engine layer (fused into a Myelin region, or gone)
+
+
+def _precision(datatype: str) -> str:
+    text = datatype.lower()
+    for word, precision in (("int8", "int8"), ("fp16", "fp16"), ("half", "fp16"), ("fp32", "fp32"),
+                            ("float", "fp32")):
+        if word in text:
+            return precision
+    return "unknown"  # "N/A due to dynamic shapes" and the like
+
+
+def check_pins(engine_json: str, pinned: Sequence[str]) -> PinCheck:
+    """Pinned layers against an engine's layers as ``EngineInspector.get_engine_information(JSON)`` gives them
+    (built with ``ProfilingVerbosity.DETAILED``): an engine layer is ``"a + b"`` when TensorRT fused layers, its
+    outputs' ``Format/Datatype`` the precision it ran in."""
+    wanted, found = set(pinned), set()
+    fp32, reduced, unknown = [], [], []
+    for layer in json.loads(engine_json).get("Layers", []):
+        if not isinstance(layer, dict):
+            continue  # LAYER_NAMES_ONLY: names without types
+        parts = {p.strip() for p in str(layer.get("Name", "")).split(" + ")} & wanted
+        if not parts:
+            continue
+        found |= parts
+        kinds = {_precision(str(o.get("Format/Datatype", ""))) for o in layer.get("Outputs", [])} - {"unknown"}
+        if not kinds:
+            unknown.append(layer["Name"])
+        elif kinds == {"fp32"}:
+            fp32.append(layer["Name"])
+        else:
+            reduced.append((layer["Name"], ",".join(sorted(kinds))))
+    return PinCheck(tuple(fp32), tuple(reduced), tuple(unknown), tuple(p for p in pinned if p not in found))
+
+
 def _job(folder: Path, graph: str, spec: EngineSpec, generation: str) -> EngineJob:
     dla = spec.dla_core is not None and graph == "encoder"
     precision, backend = _source(graph, spec.precision, generation, dla)
     strongly_typed = generation == "11" or precision == "fp16"
     weak_reduced = not strongly_typed and spec.precision in ("fp16", "int8")
+    source = (int8_on_fp16_file(graph) if (precision, backend) == ("int8", "tensorrt") and int8_on_fp16(generation)
+              else graph_file(graph, precision, backend))
     return EngineJob(
-        graph=graph, onnx=folder / graph_file(graph, precision, backend),
-        engine=folder / engine_file(graph, spec.precision), profile=profile_for(graph, spec.limits),
+        graph=graph, onnx=folder / source,
+        engine=folder / engine_file(graph, spec.precision, spec.dla_core), profile=profile_for(graph, spec.limits),
         precision=spec.precision, generation=generation, strongly_typed=strongly_typed,
         fp16=weak_reduced, int8=weak_reduced and precision == "int8", tf32=spec.precision != "fp32",
         pin_fp32=keep_fp32_nodes(folder / graph_file(graph)) if weak_reduced else (),

@@ -19,7 +19,7 @@ from ..errors import BuildError
 if TYPE_CHECKING:  # typed against tensorrt-stubs; imported for real only inside the functions
     import tensorrt as trt
 
-    from .recipe import EngineJob
+    from .recipe import EngineJob, LayerInfo
 
 
 def tensorrt_version() -> str:
@@ -53,30 +53,73 @@ def _network_flags(job: EngineJob) -> int:
     return 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if job.strongly_typed_flag else 0
 
 
-def _pin_fp32(network: trt.INetworkDefinition, names: set[str]) -> list[str]:
-    """FP32 precision and output types on the network's layers named in ``names`` and on its normalisation and
-    softmax layers, where their outputs are floating point; the names pinned."""
+def _layer_infos(network: trt.INetworkDefinition) -> list[LayerInfo]:
     import tensorrt as trt
 
-    by_type = {trt.LayerType.SOFTMAX}
-    if hasattr(trt.LayerType, "NORMALIZATION"):  # 8.6 and later
-        by_type.add(trt.LayerType.NORMALIZATION)
+    from .recipe import LayerInfo
+
     floats = (trt.float32, trt.float16)
-    pinned = []
+    infos = []
     for i in range(network.num_layers):
         layer = network.get_layer(i)
-        if layer.name not in names and layer.type not in by_type:
-            continue
-        if not all(layer.get_output(k).dtype in floats for k in range(layer.num_outputs)):
-            continue
-        if any(layer.get_input(k) is not None and layer.get_input(k).is_shape_tensor
-               for k in range(layer.num_inputs)):
-            continue  # shape arithmetic cannot take a precision (trtexec skips these too)
-        layer.precision = trt.float32
-        for k in range(layer.num_outputs):
-            layer.set_output_type(k, trt.float32)
-        pinned.append(layer.name)
-    return pinned
+        infos.append(LayerInfo(
+            layer.name, layer.type.name, all(layer.get_output(k).dtype in floats for k in range(layer.num_outputs)),
+            any(layer.get_input(k) is not None and layer.get_input(k).is_shape_tensor
+                for k in range(layer.num_inputs))))
+    return infos
+
+
+def _pin_fp32(network: trt.INetworkDefinition, nodes: set[str]) -> list[str]:
+    """FP32 precision and output types on the layers ``recipe.layers_to_pin`` names; the names pinned."""
+    import tensorrt as trt
+
+    from .recipe import layers_to_pin
+
+    pinned = set(layers_to_pin(_layer_infos(network), nodes))
+    for i in range(network.num_layers):
+        layer = network.get_layer(i)
+        if layer.name in pinned:
+            layer.precision = trt.float32
+            for k in range(layer.num_outputs):
+                layer.set_output_type(k, trt.float32)
+    return [name for name in (network.get_layer(i).name for i in range(network.num_layers)) if name in pinned]
+
+
+def _parse(job: EngineJob) -> tuple[trt.Builder, trt.INetworkDefinition, trt.OnnxParser]:
+    """Builder, network and parser of ``job``'s graph (the parser holds the weights: keep it until the build);
+    ``BuildError`` when TensorRT cannot parse it."""
+    import tensorrt as trt
+
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network = builder.create_network(_network_flags(job))
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(job.onnx)):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise BuildError(f"TensorRT {trt.__version__} cannot parse {job.onnx.name}: {errors}; export the folder "
+                         "again with this hqsam-edge, or build with another TensorRT version")
+    return builder, network, parser
+
+
+def pinned_layers(job: EngineJob) -> tuple[str, ...]:
+    """The layers a build of ``job`` pins to FP32, from a parse without a build (for the trtexec line)."""
+    from .recipe import layers_to_pin
+
+    if not job.pin_fp32:
+        return ()
+    _, network, _ = _parse(job)
+    return layers_to_pin(_layer_infos(network), set(job.pin_fp32))
+
+
+def engine_information(serialized: bytes) -> str:
+    """``EngineInspector``'s JSON of a plan (layer precisions need a build with ``detailed=True``)."""
+    import tensorrt as trt
+
+    runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+    engine = runtime.deserialize_cuda_engine(serialized)
+    if engine is None:
+        raise BuildError("TensorRT cannot load the plan it just built; build it again")
+    return str(engine.create_engine_inspector().get_engine_information(trt.LayerInformationFormat.JSON))
 
 
 def _timing_cache(config: trt.IBuilderConfig, cache_path: Path) -> trt.ITimingCache:
@@ -149,21 +192,18 @@ def _progress_monitor() -> trt.IProgressMonitor | None:
     return Monitor()
 
 
-def build_serialized(job: EngineJob, cache_path: Path) -> tuple[bytes, list[str]]:
+def build_serialized(job: EngineJob, cache_path: Path, *, detailed: bool = False) -> tuple[bytes, list[str]]:
     """The serialized engine of one job and the layers it pinned to FP32; the timing cache at ``cache_path``
-    read (if TensorRT takes it) and written back. ``BuildError`` when TensorRT cannot parse or build."""
+    read (if TensorRT takes it) and written back. ``detailed``: ``ProfilingVerbosity.DETAILED``, so
+    ``engine_information`` says each layer's precision (larger plans: for checks). ``BuildError`` when TensorRT
+    cannot parse or build."""
     import tensorrt as trt
 
-    logger = trt.Logger(trt.Logger.WARNING)
-    builder = trt.Builder(logger)
-    network = builder.create_network(_network_flags(job))
-    parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(job.onnx)):
-        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise BuildError(f"TensorRT {trt.__version__} cannot parse {job.onnx.name}: {errors}; export the folder "
-                         "again with this hqsam-edge, or build with another TensorRT version")
+    builder, network, _parser = _parse(job)  # the parser holds the weights until the build ends
     config = builder.create_builder_config()
     pinned = _configure(builder, network, config, job)
+    if detailed:
+        config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
     cache = _timing_cache(config, cache_path)
     monitor = _progress_monitor()
     if monitor is not None:

@@ -58,8 +58,23 @@ def graph_file(graph: str, precision: str = "fp32", backend: str = "onnxruntime"
     return f"{graph}.int8.{backend}.onnx" if precision == "int8" else f"{graph}.{precision}.onnx"
 
 
-def engine_file(graph: str, precision: str) -> str:
-    return f"{graph}.{precision}.engine"
+INT8_ON_FP16 = "encoder_on_fp16"  # the files key of a TensorRT INT8 graph artifact's strongly typed encoder
+
+
+def int8_on_fp16_file(graph: str = "encoder") -> str:
+    """``encoder.int8.tensorrt.fp16.onnx``: the Q/DQ graph laid out for TensorRT, its other layers in FP16."""
+    return f"{graph}.int8.tensorrt.fp16.onnx"
+
+
+def engine_file(graph: str, precision: str, dla_core: int | None = None) -> str:
+    """``encoder.fp16.engine`` for a GPU pair; ``encoder.int8.dla0.engine`` (and its GPU decoder
+    ``decoder.int8.dla0.engine``) for a pair whose encoder runs on DLA core 0, so a board keeps both."""
+    return f"{graph}.{precision}.engine" if dla_core is None else f"{graph}.{precision}.{target_of(dla_core)}.engine"
+
+
+def target_of(dla_core: int | None) -> str:
+    """Where an engine pair's encoder runs: ``gpu``, or ``dla0`` / ``dla1``."""
+    return "gpu" if dla_core is None else f"dla{dla_core}"
 
 
 def tool_versions() -> dict[str, str]:
@@ -100,12 +115,18 @@ class Artifact:
         return cls(**{k: (parts[k].from_dict(v) if k in parts and v is not None else v) for k, v in data.items()})
 
     @property
-    def key(self) -> tuple[str, str, str]:
-        return self.backend, self.precision, self.format
+    def target(self) -> str:
+        """``gpu`` or ``dla<N>``: where a TensorRT engine pair's encoder runs (``gpu`` for everything else)."""
+        return target_of(self.engine.dla_core if self.engine is not None and self.format == "engine" else None)
+
+    @property
+    def key(self) -> tuple[str, str, str, str]:
+        return self.backend, self.precision, self.format, self.target
 
     def describe(self) -> str:
         return f"{self.backend}/{self.precision}" + (" (onnx graphs)" if self.backend == "tensorrt" and
-                                                      self.format == "onnx" else "")
+                                                      self.format == "onnx" else "") + \
+            (f" on {self.target}" if self.target != "gpu" else "")
 
 
 @dataclass
@@ -146,24 +167,31 @@ class Manifest:
         return self.checkpoint_sha256 is None
 
     def find(self, backend: str, precision: str | None = None, format: str | None = None, *,
-             folder: str | Path | None = None) -> Artifact:
+             folder: str | Path | None = None, dla_core: int | None = None) -> Artifact:
         """The artifact ``backend`` runs (``format`` None: what it runs: engines for TensorRT, ONNX graphs for
-        ONNX Runtime; ``precision`` None: the first listed, fp32 before others). ``folder``: named in the
-        refusal's build command (else ``DIR``)."""
+        ONNX Runtime; ``precision`` None: the first listed, fp32 before others). Engine pairs: ``dla_core`` the
+        pair built for that DLA core; None: the GPU pair, or a DLA pair where the folder has no GPU one.
+        ``folder``: named in the refusal's build command (else ``DIR``)."""
         format = format or FORMATS.get(backend, ("onnx",))[0]
         matches = [a for a in self.artifacts if a.backend == backend and a.format == format
                    and precision in (None, a.precision)]
+        if dla_core is not None:
+            matches = [a for a in matches if a.target == target_of(dla_core)]
+        else:
+            matches.sort(key=lambda a: a.target != "gpu")  # stable: GPU pairs first, the listed order kept
         if not matches:
             have = ", ".join(a.describe() for a in self.artifacts) or "none"
-            want = f"{backend}/{precision}" if precision else backend
+            want = (f"{backend}/{precision}" if precision else backend) + \
+                ("" if dla_core is None else f" on {target_of(dla_core)}")
+            dla = "" if dla_core is None else f" --dla-core {dla_core}"
             raise ArtifactError(
                 f"no {want} artifact in this folder (it has: {have}); make one with "
-                f"`hqsam-edge build {folder or 'DIR'} --backend {backend} --precision {precision or 'fp32'}`"
+                f"`hqsam-edge build {folder or 'DIR'} --backend {backend} --precision {precision or 'fp32'}{dla}`"
             )
         return matches[0]
 
     def add(self, artifact: Artifact) -> None:
-        """Add or replace the artifact of the same backend, precision and format."""
+        """Add or replace the artifact of the same backend, precision, format and target (GPU / DLA core)."""
         self.artifacts = [a for a in self.artifacts if a.key != artifact.key] + [artifact]
 
     def record_files(self, folder: str | Path, names) -> None:

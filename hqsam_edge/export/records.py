@@ -45,7 +45,8 @@ class Provenance:
 @dataclass(frozen=True)
 class EngineRecipe:
     """How one engine was built (``engines.recipe.EngineJob``, as recorded): its source graph, whether it was
-    strongly typed, the precision flags, TF32, how many layers were pinned to FP32, its DLA core."""
+    strongly typed, the precision flags, TF32, how many layers were pinned to FP32 and which (the TensorRT layer
+    names the build pinned, as the trtexec line prints them), its DLA core."""
 
     source: str
     strongly_typed: bool = False
@@ -54,10 +55,12 @@ class EngineRecipe:
     tf32: bool = True
     fp32_layers: int = 0
     dla_core: int | None = None
+    pinned_layers: tuple[str, ...] = ()
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EngineRecipe:
-        return cls(**_known(cls, data))
+        data = _known(cls, data)
+        return cls(**{**data, "pinned_layers": tuple(data.get("pinned_layers", ()))})
 
 
 @dataclass(frozen=True)

@@ -74,8 +74,11 @@ class BuildSpec:
 
         precision = precision or self.precision
         own = precision == self.precision
-        return PrecisionSpec(folder=self.folder, precision=precision, graph_backend=graph_backend or self.graph_backend or self.backend,
-                             calib_images=self.calib_images, calib_limit=self.calib_limit,
+        # only INT8 graphs depend on calibration: the FP16 graphs an INT8 build reads are the recorded ones
+        return PrecisionSpec(folder=self.folder, precision=precision,
+                             graph_backend=graph_backend or self.graph_backend or self.backend,
+                             calib_images=self.calib_images if precision == "int8" else None,
+                             calib_limit=self.calib_limit,
                              calib_method=self.calib_method, heldout=self.heldout, int8_exclude=self.int8_exclude,
                              layer_search=self.layer_search, min_sqnr_db=self.min_sqnr_db if own else None,
                              min_mask_iou=self.min_mask_iou if own else None)
@@ -110,7 +113,8 @@ def with_precision(spec: BuildSpec) -> tuple[BuildSpec, str | None]:
     if spec.precision is not None:
         return spec, None
     precision, why = default_precision(spec.backend)
-    return replace(spec, precision=precision), f"--precision {precision}, the default for {why} (give --precision to choose)"
+    return (replace(spec, precision=precision),
+            f"--precision {precision}, the default for {why} (give --precision to choose)")
 
 
 def check_spec(spec: BuildSpec) -> None:
@@ -136,18 +140,22 @@ def trtexec_lines(spec: BuildSpec, generation: str) -> list[str]:
 
 
 def _engines(spec: BuildSpec) -> Artifact:
-    from ..calib.precision_graphs import ensure_precision_graphs, heldout_images
-    from ..engines.recipe import check_dla_cores, check_tensorrt_version, source_graphs
+    from ..calib.precision_graphs import ensure_int8_on_fp16, ensure_precision_graphs, heldout_images
+    from ..engines.recipe import check_dla_cores, check_tensorrt_version, int8_on_fp16, source_graphs
     from ..engines.tensorrt_build import dla_cores, tensorrt_version
+    from ..hardware import this_platform
     from ..runtime.environment import require_tensorrt
 
     require_tensorrt()
     engines = spec.engine_spec()
-    generation = check_tensorrt_version(engines, tensorrt_version())
+    board = this_platform() if engines.dla_core is not None else None  # DLA: NVIDIA's matrix names boards
+    generation = check_tensorrt_version(engines, tensorrt_version(), board.jetson_model if board else "",
+                                        board.jetpack if board else "")
     if engines.dla_core is not None:
         check_dla_cores(engines, dla_cores())
     for precision, graph_backend in source_graphs(engines, generation):
-        ensure_precision_graphs(spec.precision_spec(precision, graph_backend))
+        typed = (precision, graph_backend) == ("int8", "tensorrt") and int8_on_fp16(generation)
+        (ensure_int8_on_fp16 if typed else ensure_precision_graphs)(spec.precision_spec(precision, graph_backend))
     graphs = spec.precision_spec()
     return build_engines(engines, generation, heldout_images(graphs), graphs.bounds())
 
@@ -172,7 +180,8 @@ def _recipe(job: EngineJob, pinned: list[str]) -> EngineRecipe:
     from ..export.records import EngineRecipe
 
     return EngineRecipe(source=job.onnx.name, strongly_typed=job.strongly_typed, fp16=job.fp16, int8=job.int8,
-                        tf32=job.tf32, fp32_layers=len(pinned), dla_core=job.dla_core)
+                        tf32=job.tf32, fp32_layers=len(pinned), dla_core=job.dla_core,
+                        pinned_layers=tuple(pinned))
 
 
 def build_engines(spec: EngineSpec, generation: str, images: list[np.ndarray], bounds: Bounds) -> Artifact:
@@ -246,7 +255,8 @@ def summary(spec: BuildSpec, artifact: Artifact) -> list[str]:
         lines.append(DLA_NOTE)
     figures = artifact.parity
     sqnr = ", ".join(f"{k} SQNR {v:.1f} dB" for k, v in encoder_sqnr(figures).items())
-    lines.append(f"built {spec.backend}/{artifact.precision} in {Path(spec.folder)}: {', '.join(artifact.files.values())}; "
+    files = ", ".join(artifact.files.values())
+    lines.append(f"built {spec.backend}/{artifact.precision} in {Path(spec.folder)}: {files}; "
                  f"vs fp32 PyTorch: {sqnr}, mean mask IoU {figures.get('mean_mask_iou', float('nan')):.4f}, "
                  f"mean boundary IoU {figures.get('mean_boundary_iou', float('nan')):.4f}")
     return lines

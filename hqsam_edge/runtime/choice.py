@@ -30,6 +30,7 @@ class ModelChoice:
     variant: str = "hq"
     checkpoint: str | Path | None = None
     random_weights: bool = False
+    dla_core: int | None = None  # a folder's TensorRT engines built for this DLA core (None: the GPU's)
 
     def open(self) -> Predictor:
         """The predictor: the folder opened with ``backend``; otherwise the torch backend on a built model."""
@@ -40,7 +41,10 @@ class ModelChoice:
 
             read_manifest(self.folder)  # a folder of ours, before anything in it is removed
             remove_stale_temporaries(self.folder)  # what a killed command left
-            return Predictor.from_artifacts(self.folder, backend=self.backend, precision=self.precision)
+            return Predictor.from_artifacts(self.folder, backend=self.backend, precision=self.precision,
+                                            dla_core=self.dla_core)
+        if self.dla_core is not None:
+            raise UsageError("--dla-core runs a folder's TensorRT engines: give the artifact folder")
         if self.backend not in ("auto", "torch"):
             raise UsageError(f"--backend {self.backend} needs an artifact folder (make one with `hqsam-edge export`)")
         model = model_from_options(self.backbone, self.variant, self.checkpoint, self.random_weights)
@@ -49,6 +53,7 @@ class ModelChoice:
     def describe(self) -> str:
         """One line naming the model (e.g. recorded with results, so a resume cannot mix two models)."""
         if self.folder is not None:
-            return f"{Path(self.folder).resolve()} backend={self.backend} precision={self.precision or 'default'}"
+            dla = "" if self.dla_core is None else f" dla_core={self.dla_core}"
+            return f"{Path(self.folder).resolve()} backend={self.backend} precision={self.precision or 'default'}{dla}"
         weights = Path(self.checkpoint).resolve() if self.checkpoint is not None else "random weights"
         return f"{self.backbone}/{self.variant} {weights} backend={self.backend} precision={self.precision or 'fp32'}"

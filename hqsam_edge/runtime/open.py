@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import ArtifactError
+from ..errors import ArtifactError, UsageError
 from ..inputs import BACKENDS, require_choice
 from .base import Backend, ModelInfo
 
@@ -52,9 +52,11 @@ def _onnxruntime(folder: Path, manifest, info: ModelInfo, precision: str | None,
 
 
 def open_backend(folder: str | Path, *, backend: str = "auto", precision: str | None = None,
-                 providers: list[str] | None = None) -> Backend:
+                 providers: list[str] | None = None, dla_core: int | None = None) -> Backend:
     """The backend for an artifact folder, as its manifest describes it (``providers``: ONNX Runtime's execution
-    providers, names or aliases cpu / cuda / tensorrt, in order of preference; None: the best available)."""
+    providers, names or aliases cpu / cuda / tensorrt, in order of preference; None: the best available).
+    ``dla_core``: the TensorRT engine pair built for that DLA core; None: the GPU pair (a DLA pair only where the
+    folder has no GPU one)."""
     from ..export.manifest import read_manifest
     from .environment import require_tensorrt, tensorrt_status
 
@@ -65,12 +67,16 @@ def open_backend(folder: str | Path, *, backend: str = "auto", precision: str | 
     if backend == "auto":
         has_engine = any(a.key[::2] == ("tensorrt", "engine") and precision in (None, a.precision)
                          for a in manifest.artifacts)
+        if dla_core is not None:
+            backend = "tensorrt"  # only TensorRT runs on a DLA
         backend = "tensorrt" if has_engine and tensorrt_status().usable else "onnxruntime"
+    if dla_core is not None and backend != "tensorrt":
+        raise UsageError(f"--dla-core runs TensorRT engines: not with --backend {backend}")
     if backend == "torch":
         return _torch_from_manifest(manifest, precision)
     if backend == "tensorrt":
         try:
-            artifact = manifest.find("tensorrt", precision)
+            artifact = manifest.find("tensorrt", precision, folder=folder, dla_core=dla_core)
         except ArtifactError:
             require_tensorrt()  # without TensorRT here, that is the first thing to fix
             raise

@@ -57,12 +57,13 @@ class Predictor:
 
     @classmethod
     def from_artifacts(cls, folder: str | Path, backend: str = "auto", precision: str | None = None,
-                       providers: list[str] | None = None) -> Predictor:
+                       providers: list[str] | None = None, dla_core: int | None = None) -> Predictor:
         """Open an artifact folder written by ``hqsam-edge export`` / ``build`` (``providers``: ONNX Runtime's
-        execution providers, e.g. ``["cuda"]``; None: the best this onnxruntime has)."""
+        execution providers, e.g. ``["cuda"]``; None: the best this onnxruntime has; ``dla_core``: the TensorRT
+        engines built for that DLA core, else the GPU's)."""
         from .open import open_backend
 
-        return cls(open_backend(folder, backend=backend, precision=precision, providers=providers))
+        return cls(open_backend(folder, backend=backend, precision=precision, providers=providers, dla_core=dla_core))
 
     def close(self) -> None:
         """Free the backend (sessions, engines, device memory); the predictor cannot be used afterwards."""

@@ -121,10 +121,11 @@ class SamPredictor:
 
     @classmethod
     def from_artifacts(cls, folder: str | Path, backend: str = "auto", precision: str | None = None,
-                       providers: list[str] | None = None) -> SamPredictor:
+                       providers: list[str] | None = None, dla_core: int | None = None) -> SamPredictor:
         """Over an artifact folder of ``hqsam-edge export`` / ``build`` (``backend``: auto, torch, onnxruntime,
-        tensorrt; ``providers``: ONNX Runtime's, as ``Predictor.from_artifacts``)."""
-        return cls(Predictor.from_artifacts(folder, backend=backend, precision=precision, providers=providers))
+        tensorrt; ``providers``, ``dla_core``: as ``Predictor.from_artifacts``)."""
+        return cls(Predictor.from_artifacts(folder, backend=backend, precision=precision, providers=providers,
+                                            dla_core=dla_core))
 
     def close(self) -> None:
         """Free the backend (sessions, engines, device memory)."""

@@ -230,7 +230,8 @@ def test_segment_resumes_after_kill_and_loses_nothing(dataset, tiny_folder, refe
 
     assert live.exists()
     live.unlink()
-    assert listing(out) == sorted([f"{image_name(i)}.json" for i in range(N_IMAGES)] + ["results.json", ".segment.json"])
+    written = [f"{image_name(i)}.json" for i in range(N_IMAGES)]
+    assert listing(out) == sorted(written + ["results.json", ".segment.json"])
     results = json.loads((out / "results.json").read_text())
     assert len(results) == 3 * N_IMAGES
     for i in range(N_IMAGES):
@@ -376,7 +377,8 @@ def test_skip_never_swallows_a_model_failure(predictor, tmp_path, monkeypatch):
 
 # -- everything mode ------------------------------------------------------------------
 
-EVERYTHING = dict(points_per_side=3, pred_iou_thresh=0.0, stability_score_thresh=0.0, box_nms_thresh=1.0)  # random weights
+# random weights: keep every mask
+EVERYTHING = dict(points_per_side=3, pred_iou_thresh=0.0, stability_score_thresh=0.0, box_nms_thresh=1.0)
 
 
 def test_everything_mode_writes_every_mask_and_resumes(dataset, predictor, tmp_path):

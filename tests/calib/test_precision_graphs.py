@@ -73,7 +73,8 @@ def test_int8_onnxruntime_graph_backend(folder):
     dtypes = {onnx.TensorProto.DataType.Name(z.data_type) for z in zero_points.values()}
     assert "UINT8" in dtypes and "INT8" in dtypes
     # ONNX Runtime graph_backend: GEMMs only, convolutions stay float (they are slower in int8 there)
-    quantized_ops = {n.op_type for n in model.graph.node if any(i.endswith("_DequantizeLinear_Output") for i in n.input)}
+    quantized_ops = {n.op_type for n in model.graph.node
+                     if any(i.endswith("_DequantizeLinear_Output") for i in n.input)}
     assert quantized_ops & {"Gemm", "MatMul"} and "Conv" not in quantized_ops
     fig = artifact.parity
     assert 3.0 <= fig["encoder"]["image_embeddings"]["sqnr_db"] < 60 and 0.5 <= fig["mean_mask_iou"] <= 1.0
@@ -82,7 +83,8 @@ def test_int8_onnxruntime_graph_backend(folder):
 
 
 def test_int8_tensorrt_graph_backend_is_symmetric_and_excludes_sensitive_layers(folder, monkeypatch):
-    spec = PrecisionSpec(str(folder), precision="int8", graph_backend="tensorrt", calib_limit=3, heldout=1, min_sqnr_db=3.0,
+    spec = PrecisionSpec(str(folder), precision="int8", graph_backend="tensorrt", calib_limit=3, heldout=1,
+                         min_sqnr_db=3.0,
                          min_mask_iou=0.5)
     # the ranges are cached from the previous test: calibrating again would be a bug
     monkeypatch.setattr(precision_graphs, "collect_ranges", lambda *a, **k: pytest.fail("calibration cache not reused"))
@@ -171,7 +173,8 @@ def test_heldout_images_are_never_calibration_images(tmp_path):
     assert [p.name for p in calib] == ["img0.png", "img1.png", "img2.png"]
     assert [p.name for p in heldout] == ["img3.png", "img4.png"]  # a small folder still holds out its last images
     assert len(precision_graphs.heldout_images(spec)) == 2
-    calib, heldout = precision_graphs.split_images(PrecisionSpec("unused", calib_images=str(tmp_path), calib_limit=2, heldout=2))
+    calib, heldout = precision_graphs.split_images(
+        PrecisionSpec("unused", calib_images=str(tmp_path), calib_limit=2, heldout=2))
     assert len(calib) == 2 and len(heldout) == 2
     with pytest.raises(UsageError, match="need at least 6"):
         precision_graphs.split_images(PrecisionSpec("unused", calib_images=str(tmp_path), heldout=5))
@@ -184,7 +187,8 @@ def test_vit_b_int8_meets_the_accuracy_bounds(tmp_path):
     out = tmp_path / "hq_vit_b"
     export_artifacts(ExportSpec(backbone="vit_b", random_weights=True, out=str(out), verify=False))
     artifact = make_precision_graphs(PrecisionSpec(str(out), precision="int8", calib_limit=4, heldout=2))
-    assert min(e["sqnr_db"] for e in artifact.parity["encoder"].values()) >= 20.0 and artifact.parity["mean_mask_iou"] >= 0.97
+    assert min(e["sqnr_db"] for e in artifact.parity["encoder"].values()) >= 20.0
+    assert artifact.parity["mean_mask_iou"] >= 0.97
     calibration = artifact.calibration
     assert calibration.quantized_layers == calibration.candidate_layers >= 48  # 12 blocks x 4 GEMMs
     model = onnx.load(str(out / artifact.files["encoder"]))

@@ -93,7 +93,8 @@ def test_choose_layers_bisects_to_the_longest_prefix():
     runner = AdditiveNoise(values)
     chosen, measured = S.choose_layers(runner, table, 28.0, margin_db=1.0)
     assert 10.0 not in [values[i] for i in chosen] and measured >= 29.0
-    assert sorted((values[i] for i in chosen), reverse=True) == sorted(values, reverse=True)[: len(chosen)]  # least harmful first
+    # least harmful first
+    assert sorted((values[i] for i in chosen), reverse=True) == sorted(values, reverse=True)[: len(chosen)]
     longer = sorted(range(8), key=lambda i: -values[i])[: len(chosen) + 1]
     assert runner.sqnr(longer) < 29.0  # one more layer would miss
     assert runner.calls <= 2 + int(np.ceil(np.log2(len(values)))) + 1
@@ -127,7 +128,8 @@ def test_layer_search_keeps_the_harmful_layers_in_float(folder, calibrated):
     assert 0 < calibration.quantized_layers < calibration.candidate_layers == 8
     assert len(search.kept_float) == 8 - calibration.quantized_layers
     assert "short by" in search.first_miss and search.goal_sqnr_db >= 33.0
-    assert min(e["sqnr_db"] for e in artifact.parity["encoder"].values()) >= 32.0  # the real graph's check, on a held-out image
+    # the real graph's check, on a held-out image
+    assert min(e["sqnr_db"] for e in artifact.parity["encoder"].values()) >= 32.0
     manifest = json.loads((Path(folder) / "manifest.json").read_text())
     recorded = [a for a in manifest["artifacts"] if a["precision"] == "int8"][0]
     assert recorded["calibration"]["layer_search"]["kept_float"] == [list(k) for k in search.kept_float]

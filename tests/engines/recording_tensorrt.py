@@ -13,6 +13,8 @@ cannot lean on an API the real module lacks; what TensorRT does with the calls i
 - ``IBuilderConfig`` starts with TF32 on (TensorRT's default) and refuses a timing cache that is not its own;
 - ``build_serialized_network`` records the build (``BUILDS``) and returns a JSON "plan": the ONNX graph, the
   profile, whether it is version compatible;
+- a DETAILED build's plan lists its layers with their outputs' ``Format/Datatype`` (FP32 where pinned, FP16
+  under the FP16 flag), read back through ``ICudaEngine.create_engine_inspector``;
 - ``Runtime.deserialize_cuda_engine`` makes an engine that runs that ONNX graph with ONNX Runtime on the CPU,
   reading its inputs from and writing its outputs to ``recording_pycuda``'s device memory at the addresses
   it was given (in the graph's own I/O types), and refuses shapes outside its profile and version-compatible
@@ -73,6 +75,8 @@ ExecutionContextAllocationStrategy = _enum("ExecutionContextAllocationStrategy",
                                            USER_MANAGED=2)
 _ORT_TYPES = {"tensor(float)": DataType.FLOAT, "tensor(float16)": DataType.HALF, "tensor(int32)": DataType.INT32,
               "tensor(int64)": DataType.INT64, "tensor(bool)": DataType.BOOL, "tensor(int8)": DataType.INT8}
+ProfilingVerbosity = _enum("ProfilingVerbosity", LAYER_NAMES_ONLY=0, NONE=1, DETAILED=2)
+LayerInformationFormat = _enum("LayerInformationFormat", ONELINE=0, JSON=1)
 ACTIVATION_BYTES = 1 << 20  # what each engine says its execution context needs (device_memory_size_v2)
 
 # ONNX op -> the layer TensorRT's ONNX importer registers under the node's name
@@ -329,6 +333,7 @@ class IBuilderConfig:
         self.DLA_core = -1
         self.timing_cache: ITimingCache | None = None
         self.progress_monitor: IProgressMonitor | None = None
+        self.profiling_verbosity = ProfilingVerbosity.LAYER_NAMES_ONLY  # TensorRT's default
 
     def set_flag(self, flag: _Member) -> None:
         self.flags.add(flag)
@@ -410,8 +415,34 @@ class Builder:
                     return None  # type: ignore[return-value]  # a cancelled build gives no engine
             monitor.phase_finish("Building engine")
         plan = {"onnx": network.onnx, "profile": {k: [list(s) for s in v] for k, v in profile.items()},
-                "version_compatible": BuilderFlag.VERSION_COMPATIBLE in config.flags}
+                "version_compatible": BuilderFlag.VERSION_COMPATIBLE in config.flags,
+                "layers": _engine_layers(network, config)}
         return json.dumps(plan).encode()
+
+
+def _engine_layers(network: INetworkDefinition, config: IBuilderConfig) -> list[Any]:
+    """What ``EngineInspector`` will say of the layers: names only, or (DETAILED) each layer with its outputs'
+    ``Format/Datatype``: FP32 where pinned or without the FP16 flag, else FP16 (no fusion modelled)."""
+    if config.profiling_verbosity is not ProfilingVerbosity.DETAILED:
+        return [layer.name for layer in network.layers]
+    fp16 = getattr(BuilderFlag, "FP16", None) in config.flags
+    layers = []
+    for layer in network.layers:
+        pinned = layer.precision_is_set and all(t is DataType.FLOAT for t in layer.output_types.values())
+        kind = "Row major linear FP16 format" if fp16 and not pinned else "Row major linear FP32"
+        layers.append({"Name": layer.name, "LayerType": layer.type.name,
+                       "Outputs": [{"Name": o.name,
+                                    "Format/Datatype": kind if o.dtype in (DataType.FLOAT, DataType.HALF)
+                                    else "Row major linear Int32"} for o in layer._outputs]})
+    return layers
+
+
+class EngineInspector:
+    def __init__(self, engine: ICudaEngine) -> None:
+        self.engine = engine
+
+    def get_engine_information(self, format: _Member) -> str:
+        return json.dumps({"Layers": self.engine.plan_layers, "Bindings": self.engine.names})
 
 
 # -- running -----------------------------------------------------------------------------------------------------
@@ -444,6 +475,10 @@ class ICudaEngine:
         self.outputs = {o.name: o for o in self.session.get_outputs()}
         self.names = list(self.inputs) + list(self.outputs)
         self.profile_queries: list[str] = []
+        self.plan_layers = plan.get("layers", [])
+
+    def create_engine_inspector(self) -> EngineInspector:
+        return EngineInspector(self)
 
     @property
     def num_io_tensors(self) -> int:

@@ -8,6 +8,7 @@ make and that our side of them is consistent, never that TensorRT accepts them: 
 
 from __future__ import annotations
 
+import json
 import math
 import shlex
 import threading
@@ -134,7 +135,8 @@ def _option(args, name):
 def test_print_trtexec(folder, generation, precision):
     enc, dec = _lines(folder, generation, precision)
     assert enc[0] == "trtexec" and _option(enc, "--saveEngine").endswith(f"encoder.{precision}.engine")
-    assert _option(dec, "--maxShapes") == "point_coords:16x8x2,point_labels:16x8,mask_input:16x1x256x256,has_mask_input:16"
+    assert _option(dec, "--maxShapes") == ("point_coords:16x8x2,point_labels:16x8,mask_input:16x1x256x256,"
+                                           "has_mask_input:16")
     for line in (enc, dec):
         assert _option(line, "--memPoolSize") == "workspace:4096"  # plain MiB: one meaning on 8.4 ... 11
         assert ("--noTF32" in line) == (precision == "fp32")  # TF32 is on by default: fp32 must clear it
@@ -146,8 +148,9 @@ def test_print_trtexec(folder, generation, precision):
     if precision == "fp32":
         assert (encoder_source, decoder_source) == ("encoder.onnx", "decoder.onnx")
         return
-    if precision == "int8":
-        assert encoder_source == "encoder.int8.tensorrt.onnx"
+    if precision == "int8":  # strongly typed 11 builds the Q/DQ graph on the FP16 graph
+        assert encoder_source == ("encoder.int8.tensorrt.fp16.onnx" if generation == "11"
+                                  else "encoder.int8.tensorrt.onnx")
         assert ("--int8" in enc) == (generation != "11")
     if generation == "8":  # weakly typed: FP16 flag, norms / softmax / reductions pinned to FP32, obeyed
         assert decoder_source == "decoder.onnx" and "--fp16" in enc and "--fp16" in dec
@@ -173,6 +176,8 @@ def test_int8_on_10_pins_the_q_dq_encoder_and_types_the_decoder(folder):
 def test_dla_lines_and_refusals(folder):
     enc, dec = _lines(folder, "10", "fp16", dla_core=0)
     assert "--useDLACore=0" in enc and "--allowGPUFallback" in enc
+    assert _option(enc, "--saveEngine").endswith("/encoder.fp16.dla0.engine")  # beside the GPU pair's files
+    assert _option(dec, "--saveEngine").endswith("/decoder.fp16.dla0.engine")
     assert not any(a.startswith("--useDLACore") for a in dec)  # dynamic shapes cannot run on DLA
     assert "--fp16" in enc and _option(enc, "--onnx").endswith("/encoder.onnx")  # DLA runs FP16: weakly typed
     assert "--precisionConstraints=prefer" in enc  # as the build and trtexec's own DLA path
@@ -304,6 +309,41 @@ def test_version_and_dla_refusals(recording_trt, fresh_folder, monkeypatch):
     assert result.exit_code == 2 and "int8 needs TensorRT 10" in result.stderr
 
 
+def test_dla_gate_follows_nvidias_matrix():
+    """``--dla-core``: none on 10.8-10.x and 11.0-11.4.0; from 11.4.1 AGX Orin with JetPack 7.2.2+ only."""
+    from hqsam_edge.engines.recipe import EngineSpec, check_tensorrt_version
+
+    dla = EngineSpec("x", precision="fp16", dla_core=0)
+    agx, nx = "NVIDIA Jetson AGX Orin Developer Kit", "NVIDIA Jetson Orin NX Engine"
+    assert check_tensorrt_version(dla, "10.3.0", agx, "6.2") == "10"
+    assert check_tensorrt_version(dla, "10.3.0", nx, "6.1") == "10"
+    assert check_tensorrt_version(dla, "11.4.1", agx, "7.2.2") == "11"
+    for version, model, jetpack, why in (("10.8.0", agx, "", "10.7 was the last"), ("10.16.1", "", "", "no DLA"),
+                                         ("11.0.0", agx, "", "no DLA"), ("11.4.0", agx, "7.2.2", "no DLA"),
+                                         ("11.4.1", nx, "7.2.2", "AGX Orin only"),
+                                         ("11.4.1", agx, "7.2", "JetPack 7.2.2 or later")):
+        with pytest.raises(BackendUnavailableError, match=why) as caught:
+            check_tensorrt_version(dla, version, model, jetpack)
+        assert "drop --dla-core" in str(caught.value)
+    assert check_tensorrt_version(EngineSpec("x", precision="fp16"), "10.16.1") == "10"  # GPU engines: no gate
+
+
+def test_build_reads_the_board_for_the_dla_gate(recording_trt, fresh_folder, monkeypatch):
+    from hqsam_edge import hardware
+
+    board = hardware.Platform(arch="aarch64", system="Linux", python="3.12", jetson_model="NVIDIA Jetson Orin NX",
+                              jetpack="7.2.2")
+    monkeypatch.setattr(hardware, "this_platform", lambda: board)
+    monkeypatch.setattr(RT.Builder, "num_DLA_cores", 2)
+    RT.as_version(monkeypatch, "11.4.1")
+    with pytest.raises(BackendUnavailableError, match="AGX Orin only, not on NVIDIA Jetson Orin NX"):
+        build(spec(fresh_folder, "fp16", dla_core=0))
+    RT.as_version(monkeypatch, "10.8.0")
+    with pytest.raises(BackendUnavailableError, match="10.7 was the last"):
+        build(spec(fresh_folder, "fp16", dla_core=0))
+    assert RT.BUILDS == []
+
+
 def test_int8_on_86_gives_the_parser_float_weights(recording_trt, no_engine_check, fresh_folder, monkeypatch):
     """TensorRT 8.x's parser refuses int8 initializers behind a DequantizeLinear: the Q/DQ graph laid out for
     TensorRT keeps its weights float behind their own Q/DQ pair."""
@@ -339,10 +379,62 @@ def test_tensorrt_11_gets_no_removed_api(recording_trt, no_engine_check, fresh_f
     builds use none of them."""
     RT.as_version(monkeypatch, "11.4.1")
     build(spec(fresh_folder, precision))
-    for graph, b in _builds_by_graph().items():
+    for b in _builds_by_graph().values():
         assert b.strongly_typed is False and b.explicit_batch is False  # flags 0: strongly typed is all there is
         assert b.flags == {"TF32"} and b.fp32_layers == []
     assert _builds_by_graph()["decoder"].onnx.endswith("/decoder.fp16.onnx")
+    encoder = "encoder.int8.tensorrt.fp16.onnx" if precision == "int8" else "encoder.fp16.onnx"
+    assert _builds_by_graph()["encoder"].onnx.endswith("/" + encoder)
+
+
+def test_int8_engines_source_graphs_per_generation(recording_trt, no_engine_check, fresh_folder, monkeypatch):
+    """Weakly typed 8.6 / 10.x build the fp32-based Q/DQ encoder; strongly typed 11 the Q/DQ graph on the FP16
+    graph (its other layers FP16, the FP32 islands kept), made once from the recorded graphs (no calibration, the
+    FP16 variant not made again) and recorded with the INT8 graphs."""
+    from hqsam_edge.export.manifest import INT8_ON_FP16, read_manifest
+
+    sources = {}
+    for version in ("8.6.1", "10.13.0.35", "11.4.1"):
+        RT.as_version(monkeypatch, version)
+        RT.BUILDS.clear()
+        before = read_manifest(fresh_folder)
+        build(spec(fresh_folder, "int8"))
+        sources[version] = {g: b.onnx.rsplit("/", 1)[1] for g, b in _builds_by_graph().items()}
+    assert sources["8.6.1"] == {"encoder": "encoder.int8.tensorrt.onnx", "decoder": "decoder.onnx"}
+    assert sources["10.13.0.35"] == {"encoder": "encoder.int8.tensorrt.onnx", "decoder": "decoder.fp16.onnx"}
+    assert sources["11.4.1"] == {"encoder": "encoder.int8.tensorrt.fp16.onnx", "decoder": "decoder.fp16.onnx"}
+    manifest = read_manifest(fresh_folder)
+    graphs = manifest.find("tensorrt", "int8", format="onnx")
+    assert graphs.files[INT8_ON_FP16] == "encoder.int8.tensorrt.fp16.onnx" and INT8_ON_FP16 in graphs.parity
+    assert graphs.calibration == before.find("tensorrt", "int8", format="onnx").calibration  # not calibrated again
+    fp16 = [a for a in manifest.artifacts if a.key[:3] == ("onnxruntime", "fp16", "onnx")]
+    assert len(fp16) == 1 and fp16[0].provenance == before.find("onnxruntime", "fp16").provenance  # not remade
+    typed = onnx.load(str(fresh_folder / graphs.files[INT8_ON_FP16]))
+    types = {i.name: i.data_type for i in typed.graph.initializer}
+    ops = [n.op_type for n in typed.graph.node]
+    assert "QuantizeLinear" in ops and "DequantizeLinear" in ops
+    assert onnx.TensorProto.FLOAT16 in types.values()  # the non-quantized layers' weights
+    norms = [n for n in typed.graph.node if n.op_type == "LayerNormalization"]
+    assert norms and all(types.get(n.input[1], onnx.TensorProto.FLOAT) == onnx.TensorProto.FLOAT for n in norms)
+
+
+def test_calib_images_do_not_remake_the_fp16_graphs(recording_trt, no_engine_check, fresh_folder, tmp_path):
+    """Only the INT8 graph depends on calibration: an INT8 engine build with new images keeps the recorded FP16
+    graphs the FP16 engines came from."""
+    from hqsam_edge.export.manifest import read_manifest
+
+    images = tmp_path / "calib"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for k in range(3):
+        Image.fromarray(rng.integers(0, 255, (64, 80, 3), dtype=np.uint8)).save(images / f"{k}.png")
+    before = read_manifest(fresh_folder)
+    build(spec(fresh_folder, "int8", calib_images=str(images), calib_limit=2))
+    after = read_manifest(fresh_folder)
+    for name in ("encoder.fp16.onnx", "decoder.fp16.onnx"):
+        assert after.files[name]["sha256"] == before.files[name]["sha256"], name
+    assert after.find("onnxruntime", "fp16").provenance == before.find("onnxruntime", "fp16").provenance
+    assert after.find("tensorrt", "int8", format="onnx").calibration.images == str(images)  # calibrated anew
 
 
 def test_dla_encoder_build(recording_trt, no_engine_check, fresh_folder, monkeypatch):
@@ -354,6 +446,101 @@ def test_dla_encoder_build(recording_trt, no_engine_check, fresh_folder, monkeyp
     assert {"FP16", "GPU_FALLBACK", "PREFER_PRECISION_CONSTRAINTS"} <= builds["encoder"].flags
     assert builds["decoder"].device == "GPU" and builds["decoder"].strongly_typed
     assert artifact.engine.dla_core == 1 and artifact.engine.recipes["decoder"].dla_core is None
+    assert artifact.files == {"encoder": "encoder.fp16.dla1.engine", "decoder": "decoder.fp16.dla1.engine"}
+
+
+def test_dla_and_gpu_engines_live_side_by_side(recording_trt, no_engine_check, fresh_folder, monkeypatch):
+    """A DLA pair and a GPU pair of one precision: distinct files and manifest keys; the GPU pair opens by
+    default, the DLA pair when asked."""
+    from hqsam_edge.export.manifest import read_manifest
+    from hqsam_edge.runtime.open import open_backend
+
+    monkeypatch.setattr(RT.Builder, "num_DLA_cores", 2)
+    RT.as_version(monkeypatch, "10.3.0")
+    build(spec(fresh_folder, "fp16", dla_core=0))
+    build(spec(fresh_folder, "fp16"))
+    manifest = read_manifest(fresh_folder)
+    pairs = [a for a in manifest.artifacts if a.format == "engine"]
+    assert sorted(a.target for a in pairs) == ["dla0", "gpu"] and len({a.key for a in pairs}) == 2
+    assert {f for a in pairs for f in a.files.values()} == {"encoder.fp16.engine", "decoder.fp16.engine",
+                                                            "encoder.fp16.dla0.engine", "decoder.fp16.dla0.engine"}
+    assert all((fresh_folder / f).is_file() for a in pairs for f in a.files.values())
+    gpu, dla = open_backend(fresh_folder, backend="tensorrt"), open_backend(fresh_folder, dla_core=0)
+    assert (gpu.dla_core, gpu.paths["encoder"].name) == (None, "encoder.fp16.engine")
+    assert (dla.dla_core, dla.paths["encoder"].name) == (0, "encoder.fp16.dla0.engine")
+    with pytest.raises(ArtifactError, match=r"no tensorrt/fp16 on dla1 .*--dla-core 1"):
+        open_backend(fresh_folder, precision="fp16", dla_core=1)
+    with pytest.raises(UsageError, match="--dla-core runs TensorRT engines"):
+        open_backend(fresh_folder, backend="onnxruntime", dla_core=0)
+
+
+def _named_apart_graph(path):
+    """A graph whose layers are not named as its nodes: Softmax's importer adds a reshape (``sm_<N>``), Gemm its bias
+    add (``g_<N>``), the LayerNormalization's scale is a weight named as the node (its CONSTANT layer takes ``ln``,
+    the norm ``ln_<N>``), the Constant node makes no layer."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    f = np.ones((4, 4), np.float32)
+    nodes = [helper.make_node("Gemm", ["x", "w", "b"], ["g_out"], name="g"),
+             helper.make_node("Softmax", ["g_out"], ["sm_out"], name="sm", axis=-1),
+             helper.make_node("Constant", [], ["two"], name="two_c", value=numpy_helper.from_array(np.float32(2.0))),
+             helper.make_node("Pow", ["sm_out", "two"], ["p_out"], name="pow"),
+             helper.make_node("LayerNormalization", ["p_out", "ln", "ln_b"], ["y"], name="ln", axis=-1)]
+    graph = helper.make_graph(nodes, "named_apart", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 4])],
+                              [numpy_helper.from_array(f, "w"), numpy_helper.from_array(f[0], "b"),
+                               numpy_helper.from_array(f[0], "ln"), numpy_helper.from_array(f[0] * 0, "ln_b")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def test_trtexec_line_and_build_pin_the_same_layers(recording_trt, monkeypatch, tmp_path):
+    """The build pins TensorRT layers (a node's ``<node>`` and ``<node>_<N>``), not node names; the trtexec line
+    prints the same list, and a DETAILED build's inspector shows them in FP32."""
+    from hqsam_edge.engines import tensorrt_build
+    from hqsam_edge.engines.recipe import EngineJob, check_pins, keep_fp32_nodes
+    from hqsam_edge.engines.trtexec import trtexec_command
+    from hqsam_edge.export.profiles import Profile
+
+    monkeypatch.setattr(RT, "_EXTRA_LAYERS", {**RT._EXTRA_LAYERS, "Softmax": ("SHUFFLE",)})
+    RT.as_version(monkeypatch, "8.6.1")
+    path = _named_apart_graph(tmp_path / "g.onnx")
+    job = EngineJob(graph="encoder", onnx=path, engine=tmp_path / "g.engine", profile=Profile({}), precision="fp16",
+                    generation="8", fp16=True, pin_fp32=keep_fp32_nodes(path))
+    assert job.pin_fp32 == ("sm", "pow", "ln")
+    printed = tensorrt_build.pinned_layers(job)
+    plan, pinned = tensorrt_build.build_serialized(job, tmp_path / "t.cache", detailed=True)
+    assert list(printed) == pinned == RT.BUILDS[-1].fp32_layers
+    names = [layer["Name"] for layer in json.loads(plan)["layers"]]
+    assert names[:4] == ["w", "b", "g", "g_0"] and "two_c" not in names  # a Constant node makes no layer
+    assert pinned == ["sm", "sm_1", "pow", "ln_2"]  # the norm is ln_2: its scale weight's CONSTANT layer took "ln"
+    line = trtexec_command(job, fp32_layers=printed)
+    spec = ",".join(f"{name}:fp32" for name in pinned)
+    assert f"--layerPrecisions={spec}" in line and f"--layerOutputTypes={spec}" in line
+    check = check_pins(tensorrt_build.engine_information(plan), pinned)
+    assert set(check.fp32) == set(pinned) and check.reduced == () and check.unseen == ()
+    assert "g" not in pinned and "g_0" not in pinned  # the Gemm runs FP16: its layers are not pinned
+
+
+def test_check_pins_reads_fused_and_reduced_layers():
+    from hqsam_edge.engines.recipe import check_pins
+
+    info = {"Layers": [{"Name": "a + b", "Outputs": [{"Format/Datatype": "Float"}]},
+                       {"Name": "c", "Outputs": [{"Format/Datatype": "Channel major FP16 format"}]},
+                       {"Name": "d", "Outputs": [{"Format/Datatype": "N/A due to dynamic shapes"}]}, "e"]}
+    check = check_pins(json.dumps(info), ["a", "c", "d", "e", "z"])
+    assert check.fp32 == ("a + b",) and check.reduced == (("c", "fp16"),) and check.unknown == ("d",)
+    assert check.unseen == ("e", "z")
+
+
+def test_printed_pins_are_the_builds_on_the_recording_parser(recording_trt, no_engine_check, fresh_folder):
+    """With TensorRT of the generation asked for here, --print-trtexec pins what the build pins and records."""
+    enc, _ = _lines(fresh_folder, "10", "int8")
+    artifact = build(spec(fresh_folder, "int8"))
+    recorded = artifact.engine.recipes["encoder"].pinned_layers
+    assert recorded and len(recorded) == artifact.engine.recipes["encoder"].fp32_layers
+    assert _option(enc, "--layerPrecisions") == ",".join(f"{name}:fp32" for name in recorded)
+    assert list(recorded) == _builds_by_graph()["encoder"].fp32_layers
 
 
 # -- the TensorRT backend's calls, against the recording stand-in ------------------------------------------
@@ -412,7 +599,8 @@ def test_tensorrt_predictor_uses_the_primary_context_and_keeps_no_state_per_thre
 
     def in_worker(encode: bool):
         try:
-            features = backend.encode(np.zeros((1, 3, 1024, 1024), np.float32)) if encode else predictor.backend_features
+            image = np.zeros((1, 3, 1024, 1024), np.float32)
+            features = backend.encode(image) if encode else predictor.backend_features
             results.append(backend.decode(features, prompt_sets(4)["box"], multimask_output=False,
                                           hq_token_only=False))
         except BaseException as exc:  # noqa: BLE001 - reported below
@@ -564,8 +752,8 @@ def test_recording_stand_in_names_are_tensorrts():
     stub = next((Path(p) / "tensorrt.pyi" for p in locations if (Path(p) / "tensorrt.pyi").is_file()), None)
     if stub is None:  # pip TensorRT's tensorrt_bindings holds the compiled module, no .pyi
         pytest.skip("tensorrt-stubs' tensorrt.pyi is not installed: pip install --no-deps tensorrt-stubs")
-    tree = ast.parse(stub.read_text().replace(", channel_axis: int) -> IScaleLayer", ", channel_axis: int = ...) -> IScaleLayer")
-                     .replace("in: ", "in_: "))
+    text = stub.read_text().replace(", channel_axis: int) -> IScaleLayer", ", channel_axis: int = ...) -> IScaleLayer")
+    tree = ast.parse(text.replace("in: ", "in_: "))
     classes: dict[str, set[str]] = {}
     for node in tree.body:
         if isinstance(node, ast.ClassDef):
@@ -627,6 +815,23 @@ def test_build_and_run_engines(fresh_folder, precision):
     assert iou >= (0.97 if precision != "int8" else 0.5)
     trt_p.close()
     ort_p.close()
+
+
+@needs_trt
+def test_real_build_keeps_the_pinned_layers_in_fp32(fresh_folder, tmp_path):
+    """A weakly typed INT8 encoder (the one job with pins on 8.6 / 10.x) built DETAILED: every pinned layer the
+    inspector names runs FP32 (obeyed constraints); the printed list is the pinned one."""
+    from hqsam_edge.engines import tensorrt_build
+    from hqsam_edge.engines.recipe import check_pins, generation_of, plan
+
+    generation = generation_of(tensorrt_build.tensorrt_version())
+    if generation == "11":
+        pytest.skip("TensorRT 11 is strongly typed: no layer is pinned")
+    job = plan(fresh_folder, spec(fresh_folder, "int8").engine_spec(), generation)[0]
+    plan_bytes, pinned = tensorrt_build.build_serialized(job, tmp_path / "t.cache", detailed=True)
+    assert pinned and list(tensorrt_build.pinned_layers(job)) == pinned
+    check = check_pins(tensorrt_build.engine_information(plan_bytes), pinned)
+    assert check.reduced == (), check.reduced
 
 
 def test_bench_scaling_skips_batches_outside_the_profile(engines, monkeypatch):

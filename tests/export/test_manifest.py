@@ -52,8 +52,9 @@ def test_format_1_folder_is_upgraded(tiny_folder, tmp_path):
     (folder / "manifest.json").write_text(json.dumps(data))
     manifest = read_manifest(folder)
     assert manifest.format == FORMAT_VERSION == 3
-    assert [a.key for a in manifest.artifacts] == [("onnxruntime", "fp32", "onnx"), ("tensorrt", "int8", "onnx"),
-                                                   ("tensorrt", "fp16", "engine")]
+    assert [a.key for a in manifest.artifacts] == [("onnxruntime", "fp32", "onnx", "gpu"),
+                                                   ("tensorrt", "int8", "onnx", "gpu"),
+                                                   ("tensorrt", "fp16", "engine", "gpu")]
     assert not hasattr(manifest.artifacts[1], "extra")  # the flavour became the backend; nothing else was said
     assert all((a.provenance, a.engine, a.calibration) == (None, None, None) for a in manifest.artifacts)
 
@@ -159,3 +160,40 @@ def test_reading_removes_nothing_and_the_sweep_is_its_own_call(tiny_folder, tmp_
     assert inside.exists() and beside.exists() and live.exists()
     assert sorted(remove_stale_temporaries(folder)) == sorted([inside, beside])
     assert not inside.exists() and not beside.exists() and live.exists() and other.exists()
+
+
+def test_engine_recipe_keeps_the_pinned_layer_names():
+    """The layers a build pinned to FP32 (as the trtexec line names them) survive the JSON round trip."""
+    import json
+    from dataclasses import asdict
+
+    recipe = EngineRecipe(source="encoder.onnx", fp16=True, fp32_layers=2, pinned_layers=("/ln", "/ln_7"))
+    assert EngineRecipe.from_dict(json.loads(json.dumps(asdict(recipe)))) == recipe
+    assert EngineRecipe.from_dict({"source": "encoder.onnx", "fp32_layers": 12}).pinned_layers == ()
+
+
+def test_gpu_and_dla_engine_pairs_have_their_own_keys():
+    """A board keeps both pairs of a precision: ``find`` gives the GPU pair by default, a DLA pair when asked (or
+    where the folder has no GPU pair)."""
+    from hqsam_edge.errors import ArtifactError
+    from hqsam_edge.export.manifest import Artifact, Manifest, engine_file
+
+    def pair(dla_core):
+        files = {g: engine_file(g, "fp16", dla_core) for g in ("encoder", "decoder")}
+        return Artifact("tensorrt", "fp16", files, format="engine",
+                        engine=EngineRecord(limits=Limits(), dla_core=dla_core))
+
+    assert engine_file("encoder", "int8", 0) == "encoder.int8.dla0.engine"
+    assert engine_file("encoder", "int8") == "encoder.int8.engine"
+    manifest = Manifest("vit_tiny", "hq", 1024, None, None, 0, True, False, 17, {}, {}, [], {}, "now")
+    manifest.add(pair(0))
+    assert manifest.find("tensorrt", "fp16").target == "dla0"  # the only pair
+    manifest.add(pair(None))
+    manifest.add(pair(1))
+    assert len(manifest.artifacts) == 3
+    assert manifest.find("tensorrt", "fp16").files["encoder"] == "encoder.fp16.engine"
+    assert manifest.find("tensorrt", "fp16", dla_core=1).files["encoder"] == "encoder.fp16.dla1.engine"
+    manifest.add(pair(1))  # rebuilding the same target replaces it
+    assert len(manifest.artifacts) == 3
+    with pytest.raises(ArtifactError, match="--dla-core 2"):
+        manifest.find("tensorrt", "fp16", dla_core=2)
