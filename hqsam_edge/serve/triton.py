@@ -382,7 +382,8 @@ def _served_artifact(spec: TritonSpec, folder: Path, manifest: Manifest) -> Arti
     try:
         artifact = manifest.find(spec.backend, spec.precision, folder=folder)
     except ArtifactError as exc:
-        where = " on the serving GPU" if spec.backend == "tensorrt" else ""
+        where = (" on the serving GPU (TensorRT engines are built on the kind of GPU that runs them)"
+                 if spec.backend == "tensorrt" else "")
         raise ArtifactError(f"{exc}{where}") from None
     if not manifest.decoder_returns_tokens:
         raise ArtifactError(f"{folder} was exported by an older hqsam-edge (its decoder returns the exported "
