@@ -22,6 +22,7 @@ import asyncio
 import json
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -47,6 +48,7 @@ class LoadResult:
     encoder_executions: int
     rss_start_mib: float
     rss_end_mib: float
+    rss_samples_mib: tuple[float, ...] = ()  # during the run, every quarter of it
     first_error: str = ""
 
 
@@ -55,6 +57,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("folder", nargs="?", help="artifact folder (default: a random-weight vit_tiny, exported now)")
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--warmup-seconds", type=float, default=10.0,
+                        help="load before the measured run (at least one request a client): every instance warm")
     parser.add_argument("--protocol", choices=("http", "grpc"), default="http")
     parser.add_argument("--runtime", choices=("python", "native"), default="python")
     parser.add_argument("--kind", choices=("cpu", "gpu"), default="cpu")
@@ -68,11 +72,14 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 async def client_loop(module, url: str, model: str, image: np.ndarray, boxes: np.ndarray, deadline: float,
                       latencies: list[float], errors: list[str]) -> None:
+    """Requests back to back until ``deadline``, and at least one (the warm-up's)."""
     from tritonclient.utils import np_to_triton_dtype
 
     client = module.InferenceServerClient(url)
     try:
-        while time.monotonic() < deadline:
+        sent = 0
+        while not sent or time.monotonic() < deadline:
+            sent += 1
             inputs = []
             for name, array in (("image", image), ("boxes", boxes)):
                 tensor = module.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
@@ -108,20 +115,31 @@ def run_load(server, model: str, encoder: str, args: argparse.Namespace, python_
         await asyncio.gather(*(client_loop(module, url, model, image, boxes, deadline, latencies, errors)
                                for _ in range(args.clients)))
 
-    asyncio.run(load(0.0, [], []))  # one request per client: every instance warm (imports, first runs)
+    asyncio.run(load(args.warmup_seconds, [], []))  # every instance warm (imports, sessions, first runs)
     before, rss_start = server.statistics(encoder), server.rss_bytes()
     latencies: list[float] = []
     errors: list[str] = []
+    samples: list[float] = []
+    done = threading.Event()
+
+    def sample_rss() -> None:  # the server's memory through the run, in quarters
+        while not done.wait(args.seconds / 4):
+            samples.append(round(server.rss_bytes() / 2**20, 1))
+
+    sampler = threading.Thread(target=sample_rss, daemon=True)
+    sampler.start()
     start = time.monotonic()
     asyncio.run(load(args.seconds, latencies, errors))
     elapsed = time.monotonic() - start
+    done.set()
+    sampler.join()
     after, rss_end = server.statistics(encoder), server.rss_bytes()
     ms = np.asarray(latencies) * 1000 if latencies else np.zeros(1)
     return LoadResult(args.clients, round(elapsed, 1), args.protocol, python_instances, len(latencies), len(errors),
                       round(len(latencies) / elapsed, 3), round(float(np.percentile(ms, 50)), 1),
                       round(float(np.percentile(ms, 99)), 1), after.inference_count - before.inference_count,
                       after.execution_count - before.execution_count, round(rss_start / 2**20, 1),
-                      round(rss_end / 2**20, 1), errors[0] if errors else "")
+                      round(rss_end / 2**20, 1), tuple(samples), errors[0] if errors else "")
 
 
 def main(argv=None) -> int:
@@ -153,7 +171,8 @@ def main(argv=None) -> int:
     print(f"{result.clients} clients x {result.seconds} s ({result.protocol}, {instances} model instances): "
           f"{result.requests} requests, {result.throughput_rps} req/s, p50 {result.p50_ms} ms, p99 {result.p99_ms} ms, "
           f"{result.failed} failed; encoder {result.encoder_executions} executions for {result.encoder_inferences} "
-          f"inferences; server RSS {result.rss_start_mib} -> {result.rss_end_mib} MiB")
+          f"inferences; server RSS {result.rss_start_mib} -> {result.rss_end_mib} MiB (every quarter: "
+          f"{', '.join(map(str, result.rss_samples_mib))})")
     if result.first_error:
         print(f"first error: {result.first_error}")
     if args.json:
