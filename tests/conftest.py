@@ -9,6 +9,7 @@ published ``.pth`` files are.
 
 from __future__ import annotations
 
+import shutil
 import warnings
 from pathlib import Path
 
@@ -138,14 +139,35 @@ test_image.__test__ = False  # not a test
 
 
 @pytest.fixture(scope="session")
-def tiny_folder(tmp_path_factory):
-    """An artifact folder of Light HQ-SAM with random weights (export unverified, for speed).
-    Tests may add artifacts to it but must not depend on others' additions."""
+def _pristine_tiny(tmp_path_factory) -> Path:
+    """The one export of Light HQ-SAM with random weights (unverified, for speed) that the session makes (about 20 s
+    on a 2-core CPU). No test uses or changes it directly: ``tiny_folder`` and ``fresh_tiny_folder`` copy it."""
     from hqsam_edge.pipeline.export import ExportSpec, export_artifacts
 
-    out = tmp_path_factory.mktemp("tiny") / "hq_vit_tiny"
+    out = tmp_path_factory.mktemp("tiny_pristine") / "hq_vit_tiny"
     export_artifacts(ExportSpec(random_weights=True, out=str(out), verify=False))
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_folder(_pristine_tiny, tmp_path_factory):
+    """An artifact folder of Light HQ-SAM with random weights (export unverified, for speed).
+    Tests may add artifacts to it but must not depend on others' additions."""
+    out = tmp_path_factory.mktemp("tiny") / "hq_vit_tiny"
+    shutil.copytree(_pristine_tiny, out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def fresh_tiny_folder(_pristine_tiny):
+    """``fresh_tiny_folder(dest)`` -> ``dest``: a folder of its own, as ``export --random-weights`` of Light HQ-SAM
+    leaves it (fp32 graphs only, nobody's additions), copied in a moment instead of exported again."""
+
+    def copy(dest: Path) -> Path:
+        shutil.copytree(_pristine_tiny, dest)
+        return dest
+
+    return copy
 
 
 def exif_rotated_jpeg(path: Path, stored_h: int = 30, stored_w: int = 40) -> Path:
