@@ -104,6 +104,26 @@ def make_checkpoint(tmp_path_factory):
     return make
 
 
+@pytest.fixture(scope="session")
+def checkpoint_export(make_checkpoint, tmp_path_factory):
+    """``checkpoint_export(variant)`` -> (folder, manifest): ``export`` of the checkpoint ``make_checkpoint("vit_tiny",
+    variant)`` with its verification, as the command does it (20 to 45 s on a 2-core CPU), made once per session.
+    Tests read it; one that changes a folder copies it first."""
+    from hqsam_edge.pipeline.export import ExportSpec, export_artifacts
+
+    made: dict[str, tuple] = {}
+
+    def export(variant: str) -> tuple:
+        if variant not in made:
+            out = tmp_path_factory.mktemp("ckpt_export") / f"{variant}_vit_tiny"
+            manifest = export_artifacts(ExportSpec(backbone="vit_tiny", variant=variant,
+                                                   checkpoint=str(make_checkpoint("vit_tiny", variant)), out=str(out)))
+            made[variant] = (out, manifest)
+        return made[variant]
+
+    return export
+
+
 def external_data_graph(path: Path) -> Path:
     """A one-MatMul ONNX graph at ``path`` whose 4x4 weight of ones lives in ``<name>.data`` beside it."""
     import onnx
