@@ -9,6 +9,7 @@ published ``.pth`` files are.
 
 from __future__ import annotations
 
+import shutil
 import warnings
 from pathlib import Path
 
@@ -103,6 +104,26 @@ def make_checkpoint(tmp_path_factory):
     return make
 
 
+@pytest.fixture(scope="session")
+def checkpoint_export(make_checkpoint, tmp_path_factory):
+    """``checkpoint_export(variant)`` -> (folder, manifest): ``export`` of the checkpoint ``make_checkpoint("vit_tiny",
+    variant)`` with its verification, as the command does it (20 to 45 s on a 2-core CPU), made once per session.
+    Tests read it; one that changes a folder copies it first."""
+    from hqsam_edge.pipeline.export import ExportSpec, export_artifacts
+
+    made: dict[str, tuple] = {}
+
+    def export(variant: str) -> tuple:
+        if variant not in made:
+            out = tmp_path_factory.mktemp("ckpt_export") / f"{variant}_vit_tiny"
+            manifest = export_artifacts(ExportSpec(backbone="vit_tiny", variant=variant,
+                                                   checkpoint=str(make_checkpoint("vit_tiny", variant)), out=str(out)))
+            made[variant] = (out, manifest)
+        return made[variant]
+
+    return export
+
+
 def external_data_graph(path: Path) -> Path:
     """A one-MatMul ONNX graph at ``path`` whose 4x4 weight of ones lives in ``<name>.data`` beside it."""
     import onnx
@@ -138,14 +159,35 @@ test_image.__test__ = False  # not a test
 
 
 @pytest.fixture(scope="session")
-def tiny_folder(tmp_path_factory):
-    """An artifact folder of Light HQ-SAM with random weights (export unverified, for speed).
-    Tests may add artifacts to it but must not depend on others' additions."""
+def _pristine_tiny(tmp_path_factory) -> Path:
+    """The one export of Light HQ-SAM with random weights (unverified, for speed) that the session makes (about 20 s
+    on a 2-core CPU). No test uses or changes it directly: ``tiny_folder`` and ``fresh_tiny_folder`` copy it."""
     from hqsam_edge.pipeline.export import ExportSpec, export_artifacts
 
-    out = tmp_path_factory.mktemp("tiny") / "hq_vit_tiny"
+    out = tmp_path_factory.mktemp("tiny_pristine") / "hq_vit_tiny"
     export_artifacts(ExportSpec(random_weights=True, out=str(out), verify=False))
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_folder(_pristine_tiny, tmp_path_factory):
+    """An artifact folder of Light HQ-SAM with random weights (export unverified, for speed).
+    Tests may add artifacts to it but must not depend on others' additions."""
+    out = tmp_path_factory.mktemp("tiny") / "hq_vit_tiny"
+    shutil.copytree(_pristine_tiny, out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def fresh_tiny_folder(_pristine_tiny):
+    """``fresh_tiny_folder(dest)`` -> ``dest``: a folder of its own, as ``export --random-weights`` of Light HQ-SAM
+    leaves it (fp32 graphs only, nobody's additions), copied in a moment instead of exported again."""
+
+    def copy(dest: Path) -> Path:
+        shutil.copytree(_pristine_tiny, dest)
+        return dest
+
+    return copy
 
 
 def exif_rotated_jpeg(path: Path, stored_h: int = 30, stored_w: int = 40) -> Path:

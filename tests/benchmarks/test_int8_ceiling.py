@@ -11,7 +11,6 @@ import onnx
 import pytest
 
 from hqsam_edge.calib.precision_graphs import PrecisionSpec, make_precision_graphs
-from hqsam_edge.pipeline.export import ExportSpec, export_artifacts
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "int8_ceiling.py"
 
@@ -25,9 +24,8 @@ def _script():
     return module
 
 
-def test_ceiling_splits_the_recipes_layers(tmp_path):
-    folder = tmp_path / "hq_vit_tiny"
-    export_artifacts(ExportSpec(random_weights=True, out=str(folder), verify=False))
+def test_ceiling_splits_the_recipes_layers(fresh_tiny_folder, tmp_path):
+    folder = fresh_tiny_folder(tmp_path / "hq_vit_tiny")
     spec = PrecisionSpec(str(folder), precision="int8", calib_limit=2, heldout=1, min_sqnr_db=0.0, min_mask_iou=0.0)
     artifact = make_precision_graphs(spec)
 

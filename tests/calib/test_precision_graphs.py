@@ -18,10 +18,8 @@ from hqsam_edge.pipeline.export import ExportSpec, export_artifacts
 
 
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory):
-    out = tmp_path_factory.mktemp("prec") / "hq_vit_tiny"
-    export_artifacts(ExportSpec(random_weights=True, out=str(out), verify=False))
-    return out
+def folder(fresh_tiny_folder, tmp_path_factory):
+    return fresh_tiny_folder(tmp_path_factory.mktemp("prec") / "hq_vit_tiny")
 
 
 def _initializer_types(path):

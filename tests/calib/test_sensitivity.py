@@ -16,7 +16,6 @@ from hqsam_edge.errors import ParityError
 from hqsam_edge.runtime.base import ModelInfo
 from hqsam_edge.runtime.compare import sqnr_db
 from hqsam_edge.runtime.onnxruntime_backend import OnnxRuntimeBackend
-from hqsam_edge.pipeline.export import ExportSpec, export_artifacts
 
 # Light HQ-SAM's first attention stage only (8 GEMMs, 22 layers with the convolutions): seconds, not minutes
 SMALL = ("patch_embed", "neck", "layers.2", "layers.3")
@@ -30,10 +29,8 @@ def encode(encoder, decoder, image, exact_qdq=False) -> dict:
 
 
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory):
-    out = tmp_path_factory.mktemp("sens") / "hq_vit_tiny"
-    export_artifacts(ExportSpec(random_weights=True, out=str(out), verify=False))
-    return out
+def folder(fresh_tiny_folder, tmp_path_factory):
+    return fresh_tiny_folder(tmp_path_factory.mktemp("sens") / "hq_vit_tiny")
 
 
 @pytest.fixture(scope="module")

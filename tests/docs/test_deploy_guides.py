@@ -16,9 +16,11 @@ in its place (same commands and options), `-m slow` runs it verbatim.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import shlex
 import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -110,7 +112,43 @@ def check_command(line: str, trt_usable: bool) -> None:
     assert result.exit_code == 0, where
 
 
-def run_guide(guide: str, folder: Path, monkeypatch, substitute: dict[str, str] | None = None) -> list[str]:
+def export_key(line: str) -> str:
+    """An ``export`` line with its checkpoint path replaced by the file's sha256: lines with the same key make the
+    same folder (the guides name the same checkpoint at different paths)."""
+    args = shlex.split(line)
+    i = args.index("--checkpoint") + 1
+    args[i] = hashlib.sha256(Path(args[i]).read_bytes()).hexdigest()
+    return " ".join(args)
+
+
+@dataclass(frozen=True)
+class Exports:
+    """Export key -> the folder that line made, as it was right after it (kept under ``cache``)."""
+
+    cache: Path
+    made: dict[str, Path] = field(default_factory=dict)
+
+
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory) -> Exports:
+    return Exports(tmp_path_factory.mktemp("guide_exports"))
+
+
+def run_export(line: str, trt_usable: bool, exports: Exports) -> None:
+    """Run an ``export`` line, or, when another guide ran the same export in this module, copy what it made (the
+    vit_tiny export with its verification is the slowest line of both guides)."""
+    args = shlex.split(line)
+    key, out = export_key(line), Path(args[args.index("--out") + 1])
+    if key in exports.made:
+        shutil.copytree(exports.made[key], out)
+        return
+    check_command(line, trt_usable)
+    exports.made[key] = exports.cache / f"export{len(exports.made)}" / out.name
+    shutil.copytree(out, exports.made[key])
+
+
+def run_guide(guide: str, folder: Path, monkeypatch, substitute: dict[str, str] | None = None,
+              exports: Exports | None = None) -> list[str]:
     monkeypatch.chdir(folder)
     trt_usable = tensorrt_status().usable
     ran = []
@@ -120,7 +158,10 @@ def run_guide(guide: str, folder: Path, monkeypatch, substitute: dict[str, str] 
         if not line.startswith("hqsam-edge "):
             assert line.startswith(SYSTEM_STEPS), f"{guide}: {line!r} is neither hqsam-edge nor a known system step"
             continue
-        check_command(line, trt_usable)
+        if exports is not None and line.startswith("hqsam-edge export "):
+            run_export(line, trt_usable, exports)
+        else:
+            check_command(line, trt_usable)
         ran.append(line)
     return ran
 
@@ -136,17 +177,19 @@ def test_failure_messages_are_ours(guide):
             assert part in source, f"{guide} quotes {message!r}, but hqsam_edge never prints {part!r}"
 
 
-def test_jetson_guide(tmp_path, monkeypatch, make_checkpoint):
+def test_jetson_guide(tmp_path, monkeypatch, make_checkpoint, exports):
     setup_reader_folder(tmp_path, make_checkpoint, {"vit_tiny"})
-    ran = run_guide("deploy-jetson.md", tmp_path, monkeypatch)
+    ran = run_guide("deploy-jetson.md", tmp_path, monkeypatch, exports=exports)
     assert len(ran) >= 10
     assert (tmp_path / "build/hq_vit_tiny/manifest.json").is_file()
     assert "--dla-core 0" in " ".join(ran) and "--graphs-for tensorrt" in " ".join(ran)
 
 
-def test_rtx_guide_with_vit_tiny(tmp_path, monkeypatch, make_checkpoint):
+def test_rtx_guide_with_vit_tiny(tmp_path, monkeypatch, make_checkpoint, exports):
+    """The export line is the Jetson guide's (same checkpoint, same options): it runs in whichever test comes
+    first, the other starts from a copy of its folder."""
     setup_reader_folder(tmp_path, make_checkpoint, {"vit_tiny"})
-    ran = run_guide("deploy-rtx.md", tmp_path, monkeypatch, {"vit_l": "vit_tiny"})
+    ran = run_guide("deploy-rtx.md", tmp_path, monkeypatch, {"vit_l": "vit_tiny"}, exports)
     assert len(ran) >= 8 and (tmp_path / "mask.png").is_file()
 
 

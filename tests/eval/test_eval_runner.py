@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import warnings
 
 import numpy as np
@@ -114,11 +115,9 @@ def test_cli_eval_checkpoint_prints_the_per_set_table(root, ckpt, tmp_path):
     assert float(rows["mean (2 sets)"][1]) == pytest.approx(100 * saved[0]["mean_miou"], abs=0.006)
 
 
-def test_cli_eval_onnxruntime_folder_side_by_side(root, ckpt, tmp_path):
-    from hqsam_edge.pipeline.export import ExportSpec, export_artifacts
-
-    folder = tmp_path / "hq_vit_tiny"
-    export_artifacts(ExportSpec(backbone="vit_tiny", variant="hq", checkpoint=str(ckpt), out=str(folder)))
+def test_cli_eval_onnxruntime_folder_side_by_side(root, checkpoint_export, tmp_path):
+    folder = tmp_path / "hq_vit_tiny"  # the session's export of ckpt (make_checkpoint("vit_tiny", "hq")), a copy
+    shutil.copytree(checkpoint_export("hq")[0], folder)
     r = CliRunner().invoke(app, ["eval", str(folder), "--backend", "onnxruntime", "--data", str(root)])
     assert r.exit_code == 0, r.output
     print(r.output)

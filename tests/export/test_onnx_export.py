@@ -47,11 +47,10 @@ def assert_matches(ours, ref, what):
 
 
 @pytest.fixture(scope="module", params=["hq", "sam"])
-def exported(request, make_checkpoint, tmp_path_factory):
+def exported(request, make_checkpoint, checkpoint_export):
     variant = request.param
     ckpt = make_checkpoint("vit_tiny", variant)
-    out = tmp_path_factory.mktemp("export") / f"{variant}_vit_tiny"
-    manifest = export_artifacts(ExportSpec(backbone="vit_tiny", variant=variant, checkpoint=str(ckpt), out=str(out)))
+    out, manifest = checkpoint_export(variant)  # export_artifacts(ExportSpec(..., checkpoint=str(ckpt))), verified
     ours = Predictor.from_artifacts(out, backend="onnxruntime")
     ours.set_image(IMAGE)
     ref = _official(load_official("vit_tiny", variant, ckpt))

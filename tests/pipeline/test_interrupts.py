@@ -22,7 +22,6 @@ import pytest
 
 from hqsam_edge.export.manifest import read_manifest
 from hqsam_edge.owners import MARK
-from hqsam_edge.pipeline.export import ExportSpec, export_artifacts
 from hqsam_edge.pipeline.verify import verify_folder
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -87,7 +86,8 @@ def test_export_interrupted_at_several_points_leaves_nothing(tmp_path):
                          rf"folder at {re.escape(str(out))}$", err.strip()), err
         assert sorted(p.name for p in tmp_path.iterdir()) == ["tmp"] and leftovers(tmpdir) == [], what
 
-    interrupt(cmd, tmpdir, lambda: found(tmp_path, f"{staging}/encoder.onnx"), "the encoder graph", signal.SIGKILL)
+    # killed while it traces (the other points ran to verification: a kill there costs 15 s more, proves no more)
+    interrupt(cmd, tmpdir, lambda: found(tmp_path, f"{staging}/.raw_encoder.onnx"), "tracing", signal.SIGKILL)
     left = litter(tmp_path)
     assert any(p.parent == tmp_path for p in left) and any(p.parent == tmpdir for p in left)  # what a kill leaves
     run = start(cmd, tmpdir)
@@ -106,10 +106,8 @@ def test_export_interrupted_at_several_points_leaves_nothing(tmp_path):
 
 
 @pytest.fixture
-def folder(tmp_path):
-    out = tmp_path / "hq_vit_tiny"
-    export_artifacts(ExportSpec(random_weights=True, out=str(out), verify=False))
-    return out
+def folder(fresh_tiny_folder, tmp_path):
+    return fresh_tiny_folder(tmp_path / "hq_vit_tiny")
 
 
 def test_int8_layer_search_build_interrupted_at_several_points_then_finishes(folder, tmp_path):

@@ -171,15 +171,10 @@ def test_bad_inputs_give_one_clear_error(tiny):
 # -- exported folders under ONNX Runtime ---------------------------------------------------------------------------
 
 @pytest.fixture(scope="module", params=["hq", "sam"])
-def exported(request, make_checkpoint, tmp_path_factory):
-    from hqsam_edge.pipeline.export import ExportSpec, export_artifacts
-
+def exported(request, make_checkpoint, checkpoint_export):
     variant = request.param
-    path = make_checkpoint("vit_tiny", variant)
-    out = tmp_path_factory.mktemp("dropin") / f"{variant}_vit_tiny"
-    export_artifacts(ExportSpec(backbone="vit_tiny", variant=variant, checkpoint=str(path), out=str(out),
-                                verify=False))
-    return variant, out, load_official("vit_tiny", variant, path)
+    out, _ = checkpoint_export(variant)  # the session's export of make_checkpoint("vit_tiny", variant)
+    return variant, out, load_official("vit_tiny", variant, make_checkpoint("vit_tiny", variant))
 
 
 def test_official_code_gives_the_same_answers_over_an_exported_folder(exported):
