@@ -8,8 +8,9 @@ Light HQ-SAM with random weights exported into a temporary folder when none is g
 
 Each client (tritonclient's asyncio API, HTTP or gRPC) sends image + box requests back to back. Prints
 throughput, p50 / p99 latency, failed requests, the encoder's executions against its inferences (from the
-statistics endpoint: fewer executions means requests were batched) and the server's resident memory
-(server and stubs) after warm-up and at the end; ``--json`` writes the same as a record.
+statistics endpoint: fewer executions means requests were batched) and the server's memory
+(server and stubs, shared pages counted once: PSS; the summed RSS beside it) after warm-up, every quarter and at
+the end; ``--json`` writes the same as a record.
 
     python benchmarks/triton_load.py --clients 4 --seconds 60
     python benchmarks/triton_load.py build/hq_vit_tiny --clients 8 --seconds 120 --protocol grpc --json load.json
@@ -47,8 +48,10 @@ class LoadResult:
     encoder_inferences: int
     encoder_executions: int
     rss_start_mib: float
-    rss_end_mib: float
-    rss_samples_mib: tuple[float, ...] = ()  # during the run, every quarter of it
+    rss_end_mib: float  # summed RSS: shared pages (the /dev/shm pool) once per process that touched them
+    pss_start_mib: float  # proportional set sizes summed: shared pages once
+    pss_end_mib: float
+    pss_samples_mib: tuple[float, ...] = ()  # during the run, every quarter of it
     first_error: str = ""
 
 
@@ -116,7 +119,7 @@ def run_load(server, model: str, encoder: str, args: argparse.Namespace, python_
                                for _ in range(args.clients)))
 
     asyncio.run(load(args.warmup_seconds, [], []))  # every instance warm (imports, sessions, first runs)
-    before, rss_start = server.statistics(encoder), server.rss_bytes()
+    before, rss_start, pss_start = server.statistics(encoder), server.rss_bytes(), server.memory_bytes()
     latencies: list[float] = []
     errors: list[str] = []
     samples: list[float] = []
@@ -124,7 +127,7 @@ def run_load(server, model: str, encoder: str, args: argparse.Namespace, python_
 
     def sample_rss() -> None:  # the server's memory through the run, in quarters
         while not done.wait(args.seconds / 4):
-            samples.append(round(server.rss_bytes() / 2**20, 1))
+            samples.append(round(server.memory_bytes() / 2**20, 1))
 
     sampler = threading.Thread(target=sample_rss, daemon=True)
     sampler.start()
@@ -133,13 +136,14 @@ def run_load(server, model: str, encoder: str, args: argparse.Namespace, python_
     elapsed = time.monotonic() - start
     done.set()
     sampler.join()
-    after, rss_end = server.statistics(encoder), server.rss_bytes()
+    after, rss_end, pss_end = server.statistics(encoder), server.rss_bytes(), server.memory_bytes()
     ms = np.asarray(latencies) * 1000 if latencies else np.zeros(1)
     return LoadResult(args.clients, round(elapsed, 1), args.protocol, python_instances, len(latencies), len(errors),
                       round(len(latencies) / elapsed, 3), round(float(np.percentile(ms, 50)), 1),
                       round(float(np.percentile(ms, 99)), 1), after.inference_count - before.inference_count,
                       after.execution_count - before.execution_count, round(rss_start / 2**20, 1),
-                      round(rss_end / 2**20, 1), tuple(samples), errors[0] if errors else "")
+                      round(rss_end / 2**20, 1), round(pss_start / 2**20, 1), round(pss_end / 2**20, 1), tuple(samples),
+                      errors[0] if errors else "")
 
 
 def main(argv=None) -> int:
@@ -171,8 +175,8 @@ def main(argv=None) -> int:
     print(f"{result.clients} clients x {result.seconds} s ({result.protocol}, {instances} model instances): "
           f"{result.requests} requests, {result.throughput_rps} req/s, p50 {result.p50_ms} ms, p99 {result.p99_ms} ms, "
           f"{result.failed} failed; encoder {result.encoder_executions} executions for {result.encoder_inferences} "
-          f"inferences; server RSS {result.rss_start_mib} -> {result.rss_end_mib} MiB (every quarter: "
-          f"{', '.join(map(str, result.rss_samples_mib))})")
+          f"inferences; server memory (PSS) {result.pss_start_mib} -> {result.pss_end_mib} MiB (every quarter: "
+          f"{', '.join(map(str, result.pss_samples_mib))}; summed RSS {result.rss_start_mib} -> {result.rss_end_mib})")
     if result.first_error:
         print(f"first error: {result.first_error}")
     if args.json:

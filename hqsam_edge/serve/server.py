@@ -318,19 +318,40 @@ class TritonServer:
         return ModelStatistics(model, int(stats["inference_count"]), int(stats["execution_count"]),
                                int(infer["success"]["count"]), int(infer["fail"]["count"]))
 
-    def rss_bytes(self) -> int:
-        """Resident memory of the server and its Python-backend stubs (its process group), from /proc."""
+    def _group(self) -> list[Path]:
+        """/proc entries of the server and its Python-backend stubs (its process group)."""
         if self.process is None:
-            return 0
-        total, page = 0, os.sysconf("SC_PAGE_SIZE")
+            return []
+        members = []
         for entry in Path("/proc").iterdir():
             if not entry.name.isdigit():
                 continue
             try:
-                stat = (entry / "stat").read_text()
-                pgid = int(stat.rsplit(")", 1)[1].split()[2])
-                if pgid == self.process.pid:
-                    total += int((entry / "statm").read_text().split()[1]) * page
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[2]) == self.process.pid:
+                    members.append(entry)
             except (OSError, ValueError, IndexError):
                 continue
+        return members
+
+    def rss_bytes(self) -> int:
+        """Resident memory of the server and its stubs, summed: pages they share (the Python backend's /dev/shm
+        pool, libraries) count once per process that touched them; ``memory_bytes`` counts them once."""
+        total, page = 0, os.sysconf("SC_PAGE_SIZE")
+        for entry in self._group():
+            try:
+                total += int((entry / "statm").read_text().split()[1]) * page
+            except (OSError, ValueError, IndexError):
+                continue
+        return total
+
+    def memory_bytes(self) -> int:
+        """The memory the server and its stubs hold, shared pages counted once: the sum of their proportional set
+        sizes (``Pss`` in /proc/PID/smaps_rollup, Linux 4.14+); their summed RSS where that file is missing."""
+        total = 0
+        for entry in self._group():
+            try:
+                rollup = (entry / "smaps_rollup").read_text()
+            except OSError:
+                return self.rss_bytes()
+            total += next((int(line.split()[1]) * 1024 for line in rollup.splitlines() if line.startswith("Pss:")), 0)
         return total

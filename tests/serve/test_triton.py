@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import types
 from pathlib import Path
 
@@ -497,3 +498,30 @@ def test_cli_writes_the_python_runtime(tiny_folder, tmp_path):
     assert enc.backend == "python" and kinds(py) == [(2, "KIND_CPU")]
     params = S.ServeParameters.from_strings({k: v.string_value for k, v in py.parameters.items()})
     assert (params.max_request_prompts, params.max_image_pixels) == (8, 1000 * 1000)
+
+
+def test_server_memory_counts_shared_pages_once(tmp_path):
+    """``TritonServer.memory_bytes`` (PSS) over a process group whose two processes share 64 MiB they both
+    touched: the summed RSS counts it twice, the memory figure once."""
+    from hqsam_edge.serve.server import ServerSpec, TritonServer
+
+    ready = tmp_path / "ready"
+    script = ("import mmap, os, pathlib, time\n"
+              "m = mmap.mmap(-1, 64 << 20)\n"
+              "m.write(b'x' * (64 << 20))\n"
+              "pid = os.fork()\n"
+              "m.seek(0); sum(m.read(64 << 20)[::4096])\n"
+              f"pathlib.Path({str(ready)!r} + str(pid)).touch()\n"
+              "time.sleep(60)\n")
+    server = TritonServer(ServerSpec(str(tmp_path)))
+    server.process = subprocess.Popen([sys.executable, "-c", script], start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while len(list(tmp_path.glob("ready*"))) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        rss, pss = server.rss_bytes(), server.memory_bytes()
+        assert rss - pss > 48 << 20, (rss, pss)  # the shared 64 MiB counted once more in the RSS
+        assert pss > 64 << 20
+    finally:
+        os.killpg(server.process.pid, 9)
+        server.process.wait()
