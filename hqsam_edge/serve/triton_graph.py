@@ -77,6 +77,10 @@ class GraphModel:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
+        # The dynamic batcher feeds batches of every size: ONNX Runtime's memory patterns, planned and kept per
+        # input shape, grew a loaded server's memory minute after minute (benchmarks/RESULTS.md, Triton under
+        # load); without them it levels off, at the same speed. The CPU arena stays (without it: 0.6x the speed).
+        options.enable_mem_pattern = False
         if params.threads:
             options.intra_op_num_threads = params.threads
         self.params = params

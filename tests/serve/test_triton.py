@@ -458,6 +458,8 @@ def test_graph_model_batches_encoder_requests_and_refuses_bad_ones(python_repo):
     alone = run(None, {C.IMAGE.name: images[1]})
     assert np.allclose(answers[2][C.IMAGE_EMBEDDINGS.name], alone[0], atol=1e-4)
     assert isinstance(encoder.run([{}])[0], UsageError)
+    # batches of any size meet the session: no memory pattern cached per shape (they grew a server without end)
+    assert encoder.session.get_session_options().enable_mem_pattern is False
 
 
 def test_request_bounds_and_shared_memory_check(python_repo, tiny_folder, monkeypatch):
