@@ -51,6 +51,7 @@ import torch
 
 from hqsam_edge.data import transforms as T
 from hqsam_edge.export import contract as C
+from hqsam_edge.model.random_weights import perturb_
 from hqsam_edge.pipeline.export import ExportSpec, export_artifacts
 from hqsam_edge.runtime.open import open_backend
 from hqsam_edge.timing import time_calls
@@ -80,18 +81,7 @@ def official_model(backbone: str, seed: int = 5) -> torch.nn.Module:
         warnings.simplefilter("ignore")
         from segment_anything_hq import sam_model_registry
     torch.manual_seed(seed)
-    model = sam_model_registry[backbone]().eval()
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for name, t in model.state_dict().items():
-            if t.dtype.is_floating_point:
-                noise = torch.randn(t.shape, generator=g)
-                if name.endswith("running_var"):
-                    t.copy_(0.5 + noise.abs())
-                elif name.endswith("running_mean"):
-                    t.copy_(0.1 * noise)
-                else:
-                    t.add_(0.02 * noise)
+    model = perturb_(sam_model_registry[backbone]())
     return model.train().eval()  # TinyViT caches its attention biases when put in eval mode: cache the new ones
 
 
@@ -198,7 +188,7 @@ def flops_per_cycle() -> tuple[int, str]:
     return lanes * 2 * 2, f"{why}: {lanes} FP32 lanes x 2 (FMA) x 2 pipes"
 
 
-def sgemm_gflops(threads: int, n: int = 2048) -> float:
+def sgemm_gflops(n: int = 2048) -> float:
     a, b = torch.randn(n, n), torch.randn(n, n)
     torch.mm(a, b)
     best = min(_timed(lambda: torch.mm(a, b)) for _ in range(5))
@@ -384,7 +374,7 @@ def main() -> None:
     print(f"FMA peak: {cores} cores x {fpc} FLOP/cycle ({why}) x "
           + (f"{clock:.2f} GHz ({'given' if args.clock_ghz else 'measured'}) = {peak:.0f} GFLOP/s" if clock
              else "unknown clock (pass --clock-ghz)"))
-    print(f"SGEMM 2048 in PyTorch: {sgemm_gflops(args.threads):.0f} GFLOP/s (the attainable ceiling)")
+    print(f"SGEMM 2048 in PyTorch: {sgemm_gflops():.0f} GFLOP/s (the attainable ceiling)")
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for backbone in args.backbones:

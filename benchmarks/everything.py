@@ -29,26 +29,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hqsam_edge.model.random_weights import perturb_
+
 
 def random_checkpoint(path: Path, seed: int) -> None:
     """Light HQ-SAM in the official format: the official initialisation (seeded), every floating-point tensor
-    perturbed (as tests/conftest.py does, so that every part matters and the masks vary), saved as a .pth."""
+    perturbed (``model.random_weights.perturb_``, as in the tests: every part matters, the masks vary), saved as a
+    .pth."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from segment_anything_hq.build_sam import build_sam_vit_t
     torch.manual_seed(seed)
-    model = build_sam_vit_t()
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for name, t in model.state_dict().items():
-            if t.dtype.is_floating_point:
-                noise = torch.randn(t.shape, generator=g)
-                if name.endswith("running_var"):
-                    t.copy_(0.5 + noise.abs())
-                elif name.endswith("running_mean"):
-                    t.copy_(0.1 * noise)
-                else:
-                    t.add_(0.05 * noise)
+    model = perturb_(build_sam_vit_t())
     torch.save(model.state_dict(), path)
 
 

@@ -17,26 +17,16 @@ import numpy as np
 import pytest
 import torch
 
+from hqsam_edge.model.random_weights import perturb_
+
 # Reduced ViT configurations: 4 blocks, global attention at 1 and 3 (early feature = block 1).
 REDUCED_DEPTH = 4
 VIT_DIMS = {"vit_b": (768, 12), "vit_l": (1024, 16), "vit_h": (1280, 16)}
 
 
 def randomize_(model: torch.nn.Module, seed: int) -> torch.nn.Module:
-    """Perturb every floating-point tensor of ``model`` in place, deterministically."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, t in model.state_dict().items():
-            if not t.dtype.is_floating_point:
-                continue
-            noise = torch.randn(t.shape, generator=g)
-            if name.endswith("running_var"):
-                t.copy_(0.5 + noise.abs())
-            elif name.endswith("running_mean"):
-                t.copy_(0.1 * noise)
-            else:
-                t.add_(0.05 * noise)
-    return model
+    """Perturb every floating-point tensor of ``model`` in place, deterministically (``random_weights.perturb_``)."""
+    return perturb_(model, seed)
 
 
 def official_model(backbone: str, variant: str, depth: int | None = None) -> torch.nn.Module:
