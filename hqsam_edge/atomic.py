@@ -78,14 +78,26 @@ def atomic_write(path: str | Path, write: Callable[[str], object], *, suffix: st
             raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
     if not path.parent.exists():
         raise UsageError(f"cannot write {path}: folder {path.parent} does not exist")
+    with _staged(path, write, suffix) as tmp:
+        os.replace(tmp, path)
+    return path
+
+
+@contextmanager
+def _staged(path: Path, write: Callable[[str], object], suffix: str) -> Iterator[str]:
+    """A temporary beside ``path`` holding what ``write(tmp)`` wrote (mode 0644), for the body to put in place;
+    removed on the way out if still there (and noted as removed when a failure or an interruption left it). An
+    ``OSError`` becomes one ``UsageError`` line."""
     fd = tmp = None
+    finished = False
     try:
         with deferred():  # the temporary exists only inside this try, so that its finally removes it
             fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path.name), suffix=suffix, dir=path.parent)
         hold(fd)
         write(tmp)
         os.chmod(tmp, 0o644)  # mkstemp made it private
-        os.replace(tmp, path)
+        yield tmp
+        finished = True
     except OSError as exc:
         raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
     finally:
@@ -93,8 +105,8 @@ def atomic_write(path: str | Path, write: Callable[[str], object], *, suffix: st
             os.close(fd)
         if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
-            note_removed(tmp)
-    return path
+            if not finished:
+                note_removed(tmp)
 
 
 def atomic_create(path: str | Path, write: Callable[[str], object], *, suffix: str = TMP_SUFFIX) -> bool:
@@ -104,13 +116,7 @@ def atomic_create(path: str | Path, write: Callable[[str], object], *, suffix: s
     create it (shards on one OUT) exactly one does. Where the file system has no hard links, an exclusive
     create (``O_EXCL``) still lets only one win, but a reader may see the file before its bytes."""
     path = Path(path)
-    fd = tmp = None
-    try:
-        with deferred():
-            fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path.name), suffix=suffix, dir=path.parent)
-        hold(fd)
-        write(tmp)
-        os.chmod(tmp, 0o644)
+    with _staged(path, write, suffix) as tmp:
         try:
             os.link(tmp, path)
         except FileExistsError:
@@ -123,13 +129,6 @@ def atomic_create(path: str | Path, write: Callable[[str], object], *, suffix: s
             with os.fdopen(target, "wb") as f:
                 f.write(Path(tmp).read_bytes())
         return True
-    except OSError as exc:
-        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
-    finally:
-        if fd is not None:
-            os.close(fd)
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def write_bytes(path: str | Path, data: bytes) -> Path:
