@@ -347,11 +347,13 @@ class TritonServer:
     def memory_bytes(self) -> int:
         """The memory the server and its stubs hold, shared pages counted once: the sum of their proportional set
         sizes (``Pss`` in /proc/PID/smaps_rollup, Linux 4.14+); their summed RSS where that file is missing."""
+        if not Path("/proc/self/smaps_rollup").exists():
+            return self.rss_bytes()
         total = 0
         for entry in self._group():
             try:
                 rollup = (entry / "smaps_rollup").read_text()
-            except OSError:
-                return self.rss_bytes()
+            except OSError:  # the process ended since the group was listed
+                continue
             total += next((int(line.split()[1]) * 1024 for line in rollup.splitlines() if line.startswith("Pss:")), 0)
         return total
