@@ -22,15 +22,24 @@ from pathlib import Path
 
 # kernels of the integer layers and their (de)quantization in an INT8 graph
 INTEGER_KERNELS = ("MatMulIntegerToFloat", "QGemm", "QLinearMatMul", "QLinearConv", "ConvInteger",
-                   "MatMulInteger", "QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear")
+                   "MatMulInteger", "QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear",
+                   "DynamicQuantizeMatMul")  # the last: ONNX Runtime's fusion of a dynamic graph's quantize + GEMM
 
 
 def _quantized_layers(int8_model) -> list[tuple[str, str]]:
-    """(node, output) of the layers an INT8 (Q/DQ) graph quantizes: those whose activation comes from a
-    DequantizeLinear. They keep their fp32 graph's node and tensor names."""
-    dequantized = {n.output[0] for n in int8_model.graph.node if n.op_type == "DequantizeLinear"}
-    return [(n.name, n.output[0]) for n in int8_model.graph.node
-            if n.op_type in ("Conv", "Gemm", "MatMul") and n.input and n.input[0] in dequantized]
+    """(fp32 node, output) of the layers an INT8 graph quantizes. A Q/DQ graph: those whose activation comes from a
+    DequantizeLinear (they keep their fp32 names). A graph with activations ranged per call: each ``MatMulInteger``
+    that ONNX Runtime's quantizer named ``<fp32 node>_quant``, whose scaling ``Mul`` (``<that>_output_scale_mul``)
+    writes the fp32 output."""
+    nodes = int8_model.graph.node
+    dequantized = {n.output[0] for n in nodes if n.op_type == "DequantizeLinear"}
+    layers = [(n.name, n.output[0]) for n in nodes
+              if n.op_type in ("Conv", "Gemm", "MatMul") and n.input and n.input[0] in dequantized]
+    scaled = {n.name: n.output[0] for n in nodes if n.op_type == "Mul"}
+    for n in nodes:
+        if n.op_type == "MatMulInteger" and f"{n.name}_output_scale_mul" in scaled:
+            layers.append((n.name.removesuffix("_quant"), scaled[f"{n.name}_output_scale_mul"]))
+    return layers
 
 
 def main() -> None:

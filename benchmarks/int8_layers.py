@@ -43,7 +43,7 @@ def main() -> None:
     args = ap.parse_args()
 
     encoder, decoder = args.folder / "encoder.onnx", args.folder / "decoder.onnx"
-    spec = PrecisionSpec(str(args.folder), precision="int8", calib_limit=args.calib_limit)
+    spec = PrecisionSpec(str(args.folder), precision="int8", calib_method="max", calib_limit=args.calib_limit)
     ranges, targets = precision_graphs.calibrate(args.folder, encoder, spec)
     targets = [t for t in targets if t.op_type in recipes.BACKEND_OPS["onnxruntime"]][: args.limit]
     image = next(iter(precision_graphs.CalibrationSet(None, limit=1, synthetic_seed=HELDOUT_SEED)))["image"]

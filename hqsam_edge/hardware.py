@@ -306,6 +306,23 @@ def _cpu_name(root: Path) -> str:
     return _platform.processor()
 
 
+def cpu_flags(root: str | Path = "/") -> set[str]:
+    """The CPU's feature flags (``/proc/cpuinfo``: x86 ``flags``, ARM ``Features``); empty where unknown."""
+    text = _read(Path(root), "/proc/cpuinfo") or ""
+    m = re.search(r"^(?:flags|Features)\s*:\s*(.*)$", text, re.MULTILINE)
+    return set(m.group(1).split()) if m else set()
+
+
+def u8s8_saturates(root: str | Path = "/", machine: str | None = None) -> bool:
+    """Whether ONNX Runtime's uint8 x int8 GEMMs can saturate here: x86 without VNNI multiplies with VPMADDUBSW,
+    whose int16 pair sums overflow at 255 x 127 x 2 (8-bit weights need to be 7-bit there); with AVX-512 VNNI or
+    AVX-VNNI, and on ARM (dot-product instructions), they accumulate in int32."""
+    machine = (machine or _platform.machine()).lower()
+    if machine not in ("x86_64", "amd64", "i686", "x86"):
+        return False
+    return not cpu_flags(root) & {"avx512_vnni", "avx_vnni"}
+
+
 def _memory_gib(root: Path) -> float:
     m = re.search(r"^MemTotal:\s+(\d+)\s+kB", _read(root, "/proc/meminfo") or "", re.MULTILINE)
     return round(int(m.group(1)) / 2**20, 1) if m else 0.0

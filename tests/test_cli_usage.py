@@ -44,7 +44,7 @@ def one_line_error(result, *fragments: str, code: int | None = None) -> str:
     (["predict", "--variant", "hqq", "--random-weights", "--image", "{image}"],
      "variant 'hqq'; choose one of: hq, sam"),
     (["build", "{folder}", "--calib-method", "mean"],
-     "calibration method 'mean'; choose one of: max, percentile, entropy"),
+     "calibration method 'mean'; choose one of: max, percentile, entropy, dynamic"),
     (["triton", "{folder}", "--out", "repo", "--kind", "tpu"], "instance kind 'tpu'; choose one of: gpu, cpu"),
     (["eval", "--random-weights", "--data", ".", "--protocol", "coco"],
      "protocol 'coco'; choose one of: official, predictor"),
@@ -94,6 +94,9 @@ def run_isolated(args: list[str], cwd: Path) -> tuple[int, str, list[str]]:
     (["export", "--checkpoint", "nope.pth"], "checkpoint not found: nope.pth"),
     (["export", "--backbone", "vit_x", "--random-weights"], "unknown backbone 'vit_x'"),
     (["build", "{folder}", "--precision", "fp61"], "unknown precision 'fp61'"),
+    (["build", "{folder}", "--precision", "int8", "--graphs-for", "tensorrt", "--calib-method", "dynamic"],
+     "--calib-method dynamic is for ONNX Runtime graphs: TensorRT needs constant Q/DQ scales"),
+    (["build", "{folder}", "--precision", "fp16", "--calib-method", "max"], "--calib-method is for --precision int8"),
     (["bench", "damaged"], "damaged/manifest.json is damaged"),
     (["train", "--checkpoint", "c.pth", "--data", "nope", "--out", "o"], "data root not found: nope"),
     (["segment", "--random-weights", "--images", "*.png", "--boxes", "nope.json", "--out", "o"],
@@ -195,25 +198,28 @@ app(sys.argv[1:], prog_name="hqsam-edge")
 
 
 def test_export_with_precision_int8_and_layer_search_in_one_command(tmp_path):
-    """``export --precision int8 --calib-images D --layer-search``: one folder with the fp32 graphs and the int8
-    ones, and a manifest recording both checks (the export's, the INT8 graph's with its layer search)."""
+    """``export --precision int8 --calib-images D --calib-method max --layer-search``: one folder with the fp32 graphs
+    and the int8 ones, and a manifest recording both checks (the export's, the INT8 graph's with its layer search)."""
     calib = tmp_path / "calib"
     calib.mkdir()
     for k in range(3):
         Image.fromarray(test_image(240, 320, seed=10 + k)).save(calib / f"c{k}.png")
     out = tmp_path / "e"
     proc = subprocess.run([sys.executable, "-c", SMALL_EXPORT, "export", "--backbone", "vit_tiny", "--random-weights",
-                           "--precision", "int8", "--calib-images", str(calib), "--layer-search", "--out", str(out)],
+                           "--precision", "int8", "--calib-images", str(calib), "--calib-method", "max",
+                           "--layer-search", "--out", str(out)],
                           cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr
     assert f"wrote {out}" in proc.stdout and f"built onnxruntime/int8 in {out}" in proc.stdout, proc.stdout
     for stage in ("export: trace the encoder", "export: check the graphs against PyTorch", "calibration"):
         assert stage in proc.stderr, proc.stderr
+    assert "int8: max ranges from 2 " in proc.stdout, proc.stdout
     manifest = json.loads((out / "manifest.json").read_text())
     artifacts = {a["precision"]: a for a in manifest["artifacts"]}
     assert set(artifacts) == {"fp32", "int8"}
     assert manifest["parity"]["decoder"] and artifacts["int8"]["parity"]["bounds"]["min_sqnr_db"] == 32
     assert artifacts["int8"]["calibration"]["layer_search"] is not None
+    assert artifacts["int8"]["calibration"]["method"] == "max"
     for artifact in artifacts.values():
         assert all((out / name).is_file() for name in artifact["files"].values())
 

@@ -172,3 +172,22 @@ def test_dla_support_follows_nvidias_matrix():
     assert "AGX Orin only, not on NVIDIA Jetson Orin NX" in hw.dla_refusal("11.4.1", "NVIDIA Jetson Orin NX", "7.2.2")
     assert "JetPack 7.2.2 or later, not 7.2" in hw.dla_refusal("11.4.1", "NVIDIA Jetson AGX Orin", "7.2")
     assert "Orin Nano" in hw.dla_refusal("10.3.0", "NVIDIA Jetson Orin Nano Developer Kit", "6.2")
+
+
+def test_u8s8_saturation_follows_the_cpu_flags(tmp_path):
+    """x86 without VNNI multiplies uint8 x int8 with VPMADDUBSW (int16 pair sums that saturate); VNNI and ARM's dot
+    products accumulate in int32. Read from the CPU's flags (x86 ``flags``, ARM ``Features``)."""
+    proc = tmp_path / "proc"
+    proc.mkdir()
+    cpuinfo = proc / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 fma avx512f avx512_vnni\n")
+    assert {"avx2", "avx512_vnni"} <= hw.cpu_flags(tmp_path)
+    assert not hw.u8s8_saturates(tmp_path, machine="x86_64")
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 fma avx_vnni\n")
+    assert not hw.u8s8_saturates(tmp_path, machine="x86_64")  # Alder Lake and later: AVX-VNNI
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 fma\n")
+    assert hw.u8s8_saturates(tmp_path, machine="x86_64")
+    cpuinfo.write_text("processor\t: 0\nFeatures\t: fp asimd asimddp\n")
+    assert hw.cpu_flags(tmp_path) == {"fp", "asimd", "asimddp"}
+    assert not hw.u8s8_saturates(tmp_path, machine="aarch64")
+    assert hw.cpu_flags(tmp_path / "none") == set()

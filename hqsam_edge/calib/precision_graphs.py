@@ -36,8 +36,9 @@ from ..export.records import Calibration, LayerSearch
 from ..inputs import PRECISIONS, require_choice
 from ..interrupts import deferred
 from .images import CalibrationSet
-from .ranges import collect_ranges, load_ranges, quantizable_nodes, save_ranges
-from .recipes import BACKEND_OPS, DEFAULT_INT8_EXCLUDE, fp16_graph, int8_graph, int8_on_fp16_graph
+from .ranges import QuantTarget, collect_ranges, load_ranges, quantizable_nodes, save_ranges
+from .recipes import (BACKEND_OPS, DEFAULT_INT8_EXCLUDE, DYNAMIC, DYNAMIC_OPS, calib_method, dynamic_weight_bits,
+                      fp16_graph, int8_dynamic_graph, int8_graph, int8_on_fp16_graph, weight_qmax)
 
 HELDOUT_SEED = 900  # synthetic held-out pictures (random weights only) are seeded apart from calibration's (100)
 # The layer search raises its SQNR goal above the bound in these steps until the real graph's check (which
@@ -59,12 +60,17 @@ class PrecisionSpec:
     graph_backend: str = "onnxruntime"
     calib_images: str | None = None  # a folder of the user's images; None: synthetic (random weights only)
     calib_limit: int = 16
-    calib_method: str = "max"
+    calib_method: str | None = None  # None: the graph backend's (``recipes.DEFAULT_CALIB_METHOD``)
     heldout: int = 2  # images for the check, never used for calibration
     int8_exclude: tuple[str, ...] = DEFAULT_INT8_EXCLUDE
     layer_search: bool = False  # INT8 missing its bound: keep in float the layers with the most harm per ms saved
     min_sqnr_db: float | None = None  # override the precision's bound (runtime.compare.PRECISION_BOUNDS)
     min_mask_iou: float | None = None
+
+    @property
+    def method(self) -> str:
+        """The calibration method these graphs get (``dynamic``: none, ONNX Runtime ranges activations per call)."""
+        return calib_method(self.graph_backend, self.calib_method)
 
     def bounds(self):
         from dataclasses import replace
@@ -131,13 +137,13 @@ def calibrate(folder: Path, encoder: Path, spec: PrecisionSpec, manifest=None) -
     targets = quantizable_nodes(onnx.load(str(encoder), load_external_data=False), spec.int8_exclude)
     calib = calibration_set(spec)
     graph_sha256 = (manifest.files or {}).get(encoder.name, {}).get("sha256") or sha256_file(encoder)
-    meta = {"graph_sha256": graph_sha256, "images": calib.fingerprint(), "method": spec.calib_method,
+    meta = {"graph_sha256": graph_sha256, "images": calib.fingerprint(), "method": spec.method,
             "count": len(calib)}
-    cache = folder / f"calib.{encoder.stem}.{spec.calib_method}.json"
+    cache = folder / f"calib.{encoder.stem}.{spec.method}.json"
     ranges = _cached_ranges(folder, cache, manifest, **meta)
     if ranges is None or not all(t.activation in ranges and t.output in ranges for t in targets):
         tensors = [name for t in targets for name in (t.activation, t.output)]
-        ranges = collect_ranges(encoder, tensors, calib, method=spec.calib_method)
+        ranges = collect_ranges(encoder, tensors, calib, method=spec.method)
         with deferred():
             save_ranges(cache, ranges, **meta)
             manifest.record_files(folder, [cache.name])
@@ -160,16 +166,19 @@ def _search_record(search, chosen, goal: float, measured: float, first_miss: str
                          for s in kept))
 
 
-def _layer_search(spec: PrecisionSpec, encoder: Path, out: Path, ranges, candidates, record: Calibration,
+Quantize = Callable[[list[QuantTarget]], Path]  # write the INT8 graph of these layers
+
+
+def _layer_search(spec: PrecisionSpec, encoder: Path, quantize: Quantize, ranges, candidates, record: Calibration,
                   check: Check, first_miss: str) -> tuple[Path, dict[str, Any], Calibration]:
     """Keep in float the layers with the most harm per ms they would save (``calib.sensitivity``), raising the
     goal until the real graph's check passes; the graph, its figures, and ``record`` with the search's choice."""
     from . import sensitivity
-    from .recipes import weight_qmax
 
+    qmax = 64 if record.weight_bits == 7 else 127
     search = sensitivity.LayerSearch(encoder, ranges, candidates, [next(iter(calibration_set(spec)))],
-                                     symmetric=spec.graph_backend == "tensorrt",
-                                     weight_qmax=weight_qmax(spec.graph_backend))
+                                     symmetric=spec.graph_backend == "tensorrt", weight_qmax=qmax,
+                                     dynamic=spec.method == DYNAMIC)
     try:
         for goal in spec.bounds().min_sqnr_db + np.asarray(SEARCH_GOAL_RAISES_DB):
             chosen, measured = search.choose(goal)
@@ -178,7 +187,8 @@ def _layer_search(spec: PrecisionSpec, encoder: Path, out: Path, ranges, candida
             record = replace(record, quantized_layers=len(chosen),
                              layer_search=_search_record(search, chosen, goal, measured, first_miss))
             try:
-                return int8_graph(encoder, out, ranges, chosen, spec.graph_backend), check(out), record
+                graph = quantize(chosen)
+                return graph, check(graph), record
             except ParityError:
                 continue
     finally:
@@ -189,21 +199,40 @@ def _layer_search(spec: PrecisionSpec, encoder: Path, out: Path, ranges, candida
 
 def _int8_encoder(spec: PrecisionSpec, manifest, encoder: Path, staging: Path,
                   check: Check) -> tuple[Path, dict[str, Any], Calibration]:
-    """Calibrate, quantize every candidate layer and check; on a miss, the layer search (``spec.layer_search``).
-    The graph, its figures and how it was calibrated."""
-    ranges, targets = calibrate(Path(spec.folder), encoder, spec, manifest)
-    candidates = [t for t in targets if t.op_type in BACKEND_OPS[spec.graph_backend]]
+    """Calibrate (unless ``dynamic``), quantize every candidate layer and check; on a miss, the layer search
+    (``spec.layer_search``). The graph, its figures and how it was calibrated."""
+    import onnx
+
     out = staging / graph_file("encoder", "int8", spec.graph_backend)
-    record = Calibration(method=spec.calib_method, images=spec.calib_images or "synthetic",
-                         count=len(calibration_set(spec)), quantized_layers=len(candidates),
-                         candidate_layers=len(candidates), excluded=tuple(spec.int8_exclude))
+    if spec.method == DYNAMIC:
+        ranges: dict[str, tuple[float, float]] = {}
+        targets = quantizable_nodes(onnx.load(str(encoder), load_external_data=False), spec.int8_exclude)
+        bits = dynamic_weight_bits()
+        record = Calibration(method=DYNAMIC, images="none", count=0, quantized_layers=0, candidate_layers=0,
+                             weight_bits=bits)
+
+        def quantize(chosen: list[QuantTarget]) -> Path:
+            return int8_dynamic_graph(encoder, out, chosen, weight_bits=bits)
+    else:
+        ranges, targets = calibrate(Path(spec.folder), encoder, spec, manifest)
+        record = Calibration(method=spec.method, images=spec.calib_images or "synthetic",
+                             count=len(calibration_set(spec)), quantized_layers=0, candidate_layers=0,
+                             weight_bits=7 if weight_qmax(spec.graph_backend) == 64 else 8)
+
+        def quantize(chosen: list[QuantTarget]) -> Path:
+            return int8_graph(encoder, out, ranges, chosen, spec.graph_backend)
+    ops = DYNAMIC_OPS if spec.method == DYNAMIC else BACKEND_OPS[spec.graph_backend]
+    candidates = [t for t in targets if t.op_type in ops]
+    record = replace(record, quantized_layers=len(candidates), candidate_layers=len(candidates),
+                     excluded=tuple(spec.int8_exclude))
     try:
-        return int8_graph(encoder, out, ranges, candidates, spec.graph_backend), check(out), record
+        return quantize(candidates), check(out), record
     except ParityError as miss:
         if not spec.layer_search:
+            hint = "" if spec.method == DYNAMIC else ", or try more typical calibration images"
             raise ParityError(f"{miss}; --layer-search keeps the layers with the most harm per ms saved in float "
-                              "(measured one by one: minutes), or try more typical calibration images") from None
-        return _layer_search(spec, encoder, out, ranges, candidates, record, check, str(miss))
+                              f"(measured one by one: minutes){hint}") from None
+        return _layer_search(spec, encoder, quantize, ranges, candidates, record, check, str(miss))
 
 
 def ensure_precision_graphs(spec: PrecisionSpec) -> Artifact:

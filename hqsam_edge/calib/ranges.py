@@ -26,7 +26,7 @@ from .. import progress
 from ..atomic import write_text
 from ..errors import UsageError
 from ..export.onnx_files import save_onnx
-from ..inputs import CALIB_METHODS as METHODS, require_choice
+from ..inputs import RANGE_METHODS as METHODS, require_choice
 
 QUANTIZED_OPS = ("Conv", "Gemm", "MatMul")
 BINS = 2048

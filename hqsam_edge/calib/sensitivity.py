@@ -93,11 +93,13 @@ def _output_channel_axis(node, weight: np.ndarray) -> int:
 
 
 def switch_graph(fp32_path: str | Path, out_path: str | Path, ranges: dict[str, tuple[float, float]],
-                 targets: Sequence[QuantTarget], symmetric: bool, weight_qmax: int = 127) -> Path:
+                 targets: Sequence[QuantTarget], symmetric: bool, weight_qmax: int = 127,
+                 dynamic: bool = False) -> Path:
     """Write the fp32 graph with every target's int8 round trip switched by ``quant_switch[i]``.
 
     ``symmetric``: int8 activations with zero point 0 (TensorRT), else uint8
-    with a zero point; ``weight_qmax``: 127, or 64 for 7-bit weights."""
+    with a zero point; ``weight_qmax``: 127, or 64 for 7-bit weights; ``dynamic``: uint8 activations ranged
+    per call (``DynamicQuantizeLinear``, as ``recipes.int8_dynamic_graph`` runs them; ``ranges`` unused)."""
     import onnx
     from onnx import helper, numpy_helper
 
@@ -110,16 +112,22 @@ def switch_graph(fp32_path: str | Path, out_path: str | Path, ranges: dict[str, 
     new_inits = []
     for i, t in enumerate(targets):
         node, p = by_name[t.node], f"{SWITCH}/{i}"
-        scale, zero = _activation_qparams(*ranges[t.activation], symmetric)
         weight = numpy_helper.to_array(inits[t.weight])
         delta = _weight_round_trip(weight, _output_channel_axis(node, weight), weight_qmax) - weight
-        new_inits += [numpy_helper.from_array(scale, f"{p}/scale"), numpy_helper.from_array(zero, f"{p}/zero"),
-                      numpy_helper.from_array(np.array(i, np.int64), f"{p}/index"),
+        new_inits += [numpy_helper.from_array(np.array(i, np.int64), f"{p}/index"),
                       numpy_helper.from_array(delta, f"{p}/weight_delta")]
+        if dynamic:
+            quantize = helper.make_node("DynamicQuantizeLinear", [t.activation],
+                                        [f"{p}/q", f"{p}/scale", f"{p}/zero"], name=f"{p}/q")
+        else:
+            scale, zero = _activation_qparams(*ranges[t.activation], symmetric)
+            new_inits += [numpy_helper.from_array(scale, f"{p}/scale"), numpy_helper.from_array(zero, f"{p}/zero")]
+            quantize = helper.make_node("QuantizeLinear", [t.activation, f"{p}/scale", f"{p}/zero"], [f"{p}/q"],
+                                        name=f"{p}/q")
         before[t.node] = [
             helper.make_node("Gather", [SWITCH, f"{p}/index"], [f"{p}/on"], name=f"{p}/gather"),
             # activation: x + on * (dq(q(x)) - x)
-            helper.make_node("QuantizeLinear", [t.activation, f"{p}/scale", f"{p}/zero"], [f"{p}/q"], name=f"{p}/q"),
+            quantize,
             helper.make_node("DequantizeLinear", [f"{p}/q", f"{p}/scale", f"{p}/zero"], [f"{p}/dq"], name=f"{p}/dq"),
             helper.make_node("Sub", [f"{p}/dq", t.activation], [f"{p}/x_err"], name=f"{p}/x_sub"),
             helper.make_node("Mul", [f"{p}/x_err", f"{p}/on"], [f"{p}/x_err_on"], name=f"{p}/x_mul"),
@@ -225,9 +233,11 @@ class LayerSearch:
     needed (each a bisection of a few runs). ``close()`` removes the temporary graph."""
 
     def __init__(self, fp32_path: Path, ranges: dict[str, tuple[float, float]], targets: Sequence[QuantTarget],
-                 feeds: Sequence[dict[str, np.ndarray]], *, symmetric: bool, weight_qmax: int) -> None:
+                 feeds: Sequence[dict[str, np.ndarray]], *, symmetric: bool, weight_qmax: int,
+                 dynamic: bool = False) -> None:
         self._tmp = tempfile.TemporaryDirectory(prefix="hqsam-sensitivity-")
-        path = switch_graph(fp32_path, Path(self._tmp.name) / "switch.onnx", ranges, targets, symmetric, weight_qmax)
+        path = switch_graph(fp32_path, Path(self._tmp.name) / "switch.onnx", ranges, targets, symmetric, weight_qmax,
+                            dynamic=dynamic)
         self.targets = list(targets)
         self.runner = SwitchRunner(path, len(targets), feeds)
         times = layer_ms(profile_graph(fp32_path, feeds[0], runs=3), [(t.node, t.output) for t in targets])

@@ -25,11 +25,14 @@ def build(
              "fp16 on a GPU and for TensorRT).")] = None,
     calib_images: Annotated[Path | None, typer.Option(
         "--calib-images", callback=checked(inputs.calibration_folder),
-        help="Folder of your images for INT8 calibration (any size).")] = None,
-    calib_limit: Annotated[int, typer.Option("--calib-limit", min=1, help="Calibration images to use.")] = 16,
-    calib_method: Annotated[str, typer.Option(
-        "--calib-method", **choice(inputs.CALIB_METHODS, "calibration method"),
-        help="max, percentile or entropy.")] = "max",
+        help="Folder of your images (any size) for INT8: calibration (TensorRT, or --calib-method max|percentile|"
+             "entropy), the accuracy check and the layer search.")] = None,
+    calib_limit: Annotated[int, typer.Option(
+        "--calib-limit", min=1, help="Calibration images to use (static ranges).")] = 16,
+    calib_method: Annotated[str | None, typer.Option(
+        "--calib-method", **choice(inputs.CALIB_METHODS, "calibration method"), show_default=False,
+        help="INT8 activation ranges: max, percentile or entropy (from calibration images), or dynamic (ranged per "
+             "call, ONNX Runtime only). Default: dynamic for ONNX Runtime graphs, max for TensorRT's.")] = None,
     max_prompts: Annotated[int, typer.Option("--max-prompts", min=1, help="Decoder profile: prompts per call.")] = 64,
     max_points: Annotated[int, typer.Option(
         "--max-points", min=2, help="Decoder profile: points per prompt (a box is 2).")] = 16,

@@ -11,7 +11,7 @@ import typer
 
 from .. import inputs
 from .group import command
-from .options import BUILD_BACKEND, PRECISION, Backbone, Checkpoint, RandomWeights, Variant, checked
+from .options import BUILD_BACKEND, PRECISION, Backbone, Checkpoint, RandomWeights, Variant, checked, choice
 
 
 @command()
@@ -78,7 +78,12 @@ def export(
         help="With --precision: onnxruntime graphs (default) or tensorrt engines.")] = None,
     calib_images: Annotated[Path | None, typer.Option(
         "--calib-images", callback=checked(inputs.calibration_folder),
-        help="With --precision int8: your images for calibration.")] = None,
+        help="With --precision int8: your images, for calibration (TensorRT, or --calib-method max|percentile|entropy) "
+             "and for the accuracy check.")] = None,
+    calib_method: Annotated[str | None, typer.Option(
+        "--calib-method", **choice(inputs.CALIB_METHODS, "calibration method"), show_default=False,
+        help="With --precision int8: as `build --calib-method` (default: dynamic for ONNX Runtime, max for "
+             "TensorRT).")] = None,
     layer_search: Annotated[bool, typer.Option(
         "--layer-search", help="With --precision int8: keep in float the layers that harm most, until the bound "
                                "is met (as `build --layer-search`).")] = False,
@@ -91,14 +96,14 @@ def export(
                       random_weights=random_weights, out=None if out is None else str(out), opset=opset,
                       hq_token_only=hq_token_only, multimask_output=multimask, overwrite=overwrite,
                       with_processing=with_processing)
-    if precision is None and backend is None and calib_images is None and not layer_search:
+    if precision is None and backend is None and calib_images is None and calib_method is None and not layer_search:
         typer.echo(summary(spec, export_artifacts(spec)))
         return
     from ..pipeline import build as pipeline
 
     build_spec = pipeline.BuildSpec(folder=str(spec.out_dir), backend=backend or "onnxruntime", precision=precision,
                                     calib_images=None if calib_images is None else str(calib_images),
-                                    layer_search=layer_search)
+                                    calib_method=calib_method, layer_search=layer_search)
     manifest, artifact = pipeline.export_then_build(spec, build_spec)
     typer.echo(summary(spec, manifest))
     for line in pipeline.summary(build_spec, artifact):

@@ -105,8 +105,10 @@ class LayerSearch:
 
 @dataclass(frozen=True)
 class Calibration:
-    """How an INT8 graph was calibrated: the range method, the images (a folder, or ``synthetic``) and their
-    count, the layers quantized of the candidates, the layers excluded by name, and the layer search (if any)."""
+    """How an INT8 graph was calibrated: the range method (``dynamic``: none, activations ranged per call), the
+    images (a folder, ``synthetic``, or ``none``) and their count, the layers quantized of the candidates, the
+    layers excluded by name, the layer search (if any), and the weights' bits (7 where ONNX Runtime's uint8 x
+    int8 GEMMs could saturate; None in records older than the field)."""
 
     method: str
     images: str
@@ -115,6 +117,7 @@ class Calibration:
     candidate_layers: int
     excluded: tuple[str, ...] = ()
     layer_search: LayerSearch | None = None
+    weight_bits: int | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Calibration:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from .. import progress
 from ..atomic import note_kept
-from ..calib.recipes import DEFAULT_INT8_EXCLUDE
+from ..calib.recipes import DEFAULT_INT8_EXCLUDE, calib_method
 from ..errors import UsageError
 from ..export.manifest import Artifact, Manifest, remove_stale_temporaries
 from ..inputs import BUILD_BACKENDS as BACKENDS
@@ -52,7 +52,7 @@ class BuildSpec:
     # the graphs
     calib_images: str | None = None  # a folder of the user's images; None: synthetic (random weights only)
     calib_limit: int = 16
-    calib_method: str = "max"
+    calib_method: str | None = None  # None: the graph backend's (``calib.recipes.DEFAULT_CALIB_METHOD``)
     heldout: int = 2  # images for the check, never used for calibration
     int8_exclude: tuple[str, ...] = DEFAULT_INT8_EXCLUDE
     graph_backend: str | None = None  # lay the graphs out for this runtime (None: the backend's)
@@ -121,9 +121,12 @@ def check_spec(spec: BuildSpec) -> None:
     """Every option that can be refused before anything heavy is imported."""
     require_choice(spec.backend, BACKENDS, "backend for build")
     if spec.precision not in (None, "int8"):
-        for given, option in ((spec.calib_images is not None, "--calib-images"), (spec.layer_search, "--layer-search")):
+        for given, option in ((spec.calib_images is not None, "--calib-images"), (spec.layer_search, "--layer-search"),
+                              (spec.calib_method is not None, "--calib-method")):
             if given:
                 raise UsageError(f"{option} is for --precision int8, not {spec.precision}")
+    if spec.calib_method is not None:
+        calib_method(spec.graph_backend or spec.backend, spec.calib_method)  # dynamic: ONNX Runtime graphs only
     if spec.backend == "tensorrt" or spec.dla_core is not None:
         from ..engines.recipe import check_spec as check_engine_spec
 
@@ -222,9 +225,10 @@ def build(spec: BuildSpec) -> Artifact:
     """The ``spec.precision`` variant of ``spec.folder`` for ``spec.backend``, made, checked and recorded."""
     from ..calib.precision_graphs import make_precision_graphs
 
+    check_spec(spec)  # the options given, before anything heavy is imported
     require_onnxruntime()  # every graph is checked under it
     spec, chosen = with_precision(spec)
-    check_spec(spec)
+    check_spec(spec)  # and with the precision chosen
     remove_stale_temporaries(spec.folder)  # what a killed build left
     if chosen:
         progress.note(f"build: {chosen}")
@@ -246,6 +250,11 @@ def summary(spec: BuildSpec, artifact: Artifact) -> list[str]:
     if chosen:
         lines.append(f"precision: {chosen.removeprefix('--precision ')}")
     calibration = artifact.calibration
+    if calibration is not None:
+        how = ("activations ranged per call (dynamic)" if calibration.method == "dynamic"
+               else f"{calibration.method} ranges from {calibration.count} {calibration.images} image(s)")
+        bits = "" if calibration.weight_bits is None else f", {calibration.weight_bits}-bit weights"
+        lines.append(f"int8: {how}{bits}")
     if calibration is not None and calibration.layer_search is not None:
         search = calibration.layer_search
         lines.append(f"int8: {calibration.quantized_layers} of {calibration.candidate_layers} layers quantized "

@@ -10,7 +10,8 @@ import pytest
 
 from hqsam_edge.calib import sensitivity as S
 from hqsam_edge.calib import precision_graphs
-from hqsam_edge.calib.recipes import BACKEND_OPS, int8_graph, weight_qmax
+from hqsam_edge.calib.recipes import (BACKEND_OPS, DYNAMIC_OPS, dynamic_weight_bits, int8_dynamic_graph, int8_graph,
+                                     weight_qmax)
 from hqsam_edge.calib.precision_graphs import PrecisionSpec, make_precision_graphs
 from hqsam_edge.errors import ParityError
 from hqsam_edge.runtime.base import ModelInfo
@@ -35,7 +36,8 @@ def folder(fresh_tiny_folder, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def calibrated(folder):
-    spec = PrecisionSpec(str(folder), precision="int8", calib_limit=2, heldout=1, int8_exclude=SMALL)
+    spec = PrecisionSpec(str(folder), precision="int8", calib_method="max", calib_limit=2, heldout=1,
+                         int8_exclude=SMALL)
     ranges, targets = precision_graphs.calibrate(folder, folder / "encoder.onnx", spec)
     return spec, ranges, targets, list(precision_graphs.calibration_set(spec))[:1]
 
@@ -69,6 +71,32 @@ def test_switch_graph_computes_the_qdq_graph(folder, calibrated, tmp_path, graph
             assert sqnr_db(ours, theirs) > 50
     # the round trip really quantizes: a layer on costs SQNR, more layers cost more
     assert 20 < runner.sqnr([layer]) < 60 and runner.sqnr(range(len(targets))) < runner.sqnr([layer])
+
+
+def test_switch_graph_computes_the_dynamic_graph(folder, calibrated, tmp_path):
+    """Activations ranged per call: the switch graph's DynamicQuantizeLinear round trip is what ONNX Runtime's fused
+    dynamic GEMMs compute (no ranges needed), one layer and every layer."""
+    _, _, targets, feeds = calibrated
+    targets = [t for t in targets if t.op_type in DYNAMIC_OPS]
+    bits = dynamic_weight_bits()  # 7 where this CPU's uint8 x int8 GEMMs saturate
+    runner = S.SwitchRunner(S.switch_graph(folder / "encoder.onnx", tmp_path / "switch.onnx", {}, targets, False,
+                                           127 if bits == 8 else 64, dynamic=True), len(targets), feeds)
+    image = feeds[0]["image"]
+
+    def real(layers):  # the dynamic graph as a user runs it (ONNX Runtime's fusions on)
+        int8_dynamic_graph(folder / "encoder.onnx", tmp_path / "dyn.onnx", [targets[i] for i in layers], bits)
+        return list(encode(tmp_path / "dyn.onnx", folder / "decoder.onnx", image).values())
+
+    def switched(layers):
+        switch = np.zeros(len(targets), np.float32)
+        switch[layers] = 1
+        return runner.session.run(None, {**feeds[0], S.SWITCH: switch})
+
+    every = list(range(len(targets)))
+    for layers, agree_db in (([0], 55), (every, 45)):
+        for ours, theirs in zip(switched(layers), real(layers)):
+            assert sqnr_db(ours, theirs) > agree_db
+    assert runner.sqnr(every) < runner.sqnr([0]) < 70  # it quantizes, and more layers cost more
 
 
 class AdditiveNoise:
@@ -115,7 +143,8 @@ def test_with_times_the_search_quantizes_the_most_time_per_noise_first():
 
 
 def test_layer_search_keeps_the_harmful_layers_in_float(folder, calibrated):
-    base = dict(precision="int8", calib_limit=2, heldout=1, int8_exclude=SMALL, min_sqnr_db=32.0, min_mask_iou=0.5)
+    base = dict(precision="int8", calib_method="max", calib_limit=2, heldout=1, int8_exclude=SMALL, min_sqnr_db=32.0,
+                min_mask_iou=0.5)
     # all eight GEMMs quantized: about 29 dB, short of 32
     with pytest.raises(ParityError, match="--layer-search"):
         make_precision_graphs(PrecisionSpec(str(folder), **base))

@@ -113,7 +113,7 @@ def folder(fresh_tiny_folder, tmp_path):
 def test_int8_layer_search_build_interrupted_at_several_points_then_finishes(folder, tmp_path):
     tmpdir = tmp_path / "tmp"
     cmd = [sys.executable, str(SMALL_BUILD), "build", str(folder), "--precision", "int8", "--layer-search",
-           "--calib-limit", "2", "--min-sqnr-db", "32", "--min-mask-iou", "0.5"]
+           "--calib-method", "max", "--calib-limit", "2", "--min-sqnr-db", "32", "--min-mask-iou", "0.5"]
     private = f"hqsam-edge.{MARK}*"
     points = [(signal.SIGTERM, "calibration", lambda: found(tmpdir, f"{private}/hqsam-calib-*")),
               (signal.SIGINT, "the layer search", lambda: found(tmpdir, f"{private}/hqsam-sensitivity-*"))]
