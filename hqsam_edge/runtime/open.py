@@ -21,10 +21,21 @@ def _onnxruntime(folder: Path, manifest, info: ModelInfo, precision: str | None,
     """ONNX Runtime over the folder's graphs for ``providers``. INT8 under the TensorRT provider runs the Q/DQ encoder
     laid out for TensorRT (with the FP16 decoder when the folder has it), and only once a TensorRT session has started
     (the backend compares what runs with the request); without that graph an explicit TensorRT request is refused and
-    an automatic choice leaves TensorRT out."""
-    from .onnxruntime_backend import PROVIDER_ALIASES, TENSORRT, OnnxRuntimeBackend, resolve_providers
+    an automatic choice leaves TensorRT out. The INT8 graph with activations ranged per call (ONNX Runtime's default
+    INT8 recipe) is a CPU graph: an automatic choice runs it on the CPU, and a CUDA request is refused."""
+    from .onnxruntime_backend import CUDA, PROVIDER_ALIASES, TENSORRT, OnnxRuntimeBackend, resolve_providers
 
     artifact = manifest.find("onnxruntime", precision)
+    if _cpu_only(artifact):
+        requested = [PROVIDER_ALIASES.get(p, p) for p in providers or ()]
+        if CUDA in requested and TENSORRT not in requested:
+            raise UsageError(f"{folder}'s int8 graph ranges its activations per call, a CPU recipe: ONNX Runtime's "
+                             "CUDA kernels take no uint8 GEMMs and would hand them to the CPU. On a GPU use "
+                             "--precision fp16, or TensorRT's INT8 (`hqsam-edge build DIR --backend tensorrt "
+                             "--precision int8`)")
+        if not providers:
+            providers = ["cpu"]  # an automatic choice: where this graph runs as built
+        _warn_if_saturating(folder, artifact)
     if providers:
         resolve_providers(providers, artifact.precision)  # a request that cannot run is refused before anything loads
     files = [folder / artifact.files["encoder"], folder / artifact.files["decoder"]]
@@ -49,6 +60,28 @@ def _onnxruntime(folder: Path, manifest, info: ModelInfo, precision: str | None,
     manifest.check_files(folder, sorted({f.name for f in files}))  # the files the manifest describes, unchanged
     return OnnxRuntimeBackend(info, files[0], files[1], precision=artifact.precision, providers=providers,
                               tensorrt_graphs=tensorrt_graphs)
+
+
+def _cpu_only(artifact) -> bool:
+    """An INT8 graph with activations ranged per call (``calib.recipes.int8_dynamic_graph``): CPU kernels only."""
+    from ..inputs import DYNAMIC_RANGES
+
+    calibration = artifact.calibration
+    return artifact.precision == "int8" and calibration is not None and calibration.method == DYNAMIC_RANGES
+
+
+def _warn_if_saturating(folder: Path, artifact) -> None:
+    """An 8-bit-weight INT8 graph built on a CPU whose uint8 x int8 GEMMs accumulate in int32, opened on one whose
+    GEMMs saturate (x86 without VNNI): its accuracy was checked elsewhere and does not hold here."""
+    import warnings
+
+    from ..hardware import u8s8_saturates
+
+    if artifact.calibration.weight_bits == 8 and u8s8_saturates():
+        warnings.warn(f"{folder}'s int8 graph has 8-bit weights, checked on a CPU with VNNI; this CPU has no AVX-512 "
+                      "VNNI / AVX-VNNI, where ONNX Runtime's uint8 x int8 products saturate and masks degrade: build "
+                      f"the int8 graph again here (`hqsam-edge build {folder} --precision int8`: 7-bit weights)",
+                      stacklevel=3)
 
 
 def open_backend(folder: str | Path, *, backend: str = "auto", precision: str | None = None,

@@ -9,6 +9,7 @@ the same answers.
 from __future__ import annotations
 
 import shutil
+import warnings
 
 import pytest
 
@@ -184,3 +185,51 @@ def test_int8_without_the_tensorrt_layout(gpu_onnxruntime, folder):
     auto = open_backend(folder, backend="onnxruntime", precision="int8")  # TensorRT left out, not refused
     assert auto.wanted_providers() == [O.CUDA, O.CPU]
     assert auto.paths["encoder"].name == "encoder.int8.onnxruntime.onnx"
+
+
+def _dynamic(folder):
+    """Mark the folder's ONNX Runtime INT8 graph as ranged per call (``build``'s default INT8 recipe)."""
+    from dataclasses import replace
+
+    from hqsam_edge.export.records import Calibration
+
+    manifest = read_manifest(folder)
+    int8 = manifest.find("onnxruntime", "int8")
+    manifest.add(replace(int8, calibration=Calibration("dynamic", "none", 0, 40, 40, weight_bits=8)))
+    manifest.write(folder)
+
+
+def test_dynamic_int8_is_a_cpu_graph(gpu_onnxruntime, folder):
+    """Activations ranged per call are uint8 GEMMs, which ONNX Runtime's CUDA kernels do not run: an automatic choice
+    takes the CPU, a CUDA request is refused with what to use instead; TensorRT still runs its own Q/DQ layout."""
+    _with_precision_graphs(folder, (("onnxruntime", "fp16"), ("onnxruntime", "int8"), ("tensorrt", "int8")))
+    _dynamic(folder)
+    auto = open_backend(folder, backend="onnxruntime", precision="int8")
+    assert auto.wanted_providers() == [O.CPU] and auto.paths["encoder"].name == "encoder.int8.onnxruntime.onnx"
+    with pytest.raises(UsageError, match="ranges its activations per call.*--precision fp16"):
+        open_backend(folder, backend="onnxruntime", precision="int8", providers=["cuda"])
+    trt = open_backend(folder, backend="onnxruntime", precision="int8", providers=["tensorrt", "cuda"])
+    assert trt.tensorrt_paths["encoder"].name == "encoder.int8.tensorrt.onnx"
+    # a calibrated (static) ONNX Runtime INT8 graph keeps the GPU choice
+    manifest = read_manifest(folder)
+    from dataclasses import replace
+
+    manifest.add(replace(manifest.find("onnxruntime", "int8"), calibration=None))
+    manifest.write(folder)
+    assert open_backend(folder, backend="onnxruntime", precision="int8", providers=["cuda"]).wanted_providers()[0] \
+        == O.CUDA
+
+
+def test_an_8_bit_dynamic_graph_warns_on_a_cpu_that_saturates(gpu_onnxruntime, folder, monkeypatch):
+    """Built and checked where uint8 x int8 GEMMs accumulate in int32 (VNNI), opened where they saturate."""
+    from hqsam_edge import hardware
+
+    _with_precision_graphs(folder, (("onnxruntime", "int8"),))
+    _dynamic(folder)
+    monkeypatch.setattr(hardware, "u8s8_saturates", lambda *a, **k: False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        open_backend(folder, backend="onnxruntime", precision="int8")
+    monkeypatch.setattr(hardware, "u8s8_saturates", lambda *a, **k: True)
+    with pytest.warns(UserWarning, match="8-bit weights, checked on a CPU with VNNI.*build the int8 graph again here"):
+        open_backend(folder, backend="onnxruntime", precision="int8")

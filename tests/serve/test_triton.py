@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
+import shutil
 import os
 import subprocess
 import sys
@@ -178,6 +179,25 @@ def test_tensorrt_plans_and_profile_bounds(variant_folder, tmp_path):
         write_repository(TritonSpec(folder=str(variant_folder), out=str(tmp_path / "r3"), backend="tensorrt",
                                     kind="cpu"))
     assert not (tmp_path / "r2").exists() and not (tmp_path / "r3").exists()
+
+
+def test_a_dynamic_int8_graph_is_served_on_cpu_instances_only(tiny_folder, tmp_path):
+    """ONNX Runtime's default INT8 graph (activations ranged per call) has no CUDA kernels: GPU instances refused."""
+    from hqsam_edge.export.records import Calibration
+
+    folder = tmp_path / "hq_vit_tiny"
+    manifest = fp32_only(tiny_folder, folder)
+    shutil.copy(folder / "encoder.onnx", folder / "encoder.int8.onnxruntime.onnx")
+    files = {"encoder": "encoder.int8.onnxruntime.onnx", "decoder": "decoder.onnx"}
+    calibration = Calibration("dynamic", "none", 0, 40, 40, weight_bits=8)
+    manifest.add(Artifact("onnxruntime", "int8", files, calibration=calibration))
+    manifest.record_files(folder, ["encoder.int8.onnxruntime.onnx"])
+    manifest.write(folder)
+    with pytest.raises(UsageError, match="ranges its activations per call.*--kind cpu"):
+        write_repository(TritonSpec(folder=str(folder), out=str(tmp_path / "gpu"), precision="int8"))
+    assert not (tmp_path / "gpu").exists()
+    repo = write_repository(TritonSpec(folder=str(folder), out=str(tmp_path / "cpu"), precision="int8", kind="cpu"))
+    assert kinds(parse_config(repo.path / "hq_vit_tiny_encoder")) == [(1, "KIND_CPU")]
 
 
 def test_copies_keep_their_hashes_and_the_model_checks_them_when_loaded(variant_folder, tmp_path, monkeypatch):
