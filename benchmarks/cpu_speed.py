@@ -7,6 +7,9 @@ from the official initialisation, saved as an official checkpoint and loaded by 
     plain export        ``torch.onnx.export`` of that encoder (opset 17, constant folding, nothing else) under
                         ONNX Runtime with its default session options: what a user would do first
     ours                ``encoder.onnx`` of ``hqsam-edge export`` as our ONNX Runtime backend opens it
+    ours int8           ``--int8``: the INT8 graph ``hqsam-edge build --precision int8 --layer-search`` makes for
+                        ONNX Runtime (GEMMs with activations ranged per call), checked against its bounds; its
+                        parity line adds the check's embedding SQNR and mask IoU against fp32 PyTorch
     --encoder NAME=F    any other encoder graph (same input), under ONNX Runtime's defaults: an A/B of one change
 
 Rounds interleave them (the order reversed every other round) so that a machine's drift hits each alike; each
@@ -66,6 +69,7 @@ class BackboneResult:
     backbone: str
     encoder_ms: dict[str, float] = field(default_factory=dict)
     encoder_parity: dict[str, float] = field(default_factory=dict)
+    int8_check: dict[str, float] = field(default_factory=dict)  # the build's own check of ours int8
     encoder_gflop: float = 0.0
     decoder_official_ms: float = 0.0  # one prompt, one call
     decoder_ms: dict[int, float] = field(default_factory=dict)  # P -> one call of P prompts
@@ -252,6 +256,7 @@ def bench_backbone(backbone: str, args: argparse.Namespace, workdir: Path) -> Ba
     result.encoder_gflop = encoder_gflop(build_model(backbone, "hq", checkpoint))
     backend = open_backend(ours_folder, backend="onnxruntime", providers=["cpu"])
     backend.activate()
+    int8 = ours_int8(ours_folder, result) if args.int8 else None
     image = np.random.default_rng(0).normal(size=C.IMAGE.concrete(B=1)).astype(np.float32)
     x = torch.from_numpy(image)
     sessions = {"plain export": default_session(plain, args.threads)}
@@ -266,6 +271,8 @@ def bench_backbone(backbone: str, args: argparse.Namespace, workdir: Path) -> Ba
     calls: dict[str, Callable[[], object]] = {} if args.skip_eager else {"official eager": eager}
     calls.update({name: (lambda s=s: s.run(None, {C.IMAGE.name: image})) for name, s in sessions.items()})
     calls["ours"] = lambda: backend.encode(image)
+    if int8 is not None:
+        calls["ours int8"] = lambda: int8.encode(image)
     print(f"## {backbone}: encoder", flush=True)
     result.encoder_ms = interleaved(calls, args.rounds, args.iters)
 
@@ -273,12 +280,35 @@ def bench_backbone(backbone: str, args: argparse.Namespace, workdir: Path) -> Ba
     features = backend.features_to_numpy(backend.encode(image))
     ours_out = [features[C.IMAGE_EMBEDDINGS.name], features[C.HQ_FEATURES.name]]
     result.encoder_parity["ours"] = max(relative_error(o, r) for o, r in zip(ours_out, reference))
+    if int8 is not None:
+        features = int8.features_to_numpy(int8.encode(image))
+        result.encoder_parity["ours int8"] = max(relative_error(features[o.name], r) for o, r in
+                                                 zip((C.IMAGE_EMBEDDINGS, C.HQ_FEATURES), reference))
+        int8.deactivate()
     for name, s in sessions.items():
         result.encoder_parity[name] = relative_error(s.run(None, {C.IMAGE.name: image})[0], reference[0])
     if not args.skip_decoder:
         bench_decoder(result, official, backend, image, args, workdir)
     backend.deactivate()
     return result
+
+
+def ours_int8(folder: Path, result: BackboneResult):
+    """Build ``folder``'s INT8 graphs for ONNX Runtime as ``hqsam-edge build --precision int8 --layer-search`` does,
+    note the build's check in ``result``, and open them."""
+    from hqsam_edge.calib.precision_graphs import PrecisionSpec, make_precision_graphs
+    from hqsam_edge.runtime.compare import encoder_sqnr
+
+    print(f"## {result.backbone}: building the int8 graphs (checked against the bounds)", flush=True)
+    artifact = make_precision_graphs(PrecisionSpec(str(folder), precision="int8", layer_search=True))
+    calibration = artifact.calibration
+    result.int8_check = {**{f"{k} SQNR dB": round(v, 1) for k, v in encoder_sqnr(artifact.parity).items()},
+                         "mean mask IoU": round(artifact.parity["mean_mask_iou"], 4),
+                         "layers": f"{calibration.quantized_layers} of {calibration.candidate_layers}",
+                         "method": calibration.method, "weight bits": calibration.weight_bits}
+    backend = open_backend(folder, backend="onnxruntime", precision="int8", providers=["cpu"])
+    backend.activate()
+    return backend
 
 
 def bench_decoder(result: BackboneResult, official: torch.nn.Module, backend, image: np.ndarray,
@@ -324,10 +354,14 @@ def report(result: BackboneResult, peak_gflops: float | None) -> None:
     for name, ms in enc.items():
         parity = result.encoder_parity.get(name)
         print(f"{name:<28}{ms:10.1f}" + (f"   [{parity:.1e}]" if parity is not None else ""))
+    for mine in ("ours", "ours int8"):
+        for name, ms in enc.items():
+            if mine in enc and not name.startswith("ours"):
+                print(f"{mine} vs {name:<20}{ms / enc[mine]:9.2f}x")
+    if result.int8_check:
+        print("ours int8, the build's check vs fp32 PyTorch: "
+              + ", ".join(f"{k} {v}" for k, v in result.int8_check.items()))
     ours = enc["ours"]
-    for name, ms in enc.items():
-        if name != "ours":
-            print(f"ours vs {name:<20}{ms / ours:9.2f}x")
     achieved = result.encoder_gflop / (ours / 1000)
     line = f"encoder {result.encoder_gflop:.1f} GFLOP -> {achieved:.1f} GFLOP/s"
     if peak_gflops:
@@ -355,6 +389,8 @@ def main() -> None:
                         help="another encoder graph to time beside ours (repeat)")
     parser.add_argument("--skip-eager", action="store_true", help="leave out the official eager encoder")
     parser.add_argument("--skip-decoder", action="store_true")
+    parser.add_argument("--int8", action="store_true",
+                        help="also build and time our INT8 graph for ONNX Runtime (with the layer search: minutes)")
     parser.add_argument("--clock-ghz", type=float, default=None, help="default: measured")
     parser.add_argument("--flops-per-cycle", type=int, default=None, help="default: from the CPU's flags")
     parser.add_argument("--json", type=Path, default=None)
