@@ -37,8 +37,8 @@ from ..inputs import PRECISIONS, require_choice
 from ..interrupts import deferred
 from .images import CalibrationSet
 from .ranges import QuantTarget, collect_ranges, load_ranges, quantizable_nodes, save_ranges
-from .recipes import (BACKEND_OPS, DEFAULT_INT8_EXCLUDE, DYNAMIC, DYNAMIC_OPS, calib_method, dynamic_weight_bits,
-                      fp16_graph, int8_dynamic_graph, int8_graph, int8_on_fp16_graph, weight_qmax)
+from .recipes import (BACKEND_OPS, DEFAULT_INT8_EXCLUDE, DYNAMIC, DYNAMIC_OPS, calib_method, dynamic_targets,
+                      dynamic_weight_bits, fp16_graph, int8_dynamic_graph, int8_graph, int8_on_fp16_graph, weight_qmax)
 
 HELDOUT_SEED = 900  # synthetic held-out pictures (random weights only) are seeded apart from calibration's (100)
 # The layer search raises its SQNR goal above the bound in these steps until the real graph's check (which
@@ -206,7 +206,7 @@ def _int8_encoder(spec: PrecisionSpec, manifest, encoder: Path, staging: Path,
     out = staging / graph_file("encoder", "int8", spec.graph_backend)
     if spec.method == DYNAMIC:
         ranges: dict[str, tuple[float, float]] = {}
-        targets = quantizable_nodes(onnx.load(str(encoder), load_external_data=False), spec.int8_exclude)
+        targets = dynamic_targets(onnx.load(str(encoder), load_external_data=False), spec.int8_exclude)
         bits = dynamic_weight_bits()
         record = Calibration(method=DYNAMIC, images="none", count=0, quantized_layers=0, candidate_layers=0,
                              weight_bits=bits)
@@ -327,7 +327,7 @@ def make_precision_graphs(spec: PrecisionSpec) -> Artifact:
             dec_out = fp16_graph(decoder, staging / graph_file("decoder", "fp16"))
             figures = check(enc_out, dec_out)
         else:
-            dec_out = decoder
+            dec_out = decoder  # fp32: an int8 decoder costs the encoder more layers than it saves (RESULTS.md)
             enc_out, figures, calibration = _int8_encoder(spec, manifest, encoder, staging,
                                                           lambda path: check(path, dec_out))
         files = {"encoder": enc_out.name, "decoder": dec_out.name}

@@ -196,11 +196,22 @@ def fp16_graph(fp32_path: str | Path, out_path: str | Path, keep_fp32: Sequence[
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 
 
+def dynamic_targets(model, exclude: Sequence[str] = ()) -> list[QuantTarget]:
+    """The layers ``int8_dynamic_graph`` can quantize in ``model`` (an ONNX ModelProto, external data not needed):
+    MatMuls with a constant 2-D weight, minus names containing ``exclude``. ONNX Runtime's per-channel integer
+    MatMul takes 2-D weights only: the decoder's product of a feature map with a constant vector (1-D) failed at
+    run time ("b zero point is not valid")."""
+    from .ranges import quantizable_nodes
+
+    ranks = {i.name: len(i.dims) for i in model.graph.initializer}
+    return [t for t in quantizable_nodes(model, exclude) if t.op_type in DYNAMIC_OPS and ranks.get(t.weight) == 2]
+
+
 def int8_dynamic_graph(fp32_path: str | Path, out_path: str | Path, targets: Sequence[QuantTarget],
                        weight_bits: int = 8) -> Path:
     """Write the INT8 variant of ``fp32_path`` with dynamic activations (ONNX Runtime only) for the GEMMs in
     ``targets``: per-channel symmetric int8 weights (``weight_bits`` 8, or 7 where uint8 x int8 saturates),
-    uint8 activations ranged per call; everything else stays float."""
+    uint8 activations ranged per call; everything else stays float. ``targets``: from ``dynamic_targets``."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     targets = [t for t in targets if t.op_type in DYNAMIC_OPS]

@@ -231,3 +231,25 @@ def test_vit_b_int8_meets_the_accuracy_bounds(tmp_path):
     assert calibration.quantized_layers == calibration.candidate_layers >= 48  # 12 blocks x 4 GEMMs
     model = onnx.load(str(out / artifact.files["encoder"]))
     assert sum(n.op_type == "DynamicQuantizeLinear" for n in model.graph.node) >= 48  # one per layer
+
+
+def test_dynamic_targets_leave_out_what_onnx_runtime_cannot_run(folder, tmp_path):
+    """ONNX Runtime's per-channel integer MatMul takes 2-D weights only: the decoder's product with a constant
+    vector (1-D) fails at run time, so it is not a target; the graph of the rest runs."""
+    import onnxruntime as ort
+
+    from hqsam_edge.calib.recipes import dynamic_targets, int8_dynamic_graph
+
+    decoder = onnx.load(str(folder / "decoder.onnx"))
+    ranks = {i.name: len(i.dims) for i in decoder.graph.initializer}
+    every = R.quantizable_nodes(decoder)
+    targets = dynamic_targets(decoder)
+    assert targets and {ranks[t.weight] for t in targets} == {2}
+    assert any(t.op_type == "MatMul" and ranks[t.weight] != 2 for t in every)  # what the rule is for
+    session = ort.InferenceSession(str(int8_dynamic_graph(folder / "decoder.onnx", tmp_path / "d.onnx", targets)),
+                                   providers=["CPUExecutionProvider"])
+    feeds = {"image_embeddings": np.zeros((1, 256, 64, 64), np.float32),
+             "hq_features": np.zeros((1, 32, 256, 256), np.float32),
+             "point_coords": np.float32([[[10, 20], [300, 400]]]), "point_labels": np.float32([[2, 3]]),
+             "mask_input": np.zeros((1, 1, 256, 256), np.float32), "has_mask_input": np.zeros((1,), np.float32)}
+    assert session.run(None, feeds)[0].shape[-2:] == (256, 256)
