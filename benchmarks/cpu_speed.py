@@ -54,6 +54,7 @@ import torch
 
 from hqsam_edge.data import transforms as T
 from hqsam_edge.export import contract as C
+from hqsam_edge.hardware import cpu_flags
 from hqsam_edge.model.random_weights import perturb_
 from hqsam_edge.pipeline.export import ExportSpec, export_artifacts
 from hqsam_edge.runtime.open import open_backend
@@ -178,7 +179,7 @@ def _timed(fn: Callable[[], object]) -> float:
 def flops_per_cycle() -> tuple[int, str]:
     """FP32 FLOPs per cycle per core from the CPU's flags, and how that was decided."""
     info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
+    flags = cpu_flags()
     family = next((int(line.split(":")[1]) for line in info.splitlines() if line.startswith("cpu family")), 0)
     amd = "AuthenticAMD" in info
     if "avx512f" in flags:

@@ -33,12 +33,13 @@ from ..errors import ArtifactError, ParityError, UsageError
 from ..export.manifest import (INT8_ON_FP16, Artifact, graph_file, int8_on_fp16_file, provenance, read_manifest,
                                tool_versions)
 from ..export.records import Calibration, LayerSearch
-from ..inputs import PRECISIONS, require_choice
+from ..inputs import DYNAMIC_RANGES, PRECISIONS, require_choice
 from ..interrupts import deferred
 from .images import CalibrationSet
 from .ranges import QuantTarget, collect_ranges, load_ranges, quantizable_nodes, save_ranges
-from .recipes import (BACKEND_OPS, DEFAULT_INT8_EXCLUDE, DYNAMIC, DYNAMIC_OPS, calib_method, dynamic_targets,
-                      dynamic_weight_bits, fp16_graph, int8_dynamic_graph, int8_graph, int8_on_fp16_graph, weight_qmax)
+from .recipes import (BACKEND_OPS, DEFAULT_INT8_EXCLUDE, WEIGHT_QMAX, calib_method, dynamic_targets,
+                      dynamic_weight_bits, fp16_graph, int8_dynamic_graph, int8_graph, int8_on_fp16_graph,
+                      static_weight_bits)
 
 HELDOUT_SEED = 900  # synthetic held-out pictures (random weights only) are seeded apart from calibration's (100)
 # The layer search raises its SQNR goal above the bound in these steps until the real graph's check (which
@@ -175,10 +176,9 @@ def _layer_search(spec: PrecisionSpec, encoder: Path, quantize: Quantize, ranges
     goal until the real graph's check passes; the graph, its figures, and ``record`` with the search's choice."""
     from . import sensitivity
 
-    qmax = 64 if record.weight_bits == 7 else 127
     search = sensitivity.LayerSearch(encoder, ranges, candidates, [next(iter(calibration_set(spec)))],
-                                     symmetric=spec.graph_backend == "tensorrt", weight_qmax=qmax,
-                                     dynamic=spec.method == DYNAMIC)
+                                     symmetric=spec.graph_backend == "tensorrt",
+                                     weight_qmax=WEIGHT_QMAX[record.weight_bits], dynamic=record.ranged_per_call)
     try:
         for goal in spec.bounds().min_sqnr_db + np.asarray(SEARCH_GOAL_RAISES_DB):
             chosen, measured = search.choose(goal)
@@ -204,32 +204,30 @@ def _int8_encoder(spec: PrecisionSpec, manifest, encoder: Path, staging: Path,
     import onnx
 
     out = staging / graph_file("encoder", "int8", spec.graph_backend)
-    if spec.method == DYNAMIC:
+    if spec.method == DYNAMIC_RANGES:
         ranges: dict[str, tuple[float, float]] = {}
-        targets = dynamic_targets(onnx.load(str(encoder), load_external_data=False), spec.int8_exclude)
+        candidates = dynamic_targets(onnx.load(str(encoder), load_external_data=False), spec.int8_exclude)
         bits = dynamic_weight_bits()
-        record = Calibration(method=DYNAMIC, images="none", count=0, quantized_layers=0, candidate_layers=0,
-                             weight_bits=bits)
+        record = Calibration(method=DYNAMIC_RANGES, images="none", count=0, quantized_layers=len(candidates),
+                             candidate_layers=len(candidates), excluded=tuple(spec.int8_exclude), weight_bits=bits)
 
         def quantize(chosen: list[QuantTarget]) -> Path:
             return int8_dynamic_graph(encoder, out, chosen, weight_bits=bits)
     else:
         ranges, targets = calibrate(Path(spec.folder), encoder, spec, manifest)
+        candidates = [t for t in targets if t.op_type in BACKEND_OPS[spec.graph_backend]]
         record = Calibration(method=spec.method, images=spec.calib_images or "synthetic",
-                             count=len(calibration_set(spec)), quantized_layers=0, candidate_layers=0,
-                             weight_bits=7 if weight_qmax(spec.graph_backend) == 64 else 8)
+                             count=len(calibration_set(spec)), quantized_layers=len(candidates),
+                             candidate_layers=len(candidates), excluded=tuple(spec.int8_exclude),
+                             weight_bits=static_weight_bits(spec.graph_backend))
 
         def quantize(chosen: list[QuantTarget]) -> Path:
             return int8_graph(encoder, out, ranges, chosen, spec.graph_backend)
-    ops = DYNAMIC_OPS if spec.method == DYNAMIC else BACKEND_OPS[spec.graph_backend]
-    candidates = [t for t in targets if t.op_type in ops]
-    record = replace(record, quantized_layers=len(candidates), candidate_layers=len(candidates),
-                     excluded=tuple(spec.int8_exclude))
     try:
         return quantize(candidates), check(out), record
     except ParityError as miss:
         if not spec.layer_search:
-            hint = "" if spec.method == DYNAMIC else ", or try more typical calibration images"
+            hint = "" if record.ranged_per_call else ", or try more typical calibration images"
             raise ParityError(f"{miss}; --layer-search keeps the layers with the most harm per ms saved in float "
                               f"(measured one by one: minutes){hint}") from None
         return _layer_search(spec, encoder, quantize, ranges, candidates, record, check, str(miss))

@@ -65,8 +65,8 @@ BACKEND_OPS = {"tensorrt": ("Conv", "Gemm", "MatMul"), "onnxruntime": ("Gemm", "
 # ``nodes_to_quantize`` then misses. Our encoders' GEMMs are all MatMul; a Gemm stays float.
 DYNAMIC_OPS = ("MatMul",)
 DEFAULT_INT8_EXCLUDE = ("patch_embed", "neck")
-DYNAMIC = DYNAMIC_RANGES  # the calibration method that is none: activations ranged per call
-DEFAULT_CALIB_METHOD = {"onnxruntime": DYNAMIC, "tensorrt": "max"}
+DEFAULT_CALIB_METHOD = {"onnxruntime": DYNAMIC_RANGES, "tensorrt": "max"}
+WEIGHT_QMAX = {8: 127, 7: 64}  # largest int8 weight level by the weights' bits (7: ONNX Runtime's ``reduce_range``)
 
 
 def calib_method(graph_backend: str, method: str | None = None) -> str:
@@ -78,7 +78,7 @@ def calib_method(graph_backend: str, method: str | None = None) -> str:
     if method is None:
         return DEFAULT_CALIB_METHOD[graph_backend]
     require_choice(method, CALIB_METHODS, "calibration method")
-    if method == DYNAMIC and graph_backend == "tensorrt":
+    if method == DYNAMIC_RANGES and graph_backend == "tensorrt":
         raise UsageError("--calib-method dynamic is for ONNX Runtime graphs: TensorRT needs constant Q/DQ scales; "
                          "use --calib-method max, percentile or entropy")
     return method
@@ -103,9 +103,14 @@ def _quiet_root_logger() -> Iterator[None]:
         root.setLevel(level)
 
 
+def static_weight_bits(graph_backend: str) -> int:
+    """The weights' bits of a calibrated (Q/DQ) graph: 8 for TensorRT, 7 for ONNX Runtime (see the module docstring)."""
+    return 8 if graph_backend == "tensorrt" else 7
+
+
 def weight_qmax(graph_backend: str) -> int:
-    """Largest int8 weight level of a backend: 127, or 64 for ONNX Runtime's 7-bit weights (``reduce_range``)."""
-    return 127 if graph_backend == "tensorrt" else 64
+    """Largest int8 weight level of a backend's calibrated graph: 127, or 64 for ONNX Runtime's 7-bit weights."""
+    return WEIGHT_QMAX[static_weight_bits(graph_backend)]
 
 
 def _unshare_initializers(model, keep_fp32: set[str]) -> None:
@@ -214,7 +219,6 @@ def int8_dynamic_graph(fp32_path: str | Path, out_path: str | Path, targets: Seq
     uint8 activations ranged per call; everything else stays float. ``targets``: from ``dynamic_targets``."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    targets = [t for t in targets if t.op_type in DYNAMIC_OPS]
     if not targets:
         raise UsageError("nothing to quantize: no MatMul layer with constant weights is left")
     with _quiet_root_logger(), warnings.catch_warnings():
@@ -272,7 +276,8 @@ def int8_graph(fp32_path: str | Path, out_path: str | Path, ranges: dict[str, tu
                 op_types_to_quantize=sorted({t.op_type for t in targets}),
                 nodes_to_quantize=[t.node for t in targets],
                 per_channel=True,
-                reduce_range=(not symmetric) if reduce_range is None else reduce_range,  # U8S8 saturation: see above
+                # 7-bit weights for ONNX Runtime's U8S8 (saturation: see above) unless asked otherwise
+                reduce_range=static_weight_bits(graph_backend) == 7 if reduce_range is None else reduce_range,
                 activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
                 weight_type=QuantType.QInt8,
                 calibrate_method=CalibrationMethod.MinMax,

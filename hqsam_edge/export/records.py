@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from ..inputs import DYNAMIC_RANGES
 from .profiles import Limits
 
 # a layer the INT8 layer search kept in float: (node, SQNR dB with it alone in int8, its fp32 ms or None)
@@ -118,6 +119,11 @@ class Calibration:
     excluded: tuple[str, ...] = ()
     layer_search: LayerSearch | None = None
     weight_bits: int | None = None
+
+    @property
+    def ranged_per_call(self) -> bool:
+        """Activations quantized per call (no calibration): ONNX Runtime's CPU kernels only."""
+        return self.method == DYNAMIC_RANGES
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Calibration:

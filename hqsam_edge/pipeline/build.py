@@ -251,7 +251,7 @@ def summary(spec: BuildSpec, artifact: Artifact) -> list[str]:
         lines.append(f"precision: {chosen.removeprefix('--precision ')}")
     calibration = artifact.calibration
     if calibration is not None:
-        how = ("activations ranged per call (dynamic)" if calibration.method == "dynamic"
+        how = ("activations ranged per call (dynamic)" if calibration.ranged_per_call
                else f"{calibration.method} ranges from {calibration.count} {calibration.images} image(s)")
         bits = "" if calibration.weight_bits is None else f", {calibration.weight_bits}-bit weights"
         lines.append(f"int8: {how}{bits}")

@@ -64,10 +64,7 @@ def _onnxruntime(folder: Path, manifest, info: ModelInfo, precision: str | None,
 
 def _cpu_only(artifact) -> bool:
     """An INT8 graph with activations ranged per call (``calib.recipes.int8_dynamic_graph``): CPU kernels only."""
-    from ..inputs import DYNAMIC_RANGES
-
-    calibration = artifact.calibration
-    return artifact.precision == "int8" and calibration is not None and calibration.method == DYNAMIC_RANGES
+    return artifact.precision == "int8" and artifact.calibration is not None and artifact.calibration.ranged_per_call
 
 
 def _warn_if_saturating(folder: Path, artifact) -> None:

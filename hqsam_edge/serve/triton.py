@@ -60,7 +60,7 @@ from ..export import contract as C
 from ..export.manifest import Artifact, Manifest, read_manifest, remove_stale_temporaries
 from ..export.onnx_files import external_data_files
 from .. import inputs
-from ..inputs import DYNAMIC_RANGES, require_choice
+from ..inputs import require_choice
 from . import triton_model as S
 from .shm import ShmBudget, shm_budget
 from .triton_graph import GraphParameters
@@ -388,8 +388,7 @@ def _served_artifact(spec: TritonSpec, folder: Path, manifest: Manifest) -> Arti
     if not manifest.decoder_returns_tokens:
         raise ArtifactError(f"{folder} was exported by an older hqsam-edge (its decoder returns the exported "
                             "choice of masks, not every mask token): export it again for Triton")
-    calibration = artifact.calibration
-    if spec.kind == "gpu" and calibration is not None and calibration.method == DYNAMIC_RANGES:
+    if spec.kind == "gpu" and artifact.calibration is not None and artifact.calibration.ranged_per_call:
         raise UsageError(f"{folder}'s int8 graph ranges its activations per call, a CPU recipe (ONNX Runtime's CUDA "
                          "kernels take no uint8 GEMMs): serve it with --kind cpu, or fp16 / TensorRT's INT8 on a GPU")
     manifest.check_files(folder, artifact.files.values())

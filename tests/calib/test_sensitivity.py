@@ -10,8 +10,8 @@ import pytest
 
 from hqsam_edge.calib import sensitivity as S
 from hqsam_edge.calib import precision_graphs
-from hqsam_edge.calib.recipes import (BACKEND_OPS, DYNAMIC_OPS, dynamic_weight_bits, int8_dynamic_graph, int8_graph,
-                                     weight_qmax)
+from hqsam_edge.calib.recipes import (BACKEND_OPS, DYNAMIC_OPS, WEIGHT_QMAX, dynamic_weight_bits, int8_dynamic_graph,
+                                     int8_graph, weight_qmax)
 from hqsam_edge.calib.precision_graphs import PrecisionSpec, make_precision_graphs
 from hqsam_edge.errors import ParityError
 from hqsam_edge.runtime.base import ModelInfo
@@ -80,7 +80,7 @@ def test_switch_graph_computes_the_dynamic_graph(folder, calibrated, tmp_path):
     targets = [t for t in targets if t.op_type in DYNAMIC_OPS]
     bits = dynamic_weight_bits()  # 7 where this CPU's uint8 x int8 GEMMs saturate
     runner = S.SwitchRunner(S.switch_graph(folder / "encoder.onnx", tmp_path / "switch.onnx", {}, targets, False,
-                                           127 if bits == 8 else 64, dynamic=True), len(targets), feeds)
+                                           WEIGHT_QMAX[bits], dynamic=True), len(targets), feeds)
     image = feeds[0]["image"]
 
     def real(layers):  # the dynamic graph as a user runs it (ONNX Runtime's fusions on)
