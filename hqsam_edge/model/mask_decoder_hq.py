@@ -100,13 +100,19 @@ class MaskDecoderHQ(MaskDecoder):
         contracted first: per prompt, 9 maps ``z_k = (sum_o h_o W[o,:,k]) . x``
         (one batched MatMul) summed at their kernel offsets. The same numbers
         (up to float rounding) as the official convolution, for 1/32 of its cost.
+        The 64-channel map between the two convolutions stays channel-last
+        after its LayerNorm (GELU does not care, the contraction reads it as
+        ``[P,HW,64]``): only the 9 small maps are turned back, not the 64
+        (ONNX Runtime: one 16 MB transpose a prompt fewer, 5-9% of the decoder).
         """
         conv1, norm, act, conv2 = self.embedding_maskfeature
-        x = act(norm(conv1(upscaled_sam)))  # [P, 64, H, W]
-        p, c, h, w = x.shape
+        c = int(norm.weight.shape[0])  # static: the graph keeps no shape-dependent reshape
+        x = conv1(upscaled_sam).permute(0, 2, 3, 1)  # [P, H, W, 64]
+        x = act(torch.nn.functional.layer_norm(x, (c,), norm.weight, norm.bias, norm.eps))
+        p, h, w, _ = x.shape
         kh, kw = conv2.kernel_size
         weight = (hyper_hq @ conv2.weight.reshape(conv2.out_channels, -1)).reshape(p, c, kh * kw)
-        z = (weight.transpose(1, 2) @ x.reshape(p, c, h * w)).reshape(p, kh * kw, h, w)
+        z = (x.reshape(p, h * w, c) @ weight).transpose(1, 2).reshape(p, kh * kw, h, w)
         z = torch.nn.functional.pad(z, (kw // 2, kw // 2, kh // 2, kh // 2))
         bias = (hyper_hq @ conv2.bias).reshape(p, 1, 1)
         out = bias + (hyper_hq @ hq_features.reshape(hq_features.shape[1], h * w)).reshape(p, h, w)  # one image
