@@ -19,7 +19,9 @@ against the official eager code's: max |difference| / max |official|.
 Decoder: the official exported decoder (``SamOnnxModel`` as sam-hq's ``scripts/export_onnx_model.py`` builds it:
 one prompt a call, every ViT feature fed and fused per call, upscaling to the original size inside) against our
 ``decoder.onnx`` with P prompts in one call (``--prompts``), per prompt, graph alone and with our upscaling of the
-chosen mask to the original size (the like-for-like figure: the official graph upscales inside).
+chosen mask to the original size (the like-for-like figure: the official graph upscales inside);
+``--decoder NAME=FILE`` times another decoder graph beside ours, graph alone (an A/B of one change: speed only,
+its weights need not be these). ``--skip-encoder`` leaves the encoder's figures out.
 
 FMA peak: the encoder's FLOPs counted once (``torch.utils.flop_counter`` over our PyTorch model: matmuls and
 convolutions, 2 per multiply-add), against this CPU's peak = cores x FP32 FLOPs per cycle x clock. FLOPs per cycle
@@ -30,6 +32,7 @@ measured here by a chain of dependent integer adds (one a cycle) compiled with `
 
     python benchmarks/cpu_speed.py --backbones vit_tiny vit_b --rounds 3 --iters 2
     python benchmarks/cpu_speed.py --backbones vit_tiny --skip-decoder --encoder before=old/encoder.onnx
+    python benchmarks/cpu_speed.py --skip-encoder --decoder before=old/decoder.onnx
 """
 
 from __future__ import annotations
@@ -75,6 +78,7 @@ class BackboneResult:
     decoder_official_ms: float = 0.0  # one prompt, one call
     decoder_ms: dict[int, float] = field(default_factory=dict)  # P -> one call of P prompts
     decoder_upscaled_ms: dict[int, float] = field(default_factory=dict)  # same + upscaling the chosen masks
+    decoder_other_ms: dict[str, dict[int, float]] = field(default_factory=dict)  # --decoder NAME -> P -> ms
 
 
 # --- the official model and the peer graphs ----------------------------------------------------------------------
@@ -249,16 +253,25 @@ def bench_backbone(backbone: str, args: argparse.Namespace, workdir: Path) -> Ba
     torch.save(official.state_dict(), checkpoint)
     ours_folder = workdir / f"hq_{backbone}"
     export_artifacts(ExportSpec(backbone=backbone, checkpoint=str(checkpoint), out=str(ours_folder)))
-    plain = workdir / f"plain_{backbone}.onnx"
-    plain_encoder_onnx(official, plain)
-
-    from hqsam_edge.model.build import build_model
-
-    result.encoder_gflop = encoder_gflop(build_model(backbone, "hq", checkpoint))
     backend = open_backend(ours_folder, backend="onnxruntime", providers=["cpu"])
     backend.activate()
-    int8 = ours_int8(ours_folder, result) if args.int8 else None
     image = np.random.default_rng(0).normal(size=C.IMAGE.concrete(B=1)).astype(np.float32)
+    if not args.skip_encoder:
+        bench_encoder(result, official, checkpoint, ours_folder, backend, image, args, workdir)
+    if not args.skip_decoder:
+        bench_decoder(result, official, backend, image, args, workdir)
+    backend.deactivate()
+    return result
+
+
+def bench_encoder(result: BackboneResult, official: torch.nn.Module, checkpoint: Path, ours_folder: Path, backend,
+                  image: np.ndarray, args: argparse.Namespace, workdir: Path) -> None:
+    from hqsam_edge.model.build import build_model
+
+    plain = workdir / f"plain_{result.backbone}.onnx"
+    plain_encoder_onnx(official, plain)
+    result.encoder_gflop = encoder_gflop(build_model(result.backbone, "hq", checkpoint))
+    int8 = ours_int8(ours_folder, result) if args.int8 else None
     x = torch.from_numpy(image)
     sessions = {"plain export": default_session(plain, args.threads)}
     for spec in args.encoder:
@@ -274,7 +287,7 @@ def bench_backbone(backbone: str, args: argparse.Namespace, workdir: Path) -> Ba
     calls["ours"] = lambda: backend.encode(image)
     if int8 is not None:
         calls["ours int8"] = lambda: int8.encode(image)
-    print(f"## {backbone}: encoder", flush=True)
+    print(f"## {result.backbone}: encoder", flush=True)
     result.encoder_ms = interleaved(calls, args.rounds, args.iters)
 
     reference = official_encoder_outputs(official, x)
@@ -288,10 +301,6 @@ def bench_backbone(backbone: str, args: argparse.Namespace, workdir: Path) -> Ba
         int8.deactivate()
     for name, s in sessions.items():
         result.encoder_parity[name] = relative_error(s.run(None, {C.IMAGE.name: image})[0], reference[0])
-    if not args.skip_decoder:
-        bench_decoder(result, official, backend, image, args, workdir)
-    backend.deactivate()
-    return result
 
 
 def ours_int8(folder: Path, result: BackboneResult):
@@ -337,19 +346,36 @@ def bench_decoder(result: BackboneResult, official: torch.nn.Module, backend, im
             T.postprocess_masks(out["low_res_masks"], INPUT, ORIGINAL)
         return call
 
+    numpy_features = backend.features_to_numpy(features)
+    others = {name: default_session(Path(path), args.threads) for name, path in
+              (spec.split("=", 1) for spec in args.decoder)}
+
+    def other(session, p: int):
+        feeds = {**numpy_features, **prompts(p)}
+        return lambda: session.run(None, feeds)
+
     calls: dict[str, Callable[[], object]] = {"official, 1 prompt": lambda: off.run(None, off_feeds)}
     for p in args.prompts:
         calls[f"ours P={p}"] = tokens(p)
         calls[f"ours P={p} + upscaling"] = upscaled(p)
+        calls.update({f"{name} P={p}": other(session, p) for name, session in others.items()})
     ms = interleaved(calls, args.rounds, args.iters)
     result.decoder_official_ms = ms["official, 1 prompt"]
     result.decoder_ms = {p: ms[f"ours P={p}"] for p in args.prompts}
     result.decoder_upscaled_ms = {p: ms[f"ours P={p} + upscaling"] for p in args.prompts}
+    result.decoder_other_ms = {name: {p: ms[f"{name} P={p}"] for p in args.prompts} for name in others}
 
 
 # --- report -------------------------------------------------------------------------------------------------------
 
 def report(result: BackboneResult, peak_gflops: float | None) -> None:
+    if result.encoder_ms:
+        report_encoder(result, peak_gflops)
+    if result.decoder_ms:
+        report_decoder(result)
+
+
+def report_encoder(result: BackboneResult, peak_gflops: float | None) -> None:
     enc = result.encoder_ms
     print(f"\n### {result.backbone}: encoder, ms (median)   [parity: max |diff| / max |official|]")
     for name, ms in enc.items():
@@ -368,8 +394,9 @@ def report(result: BackboneResult, peak_gflops: float | None) -> None:
     if peak_gflops:
         line += f" = {100 * achieved / peak_gflops:.0f}% of the FMA peak ({peak_gflops:.0f} GFLOP/s)"
     print(line)
-    if not result.decoder_ms:
-        return
+
+
+def report_decoder(result: BackboneResult) -> None:
     off = result.decoder_official_ms
     one = result.decoder_ms[min(result.decoder_ms)]
     print(f"\n### {result.backbone}: decoder, ms per prompt (official: one prompt a call, {off:.1f} ms)")
@@ -377,6 +404,9 @@ def report(result: BackboneResult, peak_gflops: float | None) -> None:
     for p, ms in result.decoder_ms.items():
         up = result.decoder_upscaled_ms[p]
         print(f"{p:>4}{ms / p:14.1f}{up / p:13.1f}{off / (ms / p):14.2f}x{off / (up / p):13.2f}x{ms / one:9.2f}x")
+    for name, times in result.decoder_other_ms.items():
+        print(f"{name}, graph alone, ms per prompt (and ours x faster): "
+              + ", ".join(f"P={p} {ms / p:.1f} ({ms / result.decoder_ms[p]:.2f}x)" for p, ms in times.items()))
 
 
 def main() -> None:
@@ -389,16 +419,21 @@ def main() -> None:
     parser.add_argument("--encoder", action="append", default=[], metavar="NAME=FILE",
                         help="another encoder graph to time beside ours (repeat)")
     parser.add_argument("--skip-eager", action="store_true", help="leave out the official eager encoder")
+    parser.add_argument("--skip-encoder", action="store_true",
+                        help="time the decoders only (the encoder runs once, for their input)")
     parser.add_argument("--skip-decoder", action="store_true")
+    parser.add_argument("--decoder", action="append", default=[], metavar="NAME=FILE",
+                        help="another decoder graph (same inputs as ours) to time beside ours at each P (repeat)")
     parser.add_argument("--int8", action="store_true",
                         help="also build and time our INT8 graph for ONNX Runtime (with the layer search: minutes)")
     parser.add_argument("--clock-ghz", type=float, default=None, help="default: measured")
     parser.add_argument("--flops-per-cycle", type=int, default=None, help="default: from the CPU's flags")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
-    for spec in args.encoder:
-        if "=" not in spec or not Path(spec.split("=", 1)[1]).is_file():
-            parser.error(f"--encoder {spec}: give NAME=FILE with an existing ONNX file")
+    for flag, specs in (("--encoder", args.encoder), ("--decoder", args.decoder)):
+        for spec in specs:
+            if "=" not in spec or not Path(spec.split("=", 1)[1]).is_file():
+                parser.error(f"{flag} {spec}: give NAME=FILE with an existing ONNX file")
 
     import onnxruntime
 
