@@ -163,7 +163,7 @@ def test_reduced_vit_b_export(make_checkpoint, tmp_path):
     from hqsam_edge import build_model
     from tests.conftest import reduced_spec
 
-    model = build_model("vit_b", "hq", make_checkpoint("vit_b", "hq", 4), spec=reduced_spec("vit_b", 4))
+    model = build_model("vit_b", "hq", make_checkpoint("vit_b", "hq", 2), spec=reduced_spec("vit_b", 2))
     export_model(model, tmp_path, opset=17)
     parity = verify_export(model, tmp_path, multimask_output=False, hq_token_only=False)
     assert parity["encoder"]["hq_features"]["rel_error"] < 1e-3

@@ -2,7 +2,8 @@
 130 / 143 with one line, no staging folder, no temporary file, the manifest unchanged or complete; killed
 with SIGKILL: the next run removes what the dead process left once it starts, and succeeds.
 
-Real processes (``python -m hqsam_edge.cli``), signals sent when the work reaches a stage (a file or folder
+Real processes (the command line run by ``small_export.py`` / ``small_build.py``: smaller problems, the
+same code path), signals sent when the work reaches a stage (a file or folder
 appears), so the points do not depend on this machine's speed. ``TMPDIR`` is a test folder, so that the
 temporaries of the libraries the commands call (``tempfile``) are checked too.
 """
@@ -26,6 +27,7 @@ from hqsam_edge.pipeline.verify import verify_folder
 
 ROOT = Path(__file__).resolve().parents[2]
 SMALL_BUILD = Path(__file__).with_name("small_build.py")
+SMALL_EXPORT = Path(__file__).with_name("small_export.py")  # TinyViT with one block a stage
 
 
 def start(cmd: list[str], tmpdir: Path) -> subprocess.Popen:
@@ -75,7 +77,7 @@ def found(folder: Path, pattern: str) -> bool:
 
 def test_export_interrupted_at_several_points_leaves_nothing(tmp_path):
     out, tmpdir = tmp_path / "hq_vit_tiny", tmp_path / "tmp"
-    cmd = [sys.executable, "-m", "hqsam_edge.cli", "export", "--random-weights", "--out", str(out)]
+    cmd = [sys.executable, str(SMALL_EXPORT), "export", "--random-weights", "--out", str(out)]
     staging = f".{out.name}.{MARK}*"
     points = [(signal.SIGINT, "the staging folder", staging),
               (signal.SIGTERM, "the encoder graph traced", f"{staging}/.raw_encoder.onnx/graph.onnx"),
