@@ -199,9 +199,12 @@ def _dynamic(folder):
     manifest.write(folder)
 
 
-def test_dynamic_int8_is_a_cpu_graph(gpu_onnxruntime, folder):
+def test_dynamic_int8_is_a_cpu_graph(gpu_onnxruntime, folder, monkeypatch):
     """Activations ranged per call are uint8 GEMMs, which ONNX Runtime's CUDA kernels do not run: an automatic choice
     takes the CPU, a CUDA request is refused with what to use instead; TensorRT still runs its own Q/DQ layout."""
+    from hqsam_edge import hardware
+
+    monkeypatch.setattr(hardware, "u8s8_saturates", lambda *a, **k: False)  # no saturation warning on any host
     _with_precision_graphs(folder, (("onnxruntime", "fp16"), ("onnxruntime", "int8"), ("tensorrt", "int8")))
     _dynamic(folder)
     auto = open_backend(folder, backend="onnxruntime", precision="int8")
