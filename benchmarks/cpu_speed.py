@@ -434,6 +434,8 @@ def main() -> None:
         for spec in specs:
             if "=" not in spec or not Path(spec.split("=", 1)[1]).is_file():
                 parser.error(f"{flag} {spec}: give NAME=FILE with an existing ONNX file")
+    if args.skip_encoder and (args.encoder or args.int8 or args.skip_decoder):
+        parser.error("--skip-encoder leaves nothing to time for --encoder, --int8 or --skip-decoder: drop one")
 
     import onnxruntime
 
