@@ -1,7 +1,7 @@
 """``hqsam-edge`` with a smaller Light HQ-SAM, for tests that interrupt ``export`` at several points.
 
 TinyViT with one block a stage instead of (2, 2, 6, 2): the same kinds of layers, the same graphs' inputs and
-outputs, the same stages of the command (trace, check, simplify, verify), in a third of the time.
+outputs, the same stages of the command (trace, check, simplify, verify), each export a third shorter.
 Run as ``python tests/pipeline/small_export.py export --random-weights --out DIR ...``.
 """
 
